@@ -1,0 +1,880 @@
+/*
+ * invsync_sync.sql
+ *	  Second part of the install script: marketplace channels (apps, shops,
+ *	  listings), the sync queue that triggers on stock fill, the attempt log
+ *	  the worker writes, and the views and functions that run them.
+ *
+ * The worker (src/worker.c) claims due queue rows with a lease, commits,
+ * calls the marketplace, and records the outcome in a new transaction with
+ * compare-and-set on the version it pushed (invsync._record_*).  "Newer" is
+ * decided only by the per-listing version.
+ */
+
+/* ---------------------------------------------------------------------
+ * Channels
+ * --------------------------------------------------------------------- */
+CREATE SEQUENCE invsync.channel_id_seq AS bigint;
+
+CREATE TABLE invsync.apps (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	app_id		bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	channel		text NOT NULL,
+	name		text,
+	app_key		text NOT NULL,
+	app_secret	text NOT NULL,
+	push_secret text,
+	base_url	text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, app_id),
+	CONSTRAINT app_channel
+		CHECK (channel IN ('shopee', 'tiktok', 'tokopedia', 'lazada')),
+	CONSTRAINT app_base_url
+		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$')
+);
+COMMENT ON TABLE invsync.apps IS
+	'marketplace app credentials (Shopee partner id and key, ...); secrets readable only by invsync_admin and the worker';
+COMMENT ON COLUMN invsync.apps.base_url IS
+	'API host override (tests, demo, sandbox); NULL means the channel''s production host';
+COMMENT ON COLUMN invsync.apps.push_secret IS
+	'key that signs webhooks when it differs from app_secret';
+
+CREATE TABLE invsync.shops (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	shop_id		bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	app_id		bigint NOT NULL,
+	external_shop_id text NOT NULL,
+	region		text,
+	access_token text,
+	access_expires_at timestamptz,
+	refresh_token text,
+	refresh_expires_at timestamptz,
+	token_state text NOT NULL DEFAULT 'ok',
+	token_error text,
+	refresh_lease_until timestamptz,
+	uses_locations boolean NOT NULL DEFAULT false,
+	rate_limit_per_sec numeric NOT NULL DEFAULT 10,
+	max_in_flight integer NOT NULL DEFAULT 4,
+	enabled		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, shop_id),
+	UNIQUE (tenant_id, app_id, external_shop_id),
+	FOREIGN KEY (tenant_id, app_id) REFERENCES invsync.apps (tenant_id, app_id),
+	CONSTRAINT shop_token_state CHECK (token_state IN ('ok', 'reauthorize')),
+	CONSTRAINT shop_rate_limit CHECK (rate_limit_per_sec > 0 AND rate_limit_per_sec <= 100000),
+	CONSTRAINT shop_max_in_flight CHECK (max_in_flight BETWEEN 1 AND 1000)
+);
+COMMENT ON TABLE invsync.shops IS
+	'one seller shop on a marketplace app, with its tokens, rate limit and in-flight cap';
+COMMENT ON COLUMN invsync.shops.token_state IS
+	'reauthorize: the refresh token is spent or refused; the seller must authorise again (set_shop_tokens)';
+
+CREATE TABLE invsync.listings (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	listing_id	bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	shop_id		bigint NOT NULL,
+	sku			text NOT NULL,
+	external_item_id text NOT NULL,
+	external_model_id text,
+	external_location_id text,
+	source_locations text[],
+	buffer		bigint NOT NULL DEFAULT 0,
+	allocation_percent numeric NOT NULL DEFAULT 100,
+	min_level	bigint,
+	max_level	bigint,
+	enabled		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, listing_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	FOREIGN KEY (tenant_id, sku) REFERENCES invsync.items (tenant_id, sku),
+	CONSTRAINT listing_buffer CHECK (buffer >= 0),
+	CONSTRAINT listing_allocation CHECK (allocation_percent BETWEEN 0 AND 100),
+	CONSTRAINT listing_bounds CHECK (min_level >= 0 AND max_level >= 0
+									 AND (min_level IS NULL OR max_level IS NULL
+										  OR min_level <= max_level))
+);
+CREATE UNIQUE INDEX listings_external_key
+	ON invsync.listings (tenant_id, shop_id, external_item_id,
+						 coalesce(external_model_id, ''),
+						 coalesce(external_location_id, ''));
+CREATE INDEX listings_sku_idx ON invsync.listings (tenant_id, sku);
+COMMENT ON TABLE invsync.listings IS
+	'a sku offered in a shop: the marketplace''s ids for it and the terms of the level it publishes';
+COMMENT ON COLUMN invsync.listings.source_locations IS
+	'locations whose stock backs this listing; NULL means all';
+COMMENT ON COLUMN invsync.listings.min_level IS
+	'below this the listing publishes 0, keeping the last units for other channels';
+
+/*
+ * The level a listing publishes: available stock over its source
+ * locations (bundle-aware), less the buffer, times the allocation, 0 below
+ * min_level, at most max_level.  One definition, used by the queue trigger,
+ * the listing_levels view and resync().
+ */
+CREATE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
+										   p_source_locations text[])
+	RETURNS bigint
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	  FROM invsync._expand_bundle(p_tenant, p_sku) e
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
+			   AND (p_source_locations IS NULL
+					OR s.location = ANY (p_source_locations))) a ON true
+$$;
+
+CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
+									   p_allocation_percent numeric,
+									   p_min_level bigint, p_max_level bigint)
+	RETURNS bigint
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT CASE
+			 WHEN p_min_level IS NOT NULL AND level < p_min_level THEN 0
+			 WHEN p_max_level IS NOT NULL AND level > p_max_level THEN p_max_level
+			 ELSE level
+		   END
+	  FROM (SELECT greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))::bigint
+				   AS level) l
+$$;
+
+/*
+ * The view reads through a SECURITY DEFINER function: readers may see
+ * levels but not the tables (nor the secrets) behind them.
+ */
+CREATE FUNCTION invsync._listing_levels()
+	RETURNS TABLE (listing_id bigint, shop_id bigint, channel text,
+				   external_shop_id text, sku text, external_item_id text,
+				   external_model_id text, external_location_id text,
+				   source_locations text[], available bigint, buffer bigint,
+				   allocation_percent numeric, min_level bigint, max_level bigint,
+				   level bigint, enabled boolean, sync_state text,
+				   pushed_level bigint, pushed_at timestamptz)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
+		   l.external_item_id, l.external_model_id, l.external_location_id,
+		   l.source_locations, v.available, l.buffer, l.allocation_percent,
+		   l.min_level, l.max_level,
+		   invsync._publish_level(v.available, l.buffer, l.allocation_percent,
+								  l.min_level, l.max_level),
+		   l.enabled AND s.enabled, q.state, q.pushed_level, q.pushed_at
+	  FROM invsync.listings l
+	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q
+		ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
+	 CROSS JOIN LATERAL (
+			SELECT invsync._listing_available(l.tenant_id, l.sku, l.source_locations)
+				   AS available) v
+	 WHERE l.tenant_id = invsync.current_tenant()
+$$;
+
+/* ---------------------------------------------------------------------
+ * The sync queue: one row per listing, holding the newest level
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.sync_queue (
+	tenant_id	bigint NOT NULL,
+	listing_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	target_level bigint,
+	version		bigint NOT NULL DEFAULT 1,
+	force_push	boolean NOT NULL DEFAULT false,
+	state		text NOT NULL DEFAULT 'pending',
+	due_at		timestamptz NOT NULL DEFAULT now(),
+	lease_until timestamptz,
+	claimed_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	correlation_ids text[] NOT NULL,
+	changed_at	timestamptz NOT NULL DEFAULT now(),
+	last_error_class text,
+	last_error	text,
+	pushed_level bigint,
+	pushed_version bigint,
+	pushed_at	timestamptz,
+	PRIMARY KEY (tenant_id, listing_id),
+	FOREIGN KEY (tenant_id, listing_id)
+		REFERENCES invsync.listings (tenant_id, listing_id) ON DELETE CASCADE,
+	CONSTRAINT sync_queue_state CHECK (state IN ('pending', 'synced', 'dead'))
+) WITH (fillfactor = 70);
+CREATE INDEX sync_queue_due_idx
+	ON invsync.sync_queue (tenant_id, shop_id, due_at) WHERE state = 'pending';
+CREATE INDEX sync_queue_leased_idx
+	ON invsync.sync_queue (tenant_id, shop_id)
+	WHERE state = 'pending' AND lease_until IS NOT NULL;
+COMMENT ON TABLE invsync.sync_queue IS
+	'per listing: a change to publish (pending), the last level published (synced), or a dead letter';
+COMMENT ON COLUMN invsync.sync_queue.target_level IS
+	'the level computed when the row was last claimed: the one in flight or last tried';
+COMMENT ON COLUMN invsync.sync_queue.version IS
+	'bumped on every new target level; the worker records outcomes only if the version it claimed is unchanged';
+COMMENT ON COLUMN invsync.sync_queue.correlation_ids IS
+	'correlation ids of the changes not yet published, newest last, at most 10';
+COMMENT ON COLUMN invsync.sync_queue.changed_at IS
+	'when the oldest unpublished change arrived';
+COMMENT ON COLUMN invsync.sync_queue.force_push IS
+	'publish even if the level equals the one last published (resync)';
+
+CREATE VIEW invsync.listing_levels AS
+	SELECT * FROM invsync._listing_levels();
+COMMENT ON VIEW invsync.listing_levels IS
+	'per listing of the current tenant: the level it would publish now, the terms it comes from, and what was last published';
+
+/* correlation ids kept per queue row */
+CREATE FUNCTION invsync._append_correlation_id(p_ids text[], p_id text)
+	RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT CASE
+			 WHEN p_id = ANY (p_ids) THEN p_ids
+			 WHEN cardinality(p_ids) >= 10 THEN p_ids[cardinality(p_ids) - 8:] || p_id
+			 ELSE p_ids || p_id
+		   END
+$$;
+
+CREATE FUNCTION invsync._wake_worker() RETURNS void
+	AS 'MODULE_PATHNAME', 'invsync_wake_worker'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION invsync._wake_worker() IS
+	'wake the sync worker when the current transaction commits';
+
+/*
+ * Mark every enabled listing of the given skus (the bundles containing them
+ * included) as changed: a new version, pending unless dead-lettered.  The
+ * level itself is computed when the worker claims the row, from committed
+ * stock: a level computed here could miss a concurrent transaction's change
+ * at another location or of another component, and whichever of the two
+ * committed last would publish a stale level.  Dead letters keep their
+ * state; retry_dead() sends them again.
+ */
+CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
+									  p_location text, p_force boolean DEFAULT false)
+	RETURNS integer
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	v_count		integer;
+BEGIN
+	INSERT INTO invsync.sync_queue AS q
+		(tenant_id, listing_id, shop_id, force_push, correlation_ids)
+	SELECT l.tenant_id, l.listing_id, l.shop_id, p_force,
+		   ARRAY[invsync.correlation_id()]
+	  FROM invsync.listings l
+	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+	 WHERE l.tenant_id = p_tenant
+	   AND l.sku IN (WITH RECURSIVE up (sku) AS (
+						 SELECT unnest(p_skus)
+						 UNION
+						 SELECT c.bundle_sku
+						   FROM up
+						   JOIN invsync.bundle_components c
+							 ON c.tenant_id = p_tenant AND c.component_sku = up.sku)
+					 SELECT up.sku FROM up)
+	   AND l.enabled AND s.enabled
+	   AND (p_location IS NULL OR l.source_locations IS NULL
+			OR p_location = ANY (l.source_locations))
+	 ORDER BY l.tenant_id, l.listing_id
+	ON CONFLICT (tenant_id, listing_id) DO UPDATE
+		SET version = q.version + 1,
+			force_push = q.force_push OR excluded.force_push,
+			state = CASE q.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+			due_at = CASE q.state WHEN 'synced' THEN excluded.due_at ELSE q.due_at END,
+			attempts = CASE q.state WHEN 'synced' THEN 0 ELSE q.attempts END,
+			changed_at = CASE q.state WHEN 'synced' THEN excluded.changed_at ELSE q.changed_at END,
+			correlation_ids = CASE q.state
+								WHEN 'synced' THEN excluded.correlation_ids
+								ELSE invsync._append_correlation_id(q.correlation_ids,
+																	excluded.correlation_ids[1])
+							  END;
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	IF v_count > 0 THEN
+		PERFORM invsync._wake_worker();
+	END IF;
+	RETURN v_count;
+END
+$$;
+
+/* stock_levels trigger: only a change of available stock can move a level */
+CREATE FUNCTION invsync._stock_changed() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER stock_levels_enqueue_insert
+	AFTER INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.on_hand <> NEW.reserved)
+	EXECUTE FUNCTION invsync._stock_changed();
+CREATE TRIGGER stock_levels_enqueue_update
+	AFTER UPDATE ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.on_hand - NEW.reserved IS DISTINCT FROM OLD.on_hand - OLD.reserved)
+	EXECUTE FUNCTION invsync._stock_changed();
+
+/* a listing's own terms changed, or a listing or shop was (re-)enabled */
+CREATE FUNCTION invsync._listing_changed() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'shops' THEN
+		PERFORM invsync._enqueue_skus(NEW.tenant_id,
+									  ARRAY(SELECT l.sku FROM invsync.listings l
+											 WHERE l.tenant_id = NEW.tenant_id
+											   AND l.shop_id = NEW.shop_id),
+									  NULL);
+	ELSE
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER listings_enqueue
+	AFTER INSERT OR UPDATE OF sku, external_item_id, external_model_id,
+		external_location_id, source_locations, buffer, allocation_percent,
+		min_level, max_level, enabled
+	ON invsync.listings
+	FOR EACH ROW EXECUTE FUNCTION invsync._listing_changed();
+CREATE TRIGGER shops_enqueue
+	AFTER UPDATE OF enabled ON invsync.shops
+	FOR EACH ROW WHEN (NEW.enabled AND NOT OLD.enabled)
+	EXECUTE FUNCTION invsync._listing_changed();
+
+/* so do its bundle's components */
+CREATE FUNCTION invsync._bundle_changed() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		PERFORM invsync._enqueue_skus(OLD.tenant_id, ARRAY[OLD.bundle_sku], NULL);
+	ELSE
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.bundle_sku], NULL);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER bundle_components_enqueue
+	AFTER INSERT OR UPDATE OR DELETE ON invsync.bundle_components
+	FOR EACH ROW EXECUTE FUNCTION invsync._bundle_changed();
+
+/* ---------------------------------------------------------------------
+ * Attempts: one row per HTTP request the worker made
+ * --------------------------------------------------------------------- */
+CREATE SEQUENCE invsync.attempt_id_seq AS bigint;
+
+CREATE TABLE invsync.sync_attempts (
+	tenant_id	bigint NOT NULL,
+	attempt_id	bigint NOT NULL DEFAULT nextval('invsync.attempt_id_seq'),
+	shop_id		bigint NOT NULL,
+	channel		text NOT NULL,
+	kind		text NOT NULL,
+	listing_ids bigint[] NOT NULL,
+	versions	bigint[] NOT NULL,
+	levels		bigint[] NOT NULL,
+	correlation_id text NOT NULL,
+	request_url text NOT NULL,
+	http_status integer,
+	outcome		text NOT NULL,
+	error_class text,
+	error_message text,
+	marketplace_request_id text,
+	latency_ms	double precision NOT NULL,
+	started_at	timestamptz NOT NULL,
+	PRIMARY KEY (tenant_id, attempt_id),
+	CONSTRAINT attempt_kind CHECK (kind IN ('stock_update', 'token_refresh')),
+	CONSTRAINT attempt_outcome
+		CHECK (outcome IN ('ok', 'partial', 'retry', 'throttled', 'auth', 'permanent'))
+);
+CREATE INDEX sync_attempts_started_idx ON invsync.sync_attempts USING brin (started_at);
+CREATE INDEX sync_attempts_shop_idx ON invsync.sync_attempts (tenant_id, shop_id, attempt_id);
+COMMENT ON TABLE invsync.sync_attempts IS
+	'one row per marketplace HTTP request: correlation id, status, latency, outcome, redacted error; kept invsync.attempt_retention';
+COMMENT ON COLUMN invsync.sync_attempts.correlation_id IS
+	'the X-Correlation-ID header sent: the correlation ids of the changes the request published';
+COMMENT ON COLUMN invsync.sync_attempts.request_url IS
+	'the request URL with every secret replaced by [redacted]';
+
+/* ---------------------------------------------------------------------
+ * Worker protocol.  The worker calls these with parameters only (no
+ * VOLATILE function inside UPDATE ... SET: "now" comes from the worker).
+ * --------------------------------------------------------------------- */
+
+/*
+ * Claim due rows: per shop at most what its in-flight cap times the
+ * largest batch allows, and no more than its rate limit can send within a
+ * quarter of the lease, minus rows it already holds; so one shop's backlog
+ * never starves another's and a claimed row is sent long before its lease
+ * ends.
+ *
+ * The levels are computed by a second statement, after the rows are
+ * locked: its snapshot includes every transaction that changed stock
+ * before our lock, and any later one must wait for our lock to bump the
+ * version, so the level pushed is never older than the version claimed.
+ * Rows whose level equals the one already published are settled here
+ * without a call.
+ */
+CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
+							   p_max_batch integer)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
+				   version bigint, target_level bigint, attempts integer,
+				   correlation_ids text[], channel text,
+				   external_item_id text, external_model_id text,
+				   external_location_id text)
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	v_tenants	bigint[];
+	v_listings	bigint[];
+BEGIN
+	WITH slots AS (
+		SELECT s.tenant_id, s.shop_id,
+			   least(s.max_in_flight * p_max_batch,
+					 ceil(s.rate_limit_per_sec * extract(epoch FROM p_lease) / 4))::integer
+			   - (SELECT count(*)
+					FROM invsync.sync_queue h
+				   WHERE h.tenant_id = s.tenant_id AND h.shop_id = s.shop_id
+					 AND h.state = 'pending' AND h.lease_until IS NOT NULL
+					 AND h.lease_until > p_now)::integer AS free
+		  FROM invsync.shops s
+		 WHERE s.enabled AND s.token_state = 'ok'
+	),
+	picked AS (
+		SELECT c.tenant_id, c.listing_id
+		  FROM slots
+		 CROSS JOIN LATERAL (
+				SELECT q.tenant_id, q.listing_id
+				  FROM invsync.sync_queue q
+				 WHERE q.tenant_id = slots.tenant_id AND q.shop_id = slots.shop_id
+				   AND q.state = 'pending' AND q.due_at <= p_now
+				   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
+				 ORDER BY q.due_at
+				 LIMIT greatest(slots.free, 0)
+				   FOR UPDATE OF q SKIP LOCKED) c
+		 LIMIT p_limit
+	),
+	leased AS (
+		UPDATE invsync.sync_queue q
+		   SET lease_until = p_now + p_lease,
+			   claimed_version = q.version,
+			   attempts = q.attempts + 1
+		  FROM picked
+		 WHERE q.tenant_id = picked.tenant_id AND q.listing_id = picked.listing_id
+		RETURNING q.tenant_id, q.listing_id)
+	SELECT array_agg(leased.tenant_id), array_agg(leased.listing_id)
+	  INTO v_tenants, v_listings
+	  FROM leased;
+
+	IF v_tenants IS NULL THEN
+		RETURN;
+	END IF;
+
+	/* a new statement, so a new snapshot: see the comment above */
+	UPDATE invsync.sync_queue q
+	   SET target_level = lv.level
+	  FROM (SELECT l.tenant_id, l.listing_id,
+				   invsync._publish_level(invsync._listing_available(l.tenant_id, l.sku, l.source_locations),
+										  l.buffer, l.allocation_percent,
+										  l.min_level, l.max_level) AS level
+			  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+			  JOIN invsync.listings l
+				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id) lv
+	 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id;
+
+	/* nothing to publish: the marketplace already shows this level */
+	UPDATE invsync.sync_queue q
+	   SET state = 'synced', lease_until = NULL, attempts = 0,
+		   pushed_version = q.version, changed_at = p_now,
+		   last_error_class = NULL, last_error = NULL
+	  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+	 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+	   AND NOT q.force_push AND q.pushed_level = q.target_level;
+
+	RETURN QUERY
+		SELECT q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
+			   q.attempts, q.correlation_ids, a.channel, l.external_item_id,
+			   l.external_model_id, l.external_location_id
+		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+		  JOIN invsync.sync_queue q
+			ON q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+		  JOIN invsync.listings l
+			ON l.tenant_id = q.tenant_id AND l.listing_id = q.listing_id
+		  JOIN invsync.shops s ON s.tenant_id = q.tenant_id AND s.shop_id = q.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE q.lease_until IS NOT NULL
+		 ORDER BY q.tenant_id, q.shop_id, l.external_item_id;
+END
+$$;
+
+/* the credentials of a shop, for the worker only */
+CREATE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
+	RETURNS TABLE (channel text, external_shop_id text, region text,
+				   app_key text, app_secret text, access_token text,
+				   refresh_token text, base_url text, uses_locations boolean,
+				   rate_limit_per_sec double precision, max_in_flight integer,
+				   access_expires_at timestamptz, token_state text)
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
+		   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
+		   s.rate_limit_per_sec::double precision, s.max_in_flight,
+		   s.access_expires_at, s.token_state
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+$$;
+
+/*
+ * Record what became of a batch of claimed rows, and the attempts that
+ * produced it, in one statement each.  An outcome applies only if the row
+ * is still claimed at the version pushed (compare-and-set): ok makes it
+ * synced, or pending again at once when a newer version came in meanwhile;
+ * retry makes it pending, due after the worker's backoff; dead makes it a
+ * dead letter.  Rows are locked in key order with SKIP LOCKED, so the worker
+ * never waits on (nor deadlocks with) an application transaction that is
+ * queueing a change: the keys it could not lock are returned, and the worker
+ * records them again a moment later.
+ *
+ * p_outcomes: [{tenant_id, listing_id, version, level, outcome, due_in_ms,
+ *				 error_class, error}]
+ * p_attempts: [{tenant_id, shop_id, channel, kind, listing_ids, versions,
+ *				 levels, correlation_id, request_url, http_status, outcome,
+ *				 error_class, error_message, marketplace_request_id,
+ *				 latency_ms, started_at_ms}]
+ */
+CREATE FUNCTION invsync._record_batch(p_outcomes jsonb, p_attempts jsonb, p_now timestamptz)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint)
+	LANGUAGE plpgsql
+	AS $$
+BEGIN
+	INSERT INTO invsync.sync_attempts
+		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
+		 correlation_id, request_url, http_status, outcome, error_class,
+		 error_message, marketplace_request_id, latency_ms, started_at)
+	SELECT a.tenant_id, a.shop_id, a.channel, a.kind, a.listing_ids, a.versions,
+		   a.levels, a.correlation_id, a.request_url, a.http_status, a.outcome,
+		   a.error_class, a.error_message, a.marketplace_request_id, a.latency_ms,
+		   to_timestamp(a.started_at_ms / 1000.0)
+	  FROM jsonb_to_recordset(p_attempts) AS a
+			(tenant_id bigint, shop_id bigint, channel text, kind text,
+			 listing_ids bigint[], versions bigint[], levels bigint[],
+			 correlation_id text, request_url text, http_status integer,
+			 outcome text, error_class text, error_message text,
+			 marketplace_request_id text, latency_ms double precision,
+			 started_at_ms double precision);
+
+	RETURN QUERY
+	WITH o AS (
+		SELECT * FROM jsonb_to_recordset(p_outcomes) AS x
+			(tenant_id bigint, listing_id bigint, version bigint, level bigint,
+			 outcome text, due_in_ms bigint, error_class text, error text)
+	),
+	locked AS (
+		SELECT q.tenant_id, q.listing_id
+		  FROM invsync.sync_queue q
+		  JOIN o ON o.tenant_id = q.tenant_id AND o.listing_id = q.listing_id
+		 ORDER BY q.tenant_id, q.listing_id
+		   FOR UPDATE OF q SKIP LOCKED
+	),
+	recorded AS (			/* data-modifying: runs whether read or not */
+		UPDATE invsync.sync_queue q
+		   SET lease_until = NULL,
+			   state = CASE
+						 WHEN o.outcome = 'dead' THEN 'dead'
+						 WHEN o.outcome = 'ok' AND q.version = o.version THEN 'synced'
+						 ELSE 'pending'
+					   END,
+			   due_at = p_now + o.due_in_ms * interval '1 millisecond',
+			   attempts = CASE WHEN o.outcome = 'ok' THEN 0 ELSE q.attempts END,
+			   force_push = q.force_push AND o.outcome <> 'ok',
+			   pushed_level = CASE WHEN o.outcome = 'ok' THEN o.level ELSE q.pushed_level END,
+			   pushed_version = CASE WHEN o.outcome = 'ok' THEN o.version ELSE q.pushed_version END,
+			   pushed_at = CASE WHEN o.outcome = 'ok' THEN p_now ELSE q.pushed_at END,
+			   changed_at = CASE
+							  WHEN o.outcome = 'ok' AND q.version = o.version THEN p_now
+							  ELSE q.changed_at
+							END,
+			   correlation_ids = CASE
+								   WHEN o.outcome = 'ok' AND q.version = o.version THEN '{}'
+								   ELSE q.correlation_ids
+								 END,
+			   last_error_class = CASE WHEN o.outcome = 'ok' THEN NULL ELSE o.error_class END,
+			   last_error = CASE WHEN o.outcome = 'ok' THEN NULL ELSE o.error END
+		  FROM o, locked
+		 WHERE q.tenant_id = o.tenant_id AND q.listing_id = o.listing_id
+		   AND locked.tenant_id = q.tenant_id AND locked.listing_id = q.listing_id
+		   AND q.claimed_version = o.version AND q.lease_until IS NOT NULL)
+	SELECT o.tenant_id, o.listing_id
+	  FROM o
+	 WHERE NOT EXISTS (SELECT FROM locked
+						WHERE locked.tenant_id = o.tenant_id
+						  AND locked.listing_id = o.listing_id);
+END
+$$;
+
+/*
+ * At worker start: rows and refresh leases a previous incarnation held can
+ * be claimed again once any request it had sent has timed out.
+ */
+CREATE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
+	RETURNS void
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.sync_queue q
+	   SET lease_until = p_now + p_grace
+	 WHERE q.lease_until > p_now + p_grace;
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_grace
+	 WHERE s.refresh_lease_until > p_now + p_grace;
+$$;
+
+/* hand a claimed row back untouched (worker shutting down, shop paused) */
+CREATE FUNCTION invsync._release_claim(p_tenant bigint, p_listing bigint,
+									   p_claimed_version bigint)
+	RETURNS void
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.sync_queue q
+	   SET lease_until = NULL, attempts = greatest(q.attempts - 1, 0)
+	 WHERE q.tenant_id = p_tenant AND q.listing_id = p_listing
+	   AND q.claimed_version = p_claimed_version AND q.lease_until IS NOT NULL
+$$;
+
+/*
+ * Token refresh, in two transactions around the HTTP call.  Taking the
+ * refresh lease is the per-shop lock: only the holder may spend the refresh
+ * token it read, and the new tokens are stored only if the refresh token is
+ * still the one spent (compare-and-set), so two processes never spend one
+ * refresh token.
+ */
+CREATE FUNCTION invsync._take_refresh_lease(p_tenant bigint, p_shop bigint,
+											p_now timestamptz, p_lease interval)
+	RETURNS text
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_lease
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	   AND s.token_state = 'ok' AND s.refresh_token IS NOT NULL
+	   AND (s.refresh_lease_until IS NULL OR s.refresh_lease_until <= p_now)
+	RETURNING s.refresh_token
+$$;
+
+CREATE FUNCTION invsync._store_refreshed_tokens(p_tenant bigint, p_shop bigint,
+												p_spent_refresh_token text,
+												p_access_token text,
+												p_refresh_token text,
+												p_access_expires_at timestamptz,
+												p_refresh_expires_at timestamptz)
+	RETURNS boolean
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token,
+		   refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = coalesce(p_refresh_expires_at, s.refresh_expires_at),
+		   refresh_lease_until = NULL,
+		   token_error = NULL
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	   AND s.refresh_token = p_spent_refresh_token
+	RETURNING true
+$$;
+
+CREATE FUNCTION invsync._refresh_failed(p_tenant bigint, p_shop bigint,
+										p_reauthorize boolean, p_error text)
+	RETURNS void
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = NULL,
+		   token_state = CASE WHEN p_reauthorize THEN 'reauthorize' ELSE s.token_state END,
+		   token_error = p_error
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+$$;
+
+/* delete attempts older than the retention, a bounded batch per call */
+CREATE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
+	RETURNS bigint
+	LANGUAGE sql
+	AS $$
+	WITH gone AS (
+		DELETE FROM invsync.sync_attempts x
+		 WHERE (x.tenant_id, x.attempt_id) IN (
+				SELECT a.tenant_id, a.attempt_id FROM invsync.sync_attempts a
+				 WHERE a.started_at < p_cutoff LIMIT p_limit)
+		RETURNING 1)
+	SELECT count(*) FROM gone
+$$;
+
+/* ---------------------------------------------------------------------
+ * Operating the sync: views and functions for people
+ * --------------------------------------------------------------------- */
+CREATE VIEW invsync.sync_status WITH (security_barrier) AS
+	SELECT s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+		   count(*) FILTER (WHERE q.state = 'pending') AS pending,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until IS NOT NULL) AS in_flight,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.attempts > 0
+							  AND q.last_error_class IS NOT NULL) AS failing,
+		   count(*) FILTER (WHERE q.state = 'dead') AS dead,
+		   now() - min(q.changed_at) FILTER (WHERE q.state = 'pending') AS oldest_pending_age,
+		   max(q.pushed_at) AS last_success
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q ON q.tenant_id = s.tenant_id AND q.shop_id = s.shop_id
+	 WHERE s.tenant_id = invsync.current_tenant()
+	 GROUP BY s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state;
+COMMENT ON VIEW invsync.sync_status IS
+	'per shop of the current tenant: pending, in flight, failing and dead listings, oldest pending change, last success';
+
+CREATE VIEW invsync.dead_letters WITH (security_barrier) AS
+	SELECT q.listing_id, q.shop_id, l.sku, l.external_item_id, l.external_model_id,
+		   q.target_level, q.version, q.attempts, q.last_error_class, q.last_error,
+		   q.correlation_ids, q.changed_at
+	  FROM invsync.sync_queue q
+	  JOIN invsync.listings l ON l.tenant_id = q.tenant_id AND l.listing_id = q.listing_id
+	 WHERE q.tenant_id = invsync.current_tenant() AND q.state = 'dead';
+COMMENT ON VIEW invsync.dead_letters IS
+	'listings of the current tenant the marketplace refused for good, with its message; retry_dead() re-drives them';
+
+CREATE FUNCTION invsync.resync(p_shop bigint)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_count		integer;
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.shops s
+					WHERE s.tenant_id = v_tenant AND s.shop_id = p_shop) THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	UPDATE invsync.sync_queue q
+	   SET state = 'pending', due_at = now(), attempts = 0, lease_until = NULL
+	 WHERE q.tenant_id = v_tenant AND q.shop_id = p_shop AND q.state = 'dead';
+	SELECT invsync._enqueue_skus(v_tenant,
+								 ARRAY(SELECT l.sku FROM invsync.listings l
+										WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop),
+								 NULL, true)
+	  INTO v_count;
+	RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION invsync.resync(bigint) IS
+	'publish every enabled listing of a shop again, whatever was published before; returns how many were queued';
+
+CREATE FUNCTION invsync.retry_dead(p_shop bigint DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_count		integer;
+BEGIN
+	UPDATE invsync.sync_queue q
+	   SET state = 'pending', due_at = now(), attempts = 0,
+		   version = q.version + 1, lease_until = NULL
+	 WHERE q.tenant_id = invsync.current_tenant() AND q.state = 'dead'
+	   AND (p_shop IS NULL OR q.shop_id = p_shop);
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	IF v_count > 0 THEN
+		PERFORM invsync._wake_worker();
+	END IF;
+	RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION invsync.retry_dead(bigint) IS
+	'send dead-lettered listings (of one shop, or all) again with their newest level; returns how many';
+
+/* store tokens from a (re-)authorisation and clear a reauthorize state */
+CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
+										p_refresh_token text,
+										p_access_expires_at timestamptz,
+										p_refresh_expires_at timestamptz DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token, refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = p_refresh_expires_at,
+		   token_state = 'ok', token_error = NULL, refresh_lease_until = NULL
+	 WHERE s.tenant_id = invsync.current_tenant() AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	PERFORM invsync._wake_worker();
+END
+$$;
+COMMENT ON FUNCTION invsync.set_shop_tokens(bigint, text, text, timestamptz, timestamptz) IS
+	'store the tokens of a new authorisation of a shop';
+
+/* ---------------------------------------------------------------------
+ * Adapter test hooks (C): build and classify requests without a network
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._hmac_sha256_hex(p_key text, p_message text, p_upper boolean DEFAULT false)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_hmac_sha256_hex'
+	LANGUAGE C STRICT IMMUTABLE;
+CREATE FUNCTION invsync._adapter_stock_request(p_channel text, p_shop jsonb, p_listings jsonb,
+											   p_now bigint, OUT method text, OUT url text,
+											   OUT log_url text, OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_stock_response(p_channel text, p_listings jsonb,
+												p_status integer, p_body text,
+												p_retry_after text DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_response'
+	LANGUAGE C;
+CREATE FUNCTION invsync._adapter_refresh_request(p_channel text, p_shop jsonb, p_now bigint,
+												 OUT method text, OUT url text,
+												 OUT log_url text, OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_refresh_response(p_channel text, p_status integer, p_body text)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_response'
+	LANGUAGE C;
+
+/* ---------------------------------------------------------------------
+ * pg_dump and privileges
+ * --------------------------------------------------------------------- */
+SELECT pg_catalog.pg_extension_config_dump('invsync.channel_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.apps', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.shops', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.listings', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.sync_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.attempt_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.sync_attempts', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA invsync FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA invsync TO pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync._listing_levels()
+	TO invsync_reader, pg_monitor;
+GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
+	TO invsync_reader, pg_monitor;
+GRANT SELECT ON invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
+	invsync.sync_attempts TO invsync_admin;
+GRANT INSERT, UPDATE, DELETE ON invsync.apps, invsync.shops, invsync.listings
+	TO invsync_admin;
+GRANT USAGE ON SEQUENCE invsync.channel_id_seq TO invsync_admin;
+GRANT EXECUTE ON FUNCTION invsync.resync(bigint), invsync.retry_dead(bigint),
+	invsync.set_shop_tokens(bigint, text, text, timestamptz, timestamptz)
+	TO invsync_admin;

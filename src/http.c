@@ -1,0 +1,397 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  libcurl multi-interface driver used by the sync worker.
+ *
+ * libcurl tells us, through CURLMOPT_SOCKETFUNCTION, which sockets to watch;
+ * we keep them in one epoll set whose file descriptor the worker adds to its
+ * WaitEventSet next to its latch, so one wait covers commits announced by
+ * backends, postmaster death and network activity, with no polling sleep.
+ * CURLMOPT_TIMERFUNCTION gives the deadline libcurl wants to be called back
+ * at, which bounds the worker's wait.  One multi handle lives as long as the
+ * worker, so connections and TLS sessions are reused across requests.
+ *
+ * Transport failures are results, never ERRORs: the worker records them as
+ * attempts and retries.  Response bodies are capped, so a misbehaving
+ * server cannot exhaust memory.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/http.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <curl/curl.h>
+
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "http.h"
+#include "invsync.h"
+
+/* larger marketplace answers are cut (and then fail to parse, a retry) */
+#define HTTP_MAX_RESPONSE_BYTES (1024 * 1024)
+
+/* CURLOPT_PROTOCOLS_STR */
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "invsync needs libcurl 7.85 or later"
+#endif
+
+struct HttpEngine
+{
+	CURLM	   *multi;
+	int			epoll_fd;
+	TimestampTz timer_deadline; /* 0: libcurl wants no timer */
+	int			running;		/* transfers started and not finished */
+	HttpDoneCallback done;
+	MemoryContext context;		/* transfers and their buffers */
+};
+
+/* one request in flight */
+typedef struct HttpTransfer
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+	StringInfoData body;
+	char		retry_after[64];
+	char		error_buffer[CURL_ERROR_SIZE];
+	void	   *request_arg;
+	MemoryContext context;
+} HttpTransfer;
+
+/*
+ * Every libcurl setting goes through this check: a failure to configure a
+ * handle is a bug or an unusable libcurl build, not a marketplace problem.
+ */
+#define CURL_SETOPT(handle, option, value) \
+	do { \
+		CURLcode	setopt_rc = curl_easy_setopt((handle), (option), (value)); \
+		if (setopt_rc != CURLE_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
+					 errmsg("could not set libcurl option %s: %s", \
+							#option, curl_easy_strerror(setopt_rc)))); \
+	} while (0)
+
+#define CURLM_CHECK(call) \
+	do { \
+		CURLMcode	multi_rc = (call); \
+		if (multi_rc != CURLM_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION), \
+					 errmsg("libcurl multi call failed: %s", \
+							curl_multi_strerror(multi_rc)))); \
+	} while (0)
+
+/* libcurl asks us to watch, re-arm or forget a socket */
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *engine_arg,
+				void *socket_arg)
+{
+	HttpEngine *engine = (HttpEngine *) engine_arg;
+	struct epoll_event event;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* the socket may already be closed; ENOENT/EBADF are harmless */
+		(void) epoll_ctl(engine->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+
+	memset(&event, 0, sizeof(event));
+	event.data.fd = fd;
+	if (what & CURL_POLL_IN)
+		event.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		event.events |= EPOLLOUT;
+
+	if (epoll_ctl(engine->epoll_fd, EPOLL_CTL_MOD, fd, &event) != 0)
+	{
+		if (errno != ENOENT ||
+			epoll_ctl(engine->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0)
+			elog(WARNING, "invsync: could not watch socket %d: %m", fd);
+	}
+	return 0;
+}
+
+/* libcurl asks to be called back after timeout_ms (-1: never) */
+static int
+timer_callback(CURLM *multi, long timeout_ms, void *engine_arg)
+{
+	HttpEngine *engine = (HttpEngine *) engine_arg;
+
+	if (timeout_ms < 0)
+		engine->timer_deadline = 0;
+	else
+		engine->timer_deadline =
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+static size_t
+write_callback(char *data, size_t size, size_t count, void *transfer_arg)
+{
+	HttpTransfer *transfer = (HttpTransfer *) transfer_arg;
+	size_t		bytes = size * count;
+	size_t		room = HTTP_MAX_RESPONSE_BYTES - transfer->body.len;
+	MemoryContext old = MemoryContextSwitchTo(transfer->context);
+
+	appendBinaryStringInfo(&transfer->body, data, Min(bytes, room));
+	MemoryContextSwitchTo(old);
+	/* report the whole chunk taken: a cut body fails to parse, a retry */
+	return bytes;
+}
+
+/* keep Retry-After; every other header is ignored */
+static size_t
+header_callback(char *data, size_t size, size_t count, void *transfer_arg)
+{
+	HttpTransfer *transfer = (HttpTransfer *) transfer_arg;
+	size_t		bytes = size * count;
+	static const char name[] = "retry-after:";
+
+	if (bytes > sizeof(name) - 1 &&
+		pg_strncasecmp(data, name, sizeof(name) - 1) == 0)
+	{
+		size_t		start = sizeof(name) - 1;
+		size_t		end = bytes;
+		size_t		len;
+
+		while (start < end && (data[start] == ' ' || data[start] == '\t'))
+			start++;
+		while (end > start && (data[end - 1] == '\r' || data[end - 1] == '\n' ||
+							   data[end - 1] == ' '))
+			end--;
+		len = Min(end - start, sizeof(transfer->retry_after) - 1);
+		memcpy(transfer->retry_after, data + start, len);
+		transfer->retry_after[len] = '\0';
+	}
+	return bytes;
+}
+
+HttpEngine *
+http_engine_create(HttpDoneCallback done)
+{
+	HttpEngine *engine;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not initialize libcurl")));
+
+	engine = MemoryContextAllocZero(TopMemoryContext, sizeof(HttpEngine));
+	engine->done = done;
+	engine->context = AllocSetContextCreate(TopMemoryContext,
+											"invsync http transfers",
+											ALLOCSET_DEFAULT_SIZES);
+	engine->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (engine->epoll_fd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create epoll set: %m")));
+
+	engine->multi = curl_multi_init();
+	if (engine->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not create a libcurl multi handle")));
+	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
+	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
+	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_TIMERFUNCTION, timer_callback));
+	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_TIMERDATA, engine));
+	/* keep-alive connections to reuse: a few per marketplace host */
+	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS,
+								  (long) Max(invsync_max_in_flight, 8)));
+	return engine;
+}
+
+int
+http_engine_fd(HttpEngine *engine)
+{
+	return engine->epoll_fd;
+}
+
+int
+http_engine_running(HttpEngine *engine)
+{
+	return engine->running;
+}
+
+/* milliseconds until libcurl wants to be called back; -1 for never */
+long
+http_engine_timeout_ms(HttpEngine *engine)
+{
+	long		secs;
+	int			usecs;
+
+	if (engine->timer_deadline == 0)
+		return -1;
+	TimestampDifference(GetCurrentTimestamp(), engine->timer_deadline,
+						&secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
+}
+
+/*
+ * Start one request.  The spec's buffers must stay valid until the request
+ * completes (the worker keeps them in the request's own memory context).
+ */
+void
+http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
+				  const char *correlation_id, void *request_arg)
+{
+	MemoryContext context;
+	MemoryContext old;
+	HttpTransfer *transfer;
+	CURL	   *easy;
+	char	   *header;
+
+	context = AllocSetContextCreate(engine->context, "invsync http transfer",
+									ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(context);
+	transfer = palloc0(sizeof(HttpTransfer));
+	transfer->context = context;
+	transfer->request_arg = request_arg;
+	initStringInfo(&transfer->body);
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not create a libcurl handle")));
+	transfer->easy = easy;
+
+	CURL_SETOPT(easy, CURLOPT_URL, spec->url);
+	CURL_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	CURL_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	CURL_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+	CURL_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) invsync_http_timeout_ms);
+	CURL_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) invsync_connect_timeout_ms);
+	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (invsync_ca_file != NULL && invsync_ca_file[0] != '\0')
+		CURL_SETOPT(easy, CURLOPT_CAINFO, invsync_ca_file);
+	CURL_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	CURL_SETOPT(easy, CURLOPT_USERAGENT, "invsync/0.1");
+	CURL_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	CURL_SETOPT(easy, CURLOPT_WRITEDATA, transfer);
+	CURL_SETOPT(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	CURL_SETOPT(easy, CURLOPT_HEADERDATA, transfer);
+	CURL_SETOPT(easy, CURLOPT_ERRORBUFFER, transfer->error_buffer);
+	CURL_SETOPT(easy, CURLOPT_PRIVATE, transfer);
+
+	if (strcmp(spec->method, "POST") == 0)
+	{
+		CURL_SETOPT(easy, CURLOPT_POST, 1L);
+		/* the exact bytes that were signed, never re-encoded */
+		CURL_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) spec->body_len);
+		CURL_SETOPT(easy, CURLOPT_POSTFIELDS, spec->body ? spec->body : "");
+	}
+	else
+		CURL_SETOPT(easy, CURLOPT_HTTPGET, 1L);
+
+	if (spec->content_type != NULL)
+	{
+		header = psprintf("Content-Type: %s", spec->content_type);
+		transfer->headers = curl_slist_append(transfer->headers, header);
+	}
+	header = psprintf("X-Correlation-ID: %s", correlation_id);
+	transfer->headers = curl_slist_append(transfer->headers, header);
+	/* no "Expect: 100-continue" round trip before small bodies */
+	transfer->headers = curl_slist_append(transfer->headers, "Expect:");
+	if (transfer->headers == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory building request headers")));
+	CURL_SETOPT(easy, CURLOPT_HTTPHEADER, transfer->headers);
+
+	MemoryContextSwitchTo(old);
+
+	CURLM_CHECK(curl_multi_add_handle(engine->multi, easy));
+	engine->running++;
+}
+
+/* hand a finished transfer to the callback and free it */
+static void
+finish_transfer(HttpEngine *engine, CURL *easy, CURLcode code)
+{
+	HttpTransfer *transfer;
+	HttpResult	result;
+	long		status = 0;
+	long		request_size = 0;
+	double		total_seconds = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &transfer);
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &total_seconds);
+
+	memset(&result, 0, sizeof(result));
+	result.curl_code = code;
+	result.response.status = (code == CURLE_OK) ? status : 0;
+	result.response.body = transfer->body.data;
+	result.response.body_len = transfer->body.len;
+	result.response.retry_after =
+		transfer->retry_after[0] ? transfer->retry_after : NULL;
+	result.request_sent = request_size > 0;
+	result.latency_ms = total_seconds * 1000.0;
+	if (code != CURLE_OK)
+		result.transport_error = transfer->error_buffer[0]
+			? transfer->error_buffer : curl_easy_strerror(code);
+
+	curl_multi_remove_handle(engine->multi, easy);
+	engine->running--;
+
+	engine->done(transfer->request_arg, &result);
+
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(transfer->headers);
+	MemoryContextDelete(transfer->context);
+}
+
+/*
+ * Let libcurl make progress on every ready socket and on its timer, then
+ * complete the transfers that finished.  Never blocks.
+ */
+void
+http_engine_drive(HttpEngine *engine)
+{
+	struct epoll_event events[64];
+	int			nevents;
+	int			i;
+	int			still_running;
+	CURLMsg    *message;
+	int			queued;
+
+	nevents = epoll_wait(engine->epoll_fd, events, lengthof(events), 0);
+	for (i = 0; i < nevents; i++)
+	{
+		int			flags = 0;
+
+		if (events[i].events & EPOLLIN)
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & EPOLLOUT)
+			flags |= CURL_CSELECT_OUT;
+		if (events[i].events & (EPOLLERR | EPOLLHUP))
+			flags |= CURL_CSELECT_ERR;
+		CURLM_CHECK(curl_multi_socket_action(engine->multi, events[i].data.fd,
+											 flags, &still_running));
+	}
+
+	if (engine->timer_deadline != 0 &&
+		GetCurrentTimestamp() >= engine->timer_deadline)
+	{
+		engine->timer_deadline = 0;
+		CURLM_CHECK(curl_multi_socket_action(engine->multi, CURL_SOCKET_TIMEOUT,
+											 0, &still_running));
+	}
+
+	while ((message = curl_multi_info_read(engine->multi, &queued)) != NULL)
+	{
+		if (message->msg == CURLMSG_DONE)
+			finish_transfer(engine, message->easy_handle, message->data.result);
+	}
+}

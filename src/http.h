@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *	  A libcurl multi-interface driver for the sync worker: many requests in
+ *	  flight on one thread, their sockets watched through one epoll file
+ *	  descriptor that the worker waits on together with its latch.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/http.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVSYNC_HTTP_H
+#define INVSYNC_HTTP_H
+
+#include "adapter.h"
+
+typedef struct HttpEngine HttpEngine;
+
+/* how a request ended, handed to the completion callback */
+typedef struct HttpResult
+{
+	HttpResponseView response;	/* status 0: no response */
+	int			curl_code;		/* CURLE_OK when a response arrived */
+	const char *transport_error;	/* curl's message, or NULL */
+	bool		request_sent;	/* false: failed before any byte was sent */
+	double		latency_ms;
+} HttpResult;
+
+typedef void (*HttpDoneCallback) (void *request_arg, const HttpResult *result);
+
+extern HttpEngine *http_engine_create(HttpDoneCallback done);
+extern int	http_engine_fd(HttpEngine *engine);
+extern long http_engine_timeout_ms(HttpEngine *engine);
+extern int	http_engine_running(HttpEngine *engine);
+extern void http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
+							  const char *correlation_id, void *request_arg);
+extern void http_engine_drive(HttpEngine *engine);
+
+#endif							/* INVSYNC_HTTP_H */

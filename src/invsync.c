@@ -1,0 +1,355 @@
+/*-------------------------------------------------------------------------
+ *
+ * invsync.c
+ *	  Module load: the preload requirement, the invsync.* settings, and the
+ *	  small SQL-callable helpers every invsync function builds on: the
+ *	  current tenant, the current correlation id and the calling role.
+ *
+ * invsync must be in shared_preload_libraries because it hosts a
+ * background worker and a commit hook that wakes it; loading it any other
+ * way is refused with a hint.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/invsync.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "invsync.h"
+
+PG_MODULE_MAGIC;
+
+/* settings */
+char	   *invsync_database = NULL;
+char	   *invsync_worker_role = NULL;
+int			invsync_batch_size = 200;
+int			invsync_lease_ms = 60000;
+int			invsync_http_timeout_ms = 10000;
+int			invsync_connect_timeout_ms = 3000;
+int			invsync_max_in_flight = 64;
+int			invsync_backoff_base_ms = 1000;
+int			invsync_backoff_max_ms = 300000;
+int			invsync_poll_interval_ms = 1000;
+int			invsync_attempt_retention_min = 7 * 24 * 60;
+char	   *invsync_ca_file = NULL;
+
+static char *tenant_setting = NULL;
+static char *correlation_id_setting = NULL;
+static int	idempotency_retention_min = 7 * 24 * 60;
+
+/* tenant_setting parsed by its assign hook; see check_tenant */
+static int64 current_tenant = 0;
+
+/* the correlation id generated for a transaction that set none */
+static LocalTransactionId generated_for_lxid = InvalidLocalTransactionId;
+static char generated_correlation_id[37];
+
+void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(invsync_current_tenant_sql);
+PG_FUNCTION_INFO_V1(invsync_correlation_id_sql);
+PG_FUNCTION_INFO_V1(invsync_caller_sql);
+
+/*
+ * invsync.tenant holds a bigint, which an integer setting cannot: accept
+ * the empty string (tenant 0) or a non-negative 64-bit integer, and parse it
+ * once here so that invsync_current_tenant() costs nothing.
+ */
+static bool
+check_tenant(char **newval, void **extra, GucSource source)
+{
+	int64		parsed = 0;
+	int64	   *result;
+	char	   *end;
+
+	if (*newval != NULL && **newval != '\0')
+	{
+		errno = 0;
+		parsed = strtoi64(*newval, &end, 10);
+		if (errno != 0 || *end != '\0' || end == *newval || parsed < 0)
+		{
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errmsg("invalid value for invsync.tenant: \"%s\"", *newval);
+			GUC_check_errdetail("A tenant is a non-negative bigint; unset means tenant 0.");
+			return false;
+		}
+	}
+	result = (int64 *) malloc(sizeof(int64));
+	if (result == NULL)
+		return false;
+	*result = parsed;
+	*extra = result;
+	return true;
+}
+
+static void
+assign_tenant(const char *newval, void *extra)
+{
+	current_tenant = *(int64 *) extra;
+}
+
+/*
+ * A correlation id travels into HTTP headers and log records, so only
+ * printable ASCII without spaces or quotes is allowed.
+ */
+static bool
+check_correlation_id(char **newval, void **extra, GucSource source)
+{
+	const char *c;
+
+	if (*newval == NULL)
+		return true;
+	if (strlen(*newval) > INVSYNC_CORRELATION_ID_MAX)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errmsg("invsync.correlation_id is too long");
+		GUC_check_errdetail("A correlation id has at most %d bytes.",
+							INVSYNC_CORRELATION_ID_MAX);
+		return false;
+	}
+	for (c = *newval; *c; c++)
+	{
+		if (*c <= ' ' || *c > '~' || *c == '"' || *c == '\\')
+		{
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errmsg("invsync.correlation_id contains a character that is not allowed");
+			GUC_check_errdetail("Use printable ASCII without spaces, quotes or backslashes.");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* timeouts of zero would mean "wait forever": refuse them */
+static bool
+check_positive_timeout(int *newval, void **extra, GucSource source)
+{
+	if (*newval <= 0)
+	{
+		GUC_check_errdetail("A timeout must be greater than zero.");
+		return false;
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	/* during pg_upgrade the server runs only to restore the schema */
+	if (IsBinaryUpgrade)
+		return;
+
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invsync must be loaded via shared_preload_libraries"),
+				 errhint("Add invsync to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	DefineCustomStringVariable("invsync.tenant",
+							   "The tenant whose rows invsync functions read and write.",
+							   "Unset or empty means tenant 0.",
+							   &tenant_setting,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_tenant, assign_tenant, NULL);
+
+	DefineCustomStringVariable("invsync.correlation_id",
+							   "Correlation id stored with every change this session makes.",
+							   "When unset, one is generated per transaction.",
+							   &correlation_id_setting,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_correlation_id, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.idempotency_retention",
+							"How long idempotency keys are kept before purge_idempotency_keys() may remove them.",
+							"Keep it longer than any client or marketplace retry window.",
+							&idempotency_retention_min,
+							7 * 24 * 60, 60, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("invsync.database",
+							   "Database the sync worker connects to.",
+							   NULL,
+							   &invsync_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("invsync.worker_role",
+							   "Role the sync worker connects as; empty means the bootstrap superuser.",
+							   NULL,
+							   &invsync_worker_role,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.batch_size",
+							"Most queue rows the sync worker claims in one transaction.",
+							NULL,
+							&invsync_batch_size,
+							200, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.lease",
+							"How long a claimed queue row stays leased to the worker.",
+							"Must outlive the HTTP timeout plus any local wait for a rate-limit slot.",
+							&invsync_lease_ms,
+							60000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.http_timeout",
+							"Total time allowed for one marketplace HTTP request.",
+							NULL,
+							&invsync_http_timeout_ms,
+							10000, 1, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.connect_timeout",
+							"Time allowed to connect (TCP and TLS) to a marketplace.",
+							NULL,
+							&invsync_connect_timeout_ms,
+							3000, 1, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.max_in_flight",
+							"Most marketplace requests the worker keeps in flight at once.",
+							"Each shop is further limited by its own in-flight cap.",
+							&invsync_max_in_flight,
+							64, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.backoff_base",
+							"First retry delay after a retryable failure; it doubles per attempt.",
+							NULL,
+							&invsync_backoff_base_ms,
+							1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.backoff_max",
+							"Longest retry delay.",
+							NULL,
+							&invsync_backoff_max_ms,
+							300000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.poll_interval",
+							"Longest the worker sleeps before looking for due rows no commit announced.",
+							"Backoffs falling due and expired leases are found this way.",
+							&invsync_poll_interval_ms,
+							1000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_positive_timeout, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.attempt_retention",
+							"How long rows of invsync.sync_attempts are kept.",
+							NULL,
+							&invsync_attempt_retention_min,
+							7 * 24 * 60, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("invsync.ca_file",
+							   "CA bundle used to verify marketplace TLS certificates; empty means the system default.",
+							   NULL,
+							   &invsync_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("invsync");
+
+	invsync_worker_init();
+}
+
+/* the tenant of the current session or transaction (invsync.tenant) */
+int64
+invsync_current_tenant(void)
+{
+	return current_tenant;
+}
+
+/*
+ * The correlation id of the current transaction: invsync.correlation_id
+ * when set, otherwise a random UUID made once per transaction, so that all
+ * rows one transaction writes share it.
+ */
+const char *
+invsync_current_correlation_id(void)
+{
+	uint8		bytes[16];
+
+	if (correlation_id_setting != NULL && correlation_id_setting[0] != '\0')
+		return correlation_id_setting;
+
+	if (generated_for_lxid != MyProc->lxid ||
+		generated_for_lxid == InvalidLocalTransactionId)
+	{
+		if (!pg_strong_random(bytes, sizeof(bytes)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random correlation id")));
+		bytes[6] = (bytes[6] & 0x0f) | 0x40;	/* version 4 */
+		bytes[8] = (bytes[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+		snprintf(generated_correlation_id, sizeof(generated_correlation_id),
+				 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+				 bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5],
+				 bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
+				 bytes[12], bytes[13], bytes[14], bytes[15]);
+		generated_for_lxid = MyProc->lxid;
+	}
+	return generated_correlation_id;
+}
+
+/* SQL: invsync.current_tenant() returns bigint */
+Datum
+invsync_current_tenant_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(invsync_current_tenant());
+}
+
+/* SQL: invsync.correlation_id() returns text */
+Datum
+invsync_correlation_id_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(invsync_current_correlation_id()));
+}
+
+/*
+ * SQL: invsync._caller() returns name.  The role that called us from
+ * outside any SECURITY DEFINER function, which is who a ledger row's actor
+ * should name (current_user inside invsync's functions is their owner).
+ */
+Datum
+invsync_caller_sql(PG_FUNCTION_ARGS)
+{
+	Name		result = (Name) palloc0(NAMEDATALEN);
+
+	namestrcpy(result, GetUserNameFromId(GetOuterUserId(), false));
+	PG_RETURN_NAME(result);
+}

@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * invsync.h
+ *	  Declarations shared by the files of the invsync extension: settings,
+ *	  the session helpers (tenant, correlation id) and the worker's entry
+ *	  points.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/invsync.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVSYNC_H
+#define INVSYNC_H
+
+#include "postgres.h"
+
+/* longest correlation id accepted, in bytes */
+#define INVSYNC_CORRELATION_ID_MAX 128
+
+/* settings (src/invsync.c) */
+extern char *invsync_database;
+extern char *invsync_worker_role;
+extern int	invsync_batch_size;
+extern int	invsync_lease_ms;
+extern int	invsync_http_timeout_ms;
+extern int	invsync_connect_timeout_ms;
+extern int	invsync_max_in_flight;
+extern int	invsync_backoff_base_ms;
+extern int	invsync_backoff_max_ms;
+extern int	invsync_poll_interval_ms;
+extern int	invsync_attempt_retention_min;
+extern char *invsync_ca_file;
+
+/* session helpers (src/invsync.c) */
+extern int64 invsync_current_tenant(void);
+extern const char *invsync_current_correlation_id(void);
+
+/* the sync worker (src/worker.c) */
+extern void invsync_worker_init(void);
+extern PGDLLEXPORT void invsync_worker_main(Datum main_arg);
+
+#endif							/* INVSYNC_H */
