@@ -131,18 +131,6 @@ check_correlation_id(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* timeouts of zero would mean "wait forever": refuse them */
-static bool
-check_positive_timeout(int *newval, void **extra, GucSource source)
-{
-	if (*newval <= 0)
-	{
-		GUC_check_errdetail("A timeout must be greater than zero.");
-		return false;
-	}
-	return true;
-}
-
 void
 _PG_init(void)
 {
@@ -215,7 +203,7 @@ _PG_init(void)
 							&invsync_lease_ms,
 							60000, 1000, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.http_timeout",
 							"Total time allowed for one marketplace HTTP request.",
@@ -223,7 +211,7 @@ _PG_init(void)
 							&invsync_http_timeout_ms,
 							10000, 1, 600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.connect_timeout",
 							"Time allowed to connect (TCP and TLS) to a marketplace.",
@@ -231,7 +219,7 @@ _PG_init(void)
 							&invsync_connect_timeout_ms,
 							3000, 1, 600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.max_in_flight",
 							"Most marketplace requests the worker keeps in flight at once.",
@@ -247,7 +235,7 @@ _PG_init(void)
 							&invsync_backoff_base_ms,
 							1000, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.backoff_max",
 							"Longest retry delay.",
@@ -255,7 +243,7 @@ _PG_init(void)
 							&invsync_backoff_max_ms,
 							300000, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.poll_interval",
 							"Longest the worker sleeps before looking for due rows no commit announced.",
@@ -263,7 +251,7 @@ _PG_init(void)
 							&invsync_poll_interval_ms,
 							1000, 10, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							check_positive_timeout, NULL, NULL);
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.attempt_retention",
 							"How long rows of invsync.sync_attempts are kept.",

@@ -1,0 +1,209 @@
+
+# Copyright (c) 2026, invsync developers
+
+=pod
+
+=head1 NAME
+
+InvsyncTest - what the end-to-end TAP tests of invsync share: a server with
+the worker running, the Shopee simulator over HTTPS with a test CA, and a
+shop wired to it.
+
+=cut
+
+package InvsyncTest;
+
+use strict;
+use warnings;
+
+use Cwd ();
+use File::Basename ();
+use Exporter 'import';
+use File::Temp ();
+use HTTP::Tiny;
+use JSON::PP;
+use Time::HiRes qw(usleep time);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(start_node start_simulator sim_get sim_post create_shop
+  wait_for secrets_absent_from_log worker_pid);
+
+my $repo = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/..');
+my $json = JSON::PP->new->canonical;
+my $http = HTTP::Tiny->new(timeout => 30);
+my $pki;
+
+# a CA and a server certificate for 127.0.0.1, made once per test file
+sub test_pki
+{
+	return $pki if $pki;
+	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
+	my $conf = "$dir/san.cnf";
+	open my $fh, '>', $conf or die;
+	print $fh "subjectAltName = IP:127.0.0.1, DNS:localhost\n";
+	close $fh;
+	for my $cmd (
+		"openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=invsync-test-ca -keyout $dir/ca.key -out $dir/ca.crt",
+		"openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout $dir/server.key -out $dir/server.csr",
+		"openssl x509 -req -in $dir/server.csr -CA $dir/ca.crt -CAkey $dir/ca.key -CAcreateserial -days 2 -extfile $conf -out $dir/server.crt"
+	  )
+	{
+		system("$cmd >/dev/null 2>&1") == 0 or die "failed: $cmd";
+	}
+	$pki = { dir => $dir, ca => "$dir/ca.crt", cert => "$dir/server.crt", key => "$dir/server.key" };
+	return $pki;
+}
+
+# A server with the library preloaded, the worker serving database
+# "postgres", short timeouts and backoffs so that tests run fast.
+sub start_node
+{
+	my ($name, %conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my %settings = (
+		shared_preload_libraries => "'invsync'",
+		'invsync.database' => "'postgres'",
+		'invsync.ca_file' => "'" . test_pki()->{ca} . "'",
+		'invsync.http_timeout' => "'2s'",
+		'invsync.connect_timeout' => "'1s'",
+		'invsync.lease' => "'6s'",
+		'invsync.backoff_base' => "'50ms'",
+		'invsync.backoff_max' => "'1s'",
+		'invsync.poll_interval' => "'200ms'",
+		log_min_messages => 'log',
+		# the tests' own statements carry secrets; invsync's records must not
+		log_statement => "'none'",
+		%conf);
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $settings{$_}\n" } sort keys %settings));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION invsync');
+	return $node;
+}
+
+# The simulator over HTTPS; returns its base URL.
+sub start_simulator
+{
+	my (%opt) = @_;
+	my $p = test_pki();
+	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
+	my $port_file = "$dir/port";
+	my @cmd = ('python3', "$repo/sim/shopee_sim.py", '--host', '127.0.0.1', '--port', '0',
+		'--port-file', $port_file, '--tls-cert', $p->{cert}, '--tls-key', $p->{key},
+		'--quiet', '--seed', $opt{seed} // 1);
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>', "$dir/sim.log";
+		open STDERR, '>&', \*STDOUT;
+		exec @cmd or die "exec: $!";
+	}
+	for (1 .. 100)
+	{
+		last if -s $port_file;
+		usleep(100_000);
+	}
+	open my $fh, '<', $port_file or die "simulator did not start";
+	my $port = <$fh>;
+	chomp $port;
+	my $sim = { pid => $pid, url => "https://127.0.0.1:$port", log => "$dir/sim.log" };
+	push @InvsyncTest::simulators, $sim;
+	return $sim;
+}
+
+END
+{
+	kill 'TERM', map { $_->{pid} } @InvsyncTest::simulators;
+}
+
+sub _request
+{
+	my ($method, $sim, $path, $body) = @_;
+	my $res = $http->request($method, "$sim->{url}$path",
+		{
+			headers => { 'Content-Type' => 'application/json' },
+			defined $body ? (content => $json->encode($body)) : (),
+			verify_SSL => 1,
+			SSL_options => { SSL_ca_file => test_pki()->{ca} },
+		});
+	die "simulator $method $path: $res->{status} $res->{content}" unless $res->{success};
+	return $json->decode($res->{content});
+}
+
+sub sim_get { return _request('GET', @_); }
+sub sim_post { return _request('POST', @_); }
+
+# A partner, a shop and items on the simulator, and the same in invsync
+# (in the tenant given).  Returns the invsync shop id.
+sub create_shop
+{
+	my ($node, $sim, %o) = @_;
+	my $tenant = $o{tenant} // 0;
+	my $partner = $o{partner_id} // 1001;
+	my $key = $o{partner_key} // 'shpk-test-partner-key-0123456789';
+	my $shop = $o{shop_id} // 5001;
+	my $access = $o{access_token} // "access-$shop-initial-token";
+	my $refresh = $o{refresh_token} // "refresh-$shop-initial-token";
+	sim_post($sim, '/_sim/partners', { partner_id => $partner, partner_key => $key });
+	sim_post($sim, '/_sim/shops',
+		{
+			partner_id => $partner,
+			shop_id => $shop,
+			access_token => $access,
+			refresh_token => $refresh,
+			rate_limit_per_sec => $o{sim_rate_limit}
+		});
+	my $rate = $o{rate_limit} // 1000;
+	my $inflight = $o{max_in_flight} // 8;
+	return $node->safe_psql(
+		'postgres', qq{
+		SET invsync.tenant = '$tenant';
+		WITH app AS (
+			INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+			VALUES ('shopee', '$partner', '$key', '$sim->{url}') RETURNING app_id)
+		INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token,
+								   access_expires_at, rate_limit_per_sec, max_in_flight)
+		SELECT app_id, '$shop', '$access', '$refresh', now() + interval '4 hours', $rate, $inflight
+		  FROM app RETURNING shop_id;
+	});
+}
+
+# poll a query until it returns the expected value (or the time runs out)
+sub wait_for
+{
+	my ($node, $sql, $expected, $seconds) = @_;
+	my $deadline = time() + ($seconds // 60);
+	my $got;
+	while (time() < $deadline)
+	{
+		$got = $node->safe_psql('postgres', $sql);
+		return 1 if $got eq $expected;
+		usleep(100_000);
+	}
+	diag("waited for [$sql] = [$expected], last got [$got]");
+	return 0;
+}
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'invsync sync worker'");
+}
+
+# no secret of the shops may appear in the server log
+sub secrets_absent_from_log
+{
+	my ($node, @secrets) = @_;
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+	for my $secret (@secrets)
+	{
+		ok(index($log, $secret) < 0, "server log does not contain secret " . substr($secret, 0, 6) . '…');
+	}
+}
+
+1;
