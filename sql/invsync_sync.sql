@@ -297,13 +297,21 @@ BEGIN
 END
 $$;
 
-/* stock_levels trigger: only a change of available stock can move a level */
+/*
+ * stock_levels trigger: only a change of available stock can move a level.
+ * It runs on every movement, so a sku that no listing and no bundle uses
+ * costs two index probes and nothing more.
+ */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
+	IF EXISTS (SELECT FROM invsync.listings l
+				WHERE l.tenant_id = NEW.tenant_id AND l.sku = NEW.sku)
+	   OR EXISTS (SELECT FROM invsync.bundle_components c
+				   WHERE c.tenant_id = NEW.tenant_id AND c.component_sku = NEW.sku) THEN
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
+	END IF;
 	RETURN NULL;
 END
 $$;
@@ -317,9 +325,12 @@ CREATE TRIGGER stock_levels_enqueue_update
 	FOR EACH ROW WHEN (NEW.on_hand - NEW.reserved IS DISTINCT FROM OLD.on_hand - OLD.reserved)
 	EXECUTE FUNCTION invsync._stock_changed();
 
-/* a listing's own terms changed, or a listing or shop was (re-)enabled */
+/*
+ * A listing's own terms changed, or a listing or shop was (re-)enabled.
+ * SECURITY DEFINER: the admin editing listings may not write the queue.
+ */
 CREATE FUNCTION invsync._listing_changed() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
@@ -347,9 +358,9 @@ CREATE TRIGGER shops_enqueue
 	FOR EACH ROW WHEN (NEW.enabled AND NOT OLD.enabled)
 	EXECUTE FUNCTION invsync._listing_changed();
 
-/* so do its bundle's components */
+/* so do a bundle's components (SECURITY DEFINER for the same reason) */
 CREATE FUNCTION invsync._bundle_changed() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN

@@ -238,10 +238,17 @@ http_engine_timeout_ms(HttpEngine *engine)
 /*
  * Start one request.  The spec's buffers must stay valid until the request
  * completes (the worker keeps them in the request's own memory context).
+ *
+ * When a reused keep-alive connection dies before any answer, libcurl sends
+ * the request again on a new connection by itself, even a POST that the
+ * server may already have executed.  fresh_connection sends on a new
+ * connection, where libcurl never does that: for a request that must not
+ * arrive twice, such as a token refresh spending a single-use token.
  */
 void
 http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
-				  const char *correlation_id, void *request_arg)
+				  const char *correlation_id, bool fresh_connection,
+				  void *request_arg)
 {
 	MemoryContext context;
 	MemoryContext old;
@@ -275,6 +282,8 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	if (invsync_ca_file != NULL && invsync_ca_file[0] != '\0')
 		CURL_SETOPT(easy, CURLOPT_CAINFO, invsync_ca_file);
 	CURL_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (fresh_connection)
+		CURL_SETOPT(easy, CURLOPT_FRESH_CONNECT, 1L);
 	CURL_SETOPT(easy, CURLOPT_USERAGENT, "invsync/0.1");
 	CURL_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_callback);
 	CURL_SETOPT(easy, CURLOPT_WRITEDATA, transfer);

@@ -36,7 +36,8 @@ extern int	http_engine_fd(HttpEngine *engine);
 extern long http_engine_timeout_ms(HttpEngine *engine);
 extern int	http_engine_running(HttpEngine *engine);
 extern void http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
-							  const char *correlation_id, void *request_arg);
+							  const char *correlation_id, bool fresh_connection,
+							  void *request_arg);
 extern void http_engine_drive(HttpEngine *engine);
 
 #endif							/* INVSYNC_HTTP_H */

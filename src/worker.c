@@ -103,6 +103,8 @@ typedef struct ClaimedRow
 	int64		level;
 	int			attempts;
 	bool		auth_retried;	/* already resent once after a refresh */
+	TimestampTz send_by;		/* sent later, its request could outlive the
+								 * lease and overlap a new claim's */
 	char	   *correlation_ids;	/* comma-separated, for the header */
 	char	   *item_id;
 	char	   *model_id;
@@ -509,6 +511,20 @@ backoff_ms(int attempts, int retry_after_ms)
 	return (int64) Max(delay, (double) retry_after_ms);
 }
 
+/* free a claimed row the worker no longer holds */
+static void
+forget_row(ClaimedRow *row)
+{
+	rows_held--;
+	pfree(row->correlation_ids);
+	pfree(row->item_id);
+	if (row->model_id)
+		pfree(row->model_id);
+	if (row->location_id)
+		pfree(row->location_id);
+	pfree(row);
+}
+
 /* queue one row's outcome for the next record transaction */
 static void
 add_outcome(ClaimedRow *row, const char *outcome, int64 due_in_ms,
@@ -530,14 +546,7 @@ add_outcome(ClaimedRow *row, const char *outcome, int64 due_in_ms,
 	appendStringInfoChar(buf, '}');
 	MemoryContextSwitchTo(old);
 
-	rows_held--;
-	pfree(row->correlation_ids);
-	pfree(row->item_id);
-	if (row->model_id)
-		pfree(row->model_id);
-	if (row->location_id)
-		pfree(row->location_id);
-	pfree(row);
+	forget_row(row);
 }
 
 /* queue one attempt row */
@@ -660,6 +669,7 @@ claim_rows(void)
 	Oid			types[4] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID};
 	Datum		values[4];
 	TimestampTz now = GetCurrentTimestamp();
+	int64		send_window;
 	int			limit;
 	uint64		i;
 	MemoryContext old;
@@ -670,6 +680,15 @@ claim_rows(void)
 	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
 	if (limit <= 0)
 		return;
+
+	/*
+	 * A claimed row must be sent early enough for its request to end
+	 * before its lease does; else the row could be claimed again while
+	 * still waiting here or in flight, and one listing pushed twice at once.
+	 */
+	send_window = (int64) invsync_lease_ms - invsync_http_timeout_ms -
+		invsync_connect_timeout_ms;
+	send_window = Max(send_window, invsync_lease_ms / 2);
 
 	begin_work("invsync: claim");
 	if (!check_extension())
@@ -690,6 +709,34 @@ claim_rows(void)
 				start_values, NULL, SPI_OK_SELECT);
 		worker_started_recorded = true;
 	}
+
+	/*
+	 * Rows that waited here (behind a slow or paused shop) too long to be
+	 * sent within their lease go back to the queue, to be claimed afresh.
+	 */
+	hash_seq_init(&status, shops);
+	while ((shop = hash_seq_search(&status)) != NULL)
+	{
+		dlist_mutable_iter iter;
+
+		dlist_foreach_modify(iter, &shop->waiting)
+		{
+			ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
+			Oid			release_types[3] = {INT8OID, INT8OID, INT8OID};
+			Datum		release_values[3];
+
+			if (row->send_by > now)
+				continue;
+			release_values[0] = Int64GetDatum(row->tenant_id);
+			release_values[1] = Int64GetDatum(row->listing_id);
+			release_values[2] = Int64GetDatum(row->version);
+			execute("SELECT invsync._release_claim($1, $2, $3)", 3, release_types,
+					release_values, NULL, SPI_OK_SELECT);
+			dlist_delete(&row->node);
+			forget_row(row);
+		}
+	}
+	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
 
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = interval_ms_datum(invsync_lease_ms);
@@ -714,6 +761,7 @@ claim_rows(void)
 		row->version = spi_int64(tuple, 4);
 		row->level = spi_int64(tuple, 5);
 		row->attempts = (int) spi_int32(tuple, 6);
+		row->send_by = TimestampTzPlusMilliseconds(now, send_window);
 		ids = spi_text(tuple, 7);
 		row->correlation_ids = pstrdup(ids && ids[0] ? ids : "none");
 		row->item_id = pstrdup(spi_text(tuple, 8));
@@ -791,6 +839,7 @@ take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
 {
 	int			n = 0;
 	int			max = Min(shop->adapter->max_batch, MAX_ADAPTER_BATCH);
+	TimestampTz now = GetCurrentTimestamp();
 	dlist_mutable_iter iter;
 
 	dlist_foreach_modify(iter, &shop->waiting)
@@ -800,6 +849,13 @@ take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
 		bool		fits = true;
 		int			i;
 
+		if (row->send_by <= now)
+		{
+			/* too late to send within its lease; its lease brings it back */
+			dlist_delete(&row->node);
+			forget_row(row);
+			continue;
+		}
 		fill_push(&candidate, row);
 		if (!adapter_check_listing(shop->adapter, &candidate))
 		{
@@ -855,7 +911,8 @@ start_stock_update(ShopState *shop)
 
 	shop->in_flight++;
 	shop->tokens -= 1;
-	http_engine_start(engine, &request->spec, request->correlation_header, request);
+	http_engine_start(engine, &request->spec, request->correlation_header, false,
+					  request);
 }
 
 /*
@@ -910,7 +967,9 @@ start_refresh(ShopState *shop)
 
 	shop->refreshing = true;
 	shop->in_flight++;
-	http_engine_start(engine, &request->spec, request->correlation_header, request);
+	/* never resent by libcurl: Shopee's refresh tokens are single-use */
+	http_engine_start(engine, &request->spec, request->correlation_header, true,
+					  request);
 }
 
 /* send what every shop's limits allow now */
@@ -920,6 +979,15 @@ dispatch(void)
 	HASH_SEQ_STATUS status;
 	ShopState  *shop;
 	TimestampTz now = GetCurrentTimestamp();
+	ShopState **to_refresh;
+	int			nrefresh = 0;
+	int			i;
+
+	/*
+	 * Refreshes start after the scan: start_refresh commits a transaction,
+	 * and a commit ends every hash_seq_search scan still open.
+	 */
+	to_refresh = palloc(sizeof(ShopState *) * (hash_get_num_entries(shops) + 1));
 
 	next_dispatch = 0;
 	hash_seq_init(&status, shops);
@@ -955,8 +1023,11 @@ dispatch(void)
 			continue;
 		}
 		if (shop->needs_refresh && !shop->refreshing &&
-			http_engine_running(engine) < invsync_max_in_flight)
-			start_refresh(shop);
+			http_engine_running(engine) + nrefresh < invsync_max_in_flight)
+		{
+			to_refresh[nrefresh++] = shop;
+			continue;
+		}
 		if (shop->refreshing)
 			continue;
 
@@ -975,6 +1046,15 @@ dispatch(void)
 				next_dispatch = refill;
 		}
 	}
+
+	for (i = 0; i < nrefresh; i++)
+	{
+		start_refresh(to_refresh[i]);
+		/* no refresh here after all: send with the token it now has */
+		if (!to_refresh[i]->refreshing)
+			next_dispatch = now;
+	}
+	pfree(to_refresh);
 }
 
 /* ---------------------------------------------------------------------
@@ -999,6 +1079,14 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 		strlcpy(call.error_code, "transport", sizeof(call.error_code));
 		adapter_copy_message(call.error_message, sizeof(call.error_message),
 							 result->transport_error, &shop->ctx);
+
+		/*
+		 * Sent but unanswered, the request may still be applied late: wait
+		 * at least as long as it was allowed to take before sending a newer
+		 * level, so that it cannot land after it.
+		 */
+		if (result->request_sent)
+			call.retry_after_ms = invsync_http_timeout_ms;
 	}
 	else
 		shop->adapter->parse_stock_update(&shop->ctx, request->pushes, request->nrows,
