@@ -241,6 +241,21 @@ CREATE FUNCTION invsync._wake_worker() RETURNS void
 COMMENT ON FUNCTION invsync._wake_worker() IS
 	'wake the sync worker when the current transaction commits';
 
+/* the given skus and every bundle that contains one, at any depth */
+CREATE FUNCTION invsync._skus_and_bundles(p_tenant bigint, p_skus text[])
+	RETURNS SETOF text
+	LANGUAGE sql STABLE
+	AS $$
+	WITH RECURSIVE up (sku) AS (
+		SELECT unnest(p_skus)
+		UNION
+		SELECT c.bundle_sku
+		  FROM up
+		  JOIN invsync.bundle_components c
+			ON c.tenant_id = p_tenant AND c.component_sku = up.sku)
+	SELECT up.sku FROM up
+$$;
+
 /*
  * Mark every enabled listing of the given skus (the bundles containing them
  * included) as changed: a new version, pending unless dead-lettered.  The
@@ -265,14 +280,7 @@ BEGIN
 	  FROM invsync.listings l
 	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 	 WHERE l.tenant_id = p_tenant
-	   AND l.sku IN (WITH RECURSIVE up (sku) AS (
-						 SELECT unnest(p_skus)
-						 UNION
-						 SELECT c.bundle_sku
-						   FROM up
-						   JOIN invsync.bundle_components c
-							 ON c.tenant_id = p_tenant AND c.component_sku = up.sku)
-					 SELECT up.sku FROM up)
+	   AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, p_skus))
 	   AND l.enabled AND s.enabled
 	   AND (p_location IS NULL OR l.source_locations IS NULL
 			OR p_location = ANY (l.source_locations))
@@ -298,31 +306,69 @@ END
 $$;
 
 /*
- * stock_levels trigger: only a change of available stock can move a level.
- * It runs on every movement, so a sku that no listing and no bundle uses
- * costs two index probes and nothing more.
+ * stock_levels.published says whether a listing publishes this stock
+ * (directly or through a bundle), so that the enqueue trigger's WHEN
+ * clause skips every movement of stock no listing uses, at no cost.  It is
+ * set when a stock row is created, and when a listing or bundle starts
+ * using the sku; it is never cleared (a stale true costs a no-op call).
  */
+ALTER TABLE invsync.stock_levels
+	ADD COLUMN published boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN invsync.stock_levels.published IS
+	'a listing publishes this stock (directly or through a bundle): its changes are queued';
+
+CREATE FUNCTION invsync._is_published(p_tenant bigint, p_sku text)
+	RETURNS boolean
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT EXISTS (SELECT FROM invsync.listings l
+					WHERE l.tenant_id = p_tenant
+					  AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, ARRAY[p_sku])))
+$$;
+
+/* flag the stock of everything the given skus consume */
+CREATE FUNCTION invsync._mark_published(p_tenant bigint, p_skus text[])
+	RETURNS void
+	LANGUAGE sql
+	AS $$
+	UPDATE invsync.stock_levels s
+	   SET published = true
+	 WHERE s.tenant_id = p_tenant AND NOT s.published
+	   AND s.sku IN (SELECT e.sku FROM unnest(p_skus) AS u (sku),
+						   LATERAL invsync._expand_bundle(p_tenant, u.sku) e)
+$$;
+
+CREATE FUNCTION invsync._stock_row_created() RETURNS trigger
+	LANGUAGE plpgsql
+	AS $$
+BEGIN
+	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER stock_levels_published
+	BEFORE INSERT ON invsync.stock_levels
+	FOR EACH ROW EXECUTE FUNCTION invsync._stock_row_created();
+
+/* stock_levels trigger: only a change of available stock can move a level */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger
 	LANGUAGE plpgsql
 	AS $$
 BEGIN
-	IF EXISTS (SELECT FROM invsync.listings l
-				WHERE l.tenant_id = NEW.tenant_id AND l.sku = NEW.sku)
-	   OR EXISTS (SELECT FROM invsync.bundle_components c
-				   WHERE c.tenant_id = NEW.tenant_id AND c.component_sku = NEW.sku) THEN
-		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
-	END IF;
+	PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
 	RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER stock_levels_enqueue_insert
 	AFTER INSERT ON invsync.stock_levels
-	FOR EACH ROW WHEN (NEW.on_hand <> NEW.reserved)
+	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved)
 	EXECUTE FUNCTION invsync._stock_changed();
 CREATE TRIGGER stock_levels_enqueue_update
 	AFTER UPDATE ON invsync.stock_levels
-	FOR EACH ROW WHEN (NEW.on_hand - NEW.reserved IS DISTINCT FROM OLD.on_hand - OLD.reserved)
+	FOR EACH ROW WHEN (NEW.published AND
+					   NEW.on_hand - NEW.reserved IS DISTINCT FROM OLD.on_hand - OLD.reserved)
 	EXECUTE FUNCTION invsync._stock_changed();
 
 /*
@@ -341,6 +387,7 @@ BEGIN
 											   AND l.shop_id = NEW.shop_id),
 									  NULL);
 	ELSE
+		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
 		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
 	END IF;
 	RETURN NULL;
@@ -367,6 +414,11 @@ BEGIN
 	IF TG_OP = 'DELETE' THEN
 		PERFORM invsync._enqueue_skus(OLD.tenant_id, ARRAY[OLD.bundle_sku], NULL);
 	ELSE
+		PERFORM invsync._mark_published(NEW.tenant_id,
+			ARRAY(SELECT l.sku FROM invsync.listings l
+				   WHERE l.tenant_id = NEW.tenant_id
+					 AND l.sku IN (SELECT invsync._skus_and_bundles(NEW.tenant_id,
+																   ARRAY[NEW.bundle_sku]))));
 		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.bundle_sku], NULL);
 	END IF;
 	RETURN NULL;
