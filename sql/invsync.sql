@@ -153,8 +153,6 @@ CREATE TABLE invsync.ledger (
 		 'reserve', 'release', 'fulfill'))
 );
 ALTER SEQUENCE invsync.ledger_id_seq OWNED BY invsync.ledger.ledger_id;
-CREATE INDEX ledger_idempotency_key_idx
-	ON invsync.ledger (tenant_id, idempotency_key);
 COMMENT ON TABLE invsync.ledger IS
 	'append-only record of every change of on-hand or reserved stock; stock_levels always equals its sum';
 
@@ -218,6 +216,7 @@ CREATE TABLE invsync.idempotency_keys (
 	idempotency_key text NOT NULL,
 	operation	text NOT NULL,
 	fingerprint bytea NOT NULL,
+	ledger_ids	bigint[] NOT NULL,
 	correlation_id text NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (tenant_id, idempotency_key)
@@ -256,11 +255,14 @@ $$;
 
 /*
  * Take an idempotency key for this call.  Returns true when the key is new
- * and the caller should do the work; false when the same call already
- * committed under this key (the caller then replays its result).  A call
- * with the same key but other parameters is refused.  A concurrent call
- * with the same key waits here on the unique index until the first one
- * commits (then replays) or aborts (then proceeds).
+ * and the caller should do the work, then store it with _keep_idempotency_
+ * key(); false when the same call already committed under this key (the
+ * caller then replays its result).  A call with the same key but other
+ * parameters is refused.  Calls with one key are serialised by a
+ * transaction-level advisory lock on it: a concurrent caller waits here
+ * until the first commits (then replays) or aborts (then does the work).
+ * The key row is written last, holding the ids of the ledger rows, so the
+ * ledger needs no index on its keys.
  */
 CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 											  p_operation text, p_params jsonb)
@@ -268,7 +270,6 @@ CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 	LANGUAGE plpgsql
 	AS $$
 DECLARE
-	v_fingerprint bytea := sha256(convert_to(p_params::text, 'UTF8'));
 	v_operation text;
 	v_stored	bytea;
 BEGIN
@@ -279,25 +280,17 @@ BEGIN
 				  HINT = 'Pass a key that identifies this request, such as a UUID or "<system>:<document>:<line>".';
 	END IF;
 
-	LOOP
-		INSERT INTO invsync.idempotency_keys
-			(tenant_id, idempotency_key, operation, fingerprint, correlation_id)
-		VALUES (p_tenant, p_key, p_operation, v_fingerprint, invsync.correlation_id())
-		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;
-		IF FOUND THEN
-			RETURN true;
-		END IF;
+	PERFORM pg_advisory_xact_lock(hashtextextended(p_key, p_tenant));
 
-		SELECT k.operation, k.fingerprint INTO v_operation, v_stored
-		  FROM invsync.idempotency_keys k
-		 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key;
-		IF FOUND THEN
-			EXIT;
-		END IF;
-		/* purged between the two statements: try again */
-	END LOOP;
+	SELECT k.operation, k.fingerprint INTO v_operation, v_stored
+	  FROM invsync.idempotency_keys k
+	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key;
+	IF NOT FOUND THEN
+		RETURN true;
+	END IF;
 
-	IF v_operation <> p_operation OR v_stored <> v_fingerprint THEN
+	IF v_operation <> p_operation
+		OR v_stored <> sha256(convert_to(p_params::text, 'UTF8')) THEN
 		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', p_key
 			USING ERRCODE = 'IV005',
 				  DETAIL = pg_catalog.format('The key was first used by %s; this call is %s with other parameters.',
@@ -308,18 +301,29 @@ BEGIN
 END
 $$;
 
+/* store the key of a call that did its work, with the ledger rows it wrote */
+CREATE FUNCTION invsync._keep_idempotency_key(p_tenant bigint, p_key text,
+											  p_operation text, p_params jsonb,
+											  p_ledger_ids bigint[])
+	RETURNS void
+	LANGUAGE sql
+	AS $$
+	INSERT INTO invsync.idempotency_keys
+		(tenant_id, idempotency_key, operation, fingerprint, ledger_ids, correlation_id)
+	VALUES (p_tenant, p_key, p_operation, sha256(convert_to(p_params::text, 'UTF8')),
+			p_ledger_ids, invsync.correlation_id())
+$$;
+
 /* the ledger rows a committed call wrote under an idempotency key */
 CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT l.*
-	  FROM invsync.ledger l
-	  JOIN invsync.idempotency_keys k
-		ON k.tenant_id = l.tenant_id AND k.idempotency_key = l.idempotency_key
-	 WHERE l.tenant_id = p_tenant
-	   AND l.idempotency_key = p_key
-	   AND l.recorded_at >= k.created_at
+	  FROM invsync.idempotency_keys k
+	  JOIN invsync.ledger l
+		ON l.tenant_id = k.tenant_id AND l.ledger_id = ANY (k.ledger_ids)
+	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key
 	 ORDER BY l.ledger_id
 $$;
 
@@ -628,15 +632,20 @@ CREATE FUNCTION invsync.adjust(p_sku text, p_location text, p_delta bigint,
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_params	jsonb;
+	v_row		invsync.ledger;
 BEGIN
 	PERFORM invsync._check_quantity(p_delta, 'delta', true);
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust',
-			jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference)) THEN
+	v_params := jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference);
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust', v_params) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
-	RETURN NEXT invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
-							  p_reason, p_reference, NULL, p_idempotency_key);
+	v_row := invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
+						   p_reason, p_reference, NULL, p_idempotency_key);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'adjust',
+										  v_params, ARRAY[v_row.ledger_id]);
+	RETURN NEXT v_row;
 END
 $$;
 COMMENT ON FUNCTION invsync.adjust(text, text, bigint, text, text, text) IS
@@ -652,6 +661,8 @@ CREATE FUNCTION invsync.set_on_hand(p_sku text, p_location text, p_on_hand bigin
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_current	bigint;
+	v_params	jsonb := jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference);
+	v_row		invsync.ledger;
 BEGIN
 	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
 		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
@@ -659,8 +670,7 @@ BEGIN
 				  DETAIL = pg_catalog.format('A level is a whole number between 0 and %s.',
 											 invsync.max_quantity());
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand',
-			jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference)) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand', v_params) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -668,9 +678,12 @@ BEGIN
 	  FROM invsync.stock_levels s
 	 WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location = p_location
 	   FOR UPDATE;
-	RETURN NEXT invsync._post(v_tenant, p_sku, p_location,
-							  p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
-							  p_reason, p_reference, NULL, p_idempotency_key);
+	v_row := invsync._post(v_tenant, p_sku, p_location,
+						   p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
+						   p_reason, p_reference, NULL, p_idempotency_key);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand',
+										  v_params, ARRAY[v_row.ledger_id]);
+	RETURN NEXT v_row;
 END
 $$;
 COMMENT ON FUNCTION invsync.set_on_hand(text, text, bigint, text, text, text) IS
@@ -684,14 +697,16 @@ CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigin
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_params	jsonb := jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference);
+	v_out		invsync.ledger;
+	v_in		invsync.ledger;
 BEGIN
 	PERFORM invsync._check_quantity(p_qty, 'quantity');
 	IF p_from IS NOT DISTINCT FROM p_to THEN
 		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
 			USING ERRCODE = 'IV014';
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer',
-			jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference)) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer', v_params) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -700,10 +715,14 @@ BEGIN
 	  WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location IN (p_from, p_to)
 	  ORDER BY s.location
 	  FOR UPDATE;
-	RETURN NEXT invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
-							  NULL, p_reference, NULL, p_idempotency_key);
-	RETURN NEXT invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
-							  NULL, p_reference, NULL, p_idempotency_key);
+	v_out := invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
+						   NULL, p_reference, NULL, p_idempotency_key);
+	v_in := invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
+						  NULL, p_reference, NULL, p_idempotency_key);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'transfer',
+										  v_params, ARRAY[v_out.ledger_id, v_in.ledger_id]);
+	RETURN NEXT v_out;
+	RETURN NEXT v_in;
 END
 $$;
 COMMENT ON FUNCTION invsync.transfer(text, text, text, bigint, text, text) IS
@@ -736,6 +755,8 @@ DECLARE
 	v_skus		text[] := '{}';
 	v_qtys		bigint[] := '{}';
 	v_locations text[] := '{}';
+	v_ids		bigint[] := '{}';
+	v_row		invsync.ledger;
 	i			integer;
 BEGIN
 	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
@@ -852,8 +873,10 @@ BEGIN
 		LOOP
 			EXIT WHEN v_need = 0;
 			v_take := least(v_need, v_stock.available);
-			RETURN NEXT invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
-									  'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
+			v_row := invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
+								   'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
+			v_ids := v_ids || v_row.ledger_id;
+			RETURN NEXT v_row;
 			INSERT INTO invsync.reservations AS r
 				(tenant_id, order_ref, line_no, sku, location, qty, line_sku)
 			VALUES (v_tenant, p_order_ref, v_line_nos[i], v_skus[i], v_stock.location,
@@ -870,6 +893,8 @@ BEGIN
 												 coalesce(' at ' || v_locations[i], ''));
 		END IF;
 	END LOOP;
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'reserve',
+										  jsonb_build_array(p_order_ref, p_lines), v_ids);
 END
 $$;
 COMMENT ON FUNCTION invsync.reserve(text, jsonb, text) IS
@@ -886,6 +911,8 @@ DECLARE
 	v_status	text;
 	v_line		record;
 	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
+	v_ids		bigint[] := '{}';
+	v_row		invsync.ledger;
 BEGIN
 	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
 			jsonb_build_array(p_order_ref)) THEN
@@ -926,15 +953,19 @@ BEGIN
 		 GROUP BY r.sku, r.location
 		 ORDER BY r.sku, r.location
 	LOOP
-		RETURN NEXT invsync._post(v_tenant, v_line.sku, v_line.location,
-								  CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
-								  -v_line.qty, p_operation, NULL, NULL, p_order_ref,
-								  p_idempotency_key);
+		v_row := invsync._post(v_tenant, v_line.sku, v_line.location,
+							   CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
+							   -v_line.qty, p_operation, NULL, NULL, p_order_ref,
+							   p_idempotency_key);
+		v_ids := v_ids || v_row.ledger_id;
+		RETURN NEXT v_row;
 	END LOOP;
 
 	UPDATE invsync.reservation_orders o
 	   SET status = v_final, closed_at = now()
 	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref;
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, p_operation,
+										  jsonb_build_array(p_order_ref), v_ids);
 END
 $$;
 
