@@ -21,9 +21,11 @@ SQL_SOURCES = sql/$(EXTENSION).sql sql/$(EXTENSION)_sync.sql
 REGRESS = $(filter-out $(EXTENSION)%, \
 	$(basename $(notdir $(sort $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/invsync.conf \
+	--encoding=UTF8 --no-locale \
 	--load-extension=invsync
 ISOLATION = $(basename $(notdir $(sort $(wildcard specs/*.spec))))
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/invsync.conf \
+	--encoding=UTF8 --no-locale \
 	--load-extension=invsync
 
 PG_CPPFLAGS = -I$(srcdir)/src -std=gnu99
