@@ -36,6 +36,7 @@
 #              must be 'ok'). Target: >= 5,000 pushes/s against the sink.
 #
 # Writes a markdown table to bench/results-sync.md (BENCH_OUT) and prints it.
+# Takes about a minute on the 2-core machine (most of it setup and wrk).
 #
 # Settings: BENCH_PORT (54339), BENCH_LAT_N, BENCH_LAT_RATE, BENCH_SHOPS,
 # BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
@@ -68,10 +69,11 @@ PY=/usr/bin/python3
 PARTNER=2001887
 PARTNER_KEY=bench-partner-key-0123456789abcdef
 START_TIME=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# what this benchmark needs beyond tools/setup's list: wrk
+# what this benchmark needs (tools/setup installs all but wrk)
 need=()
-for p in wrk nginx-light openssl python3 iproute2; do
+for p in wrk nginx-light openssl python3 iproute2 curl; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -452,7 +454,8 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "$(as_run_user postgres --version), $(curl --version | head -n 1 | cut -d' ' -f1-2) (the worker's libcurl),"
 	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), Python $($PY -c 'import platform; print(platform.python_version())') (simulator)."
 	echo "Everything (server, worker, simulator, sink, load generator) shares the"
-	echo "$(nproc) CPUs; load average at the end: $load. Compare cells of one run, not runs."
+	echo "$(nproc) CPUs; load average at the start: $LOAD_START, at the end: $load (other"
+	echo "sessions may share the machine). Compare cells of one run, not runs."
 	echo
 	echo "Server settings:"
 	echo '```'
@@ -487,13 +490,16 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "${WRK_SECONDS} s) posting the same body to the same server, just before the run."
 	echo "Connections: the most TCP connections the worker held to the server at once"
 	echo "(\`ss\`, every 0.1 s; cap: invsync.max_in_flight = $MAX_IN_FLIGHT) and, for the sink,"
-	echo "how many it opened during the run (nginx stub_status accepts)."
+	echo "how many it opened during the run (nginx stub_status accepts). Worker CPU: its"
+	echo "utime + stime over the run (100% = one core; it is one process). Worker xacts: the"
+	echo "transactions it wrote in (xids spent: claims and recordings), records: those that"
+	echo "recorded outcomes."
 	echo
-	echo "| server | models/item | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | outcomes |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| server | models/item | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | worker xacts (records) | outcomes |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for key in "${KEYS[@]}"; do
 		case $key in sim-*) srv="Shopee simulator, HTTPS" ;; *) srv="nginx sink, HTTP" ;; esac
-		echo "| $srv | ${key#*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-outcomes]} |"
+		echo "| $srv | ${key#*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-xacts]} (${R[$key-records]}) | ${R[$key-outcomes]} |"
 	done
 	echo
 	echo "First request of each run started $(for key in "${KEYS[@]}"; do printf '%s s (%s), ' "$(sec "${R[$key-first]}")" "$key"; done | sed 's/, $//') after the queueing commit."

@@ -523,26 +523,26 @@ BEGIN
 				 LIMIT greatest(slots.free, 0)
 				   FOR UPDATE OF q SKIP LOCKED) c
 		 LIMIT p_limit
-	),
-	leased AS (
-		UPDATE invsync.sync_queue q
-		   SET lease_until = p_now + p_lease,
-			   claimed_version = q.version,
-			   attempts = q.attempts + 1
-		  FROM picked
-		 WHERE q.tenant_id = picked.tenant_id AND q.listing_id = picked.listing_id
-		RETURNING q.tenant_id, q.listing_id)
-	SELECT array_agg(leased.tenant_id), array_agg(leased.listing_id)
+	)
+	SELECT array_agg(picked.tenant_id), array_agg(picked.listing_id)
 	  INTO v_tenants, v_listings
-	  FROM leased;
+	  FROM picked;
 
 	IF v_tenants IS NULL THEN
 		RETURN;
 	END IF;
 
-	/* a new statement, so a new snapshot: see the comment above */
+	/*
+	 * A new statement, so a new snapshot: see the comment above.  The lease
+	 * is taken here too, in the one UPDATE: a second UPDATE of a row this
+	 * transaction already updated costs a row version and a foreign-key
+	 * check per row.
+	 */
 	UPDATE invsync.sync_queue q
-	   SET target_level = lv.level
+	   SET target_level = lv.level,
+		   lease_until = p_now + p_lease,
+		   claimed_version = q.version,
+		   attempts = q.attempts + 1
 	  FROM (SELECT l.tenant_id, l.listing_id,
 				   invsync._publish_level(invsync._listing_available(l.tenant_id, l.sku, l.source_locations),
 										  l.buffer, l.allocation_percent,

@@ -58,6 +58,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -165,6 +166,7 @@ static bool worker_started_recorded = false;
 static TimestampTz next_poll = 0;
 static TimestampTz next_purge = 0;
 static TimestampTz next_dispatch = 0;	/* a token bucket refills */
+static bool claim_found_rows = false;	/* more rows may be due at once */
 
 static void invsync_shmem_request(void);
 static void invsync_shmem_startup(void);
@@ -773,6 +775,7 @@ claim_rows(void)
 		rows_held++;
 	}
 	MemoryContextSwitchTo(old);
+	claim_found_rows = SPI_processed > 0;
 
 	/* credentials and limits may have changed: reload the shops involved */
 	hash_seq_init(&status, shops);
@@ -839,6 +842,7 @@ take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
 {
 	int			n = 0;
 	int			max = Min(shop->adapter->max_batch, MAX_ADAPTER_BATCH);
+	int			misfits = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	dlist_mutable_iter iter;
 
@@ -869,7 +873,16 @@ take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
 		for (i = 0; i < n && fits; i++)
 			fits = shop->adapter->can_batch(&pushes[i], &candidate);
 		if (!fits)
+		{
+			/*
+			 * Claims come ordered by item, so the rows of one request are
+			 * found together: look no further than one batch past them,
+			 * rather than through every waiting row for every request.
+			 */
+			if (++misfits >= max)
+				break;
 			continue;
+		}
 		dlist_delete(&row->node);
 		batch[n] = row;
 		pushes[n] = candidate;
@@ -1264,6 +1277,15 @@ request_done(void *request_arg, const HttpResult *result)
 	PushRequest *request = (PushRequest *) request_arg;
 
 	request->shop->in_flight--;
+
+	/*
+	 * A slot is free: dispatch at the next turn, without waiting.  The
+	 * completion may come in the drive that follows dispatch() (libcurl
+	 * often finishes a request on a reused connection within the call that
+	 * starts it), and then no socket, timer or latch would end the wait
+	 * before the next poll.
+	 */
+	next_dispatch = GetCurrentTimestamp();
 	if (request->is_refresh)
 		refresh_done(request, result);
 	else
@@ -1338,14 +1360,23 @@ run_turn(bool woken)
 	http_engine_drive(engine);
 	flush_records();
 
-	if ((woken || now >= next_poll) &&
+	/*
+	 * Claim when a commit announced changes, when the poll falls due, and,
+	 * while a backlog drains, as soon as half a batch is left: waiting for
+	 * the poll would cap the rate at one batch per poll interval.
+	 */
+	if ((woken || now >= next_poll ||
+		 (claim_found_rows && rows_held <= invsync_batch_size / 2)) &&
 		http_engine_running(engine) < invsync_max_in_flight)
 	{
 		claim_rows();
 		next_poll = TimestampTzPlusMilliseconds(now, invsync_poll_interval_ms);
 	}
 	if (!extension_present)
+	{
+		next_dispatch = 0;		/* nothing is sent until it is back */
 		return;
+	}
 
 	dispatch();
 	http_engine_drive(engine);
@@ -1378,6 +1409,15 @@ invsync_worker_main(Datum main_arg)
 										 invsync_worker_role[0] ? invsync_worker_role : NULL,
 										 0);
 	pgstat_report_appname("invsync sync worker");
+
+	/*
+	 * Plan the statements inside _claim and _record_batch afresh on every
+	 * call.  A generic plan cached while the queue was small (a nested loop
+	 * over a sequential scan) stays in use when a backlog of thousands of
+	 * rows arrives, and makes every claim quadratic in the queue's size.
+	 */
+	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_SUSET,
+					PGC_S_OVERRIDE);
 
 	memset(&hash_ctl, 0, sizeof(hash_ctl));
 	hash_ctl.keysize = sizeof(ShopKey);
