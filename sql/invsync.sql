@@ -255,14 +255,13 @@ $$;
 
 /*
  * Take an idempotency key for this call.  Returns true when the key is new
- * and the caller should do the work, then store it with _keep_idempotency_
- * key(); false when the same call already committed under this key (the
- * caller then replays its result).  A call with the same key but other
- * parameters is refused.  Calls with one key are serialised by a
- * transaction-level advisory lock on it: a concurrent caller waits here
- * until the first commits (then replays) or aborts (then does the work).
- * The key row is written last, holding the ids of the ledger rows, so the
- * ledger needs no index on its keys.
+ * and the caller should do the work, then record the ledger rows it wrote
+ * with _keep_idempotency_key(); false when the same call already committed
+ * under this key (the caller then replays its result).  A call with the
+ * same key but other parameters is refused.  A concurrent call with the
+ * same key waits here on the key's unique index until the first one
+ * commits (then replays) or aborts (then does the work).  The key row holds
+ * the ids of the ledger rows, so the ledger needs no index on its keys.
  */
 CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 											  p_operation text, p_params jsonb)
@@ -270,6 +269,7 @@ CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 	LANGUAGE plpgsql
 	AS $$
 DECLARE
+	v_fingerprint bytea := sha256(convert_to(p_params::text, 'UTF8'));
 	v_operation text;
 	v_stored	bytea;
 BEGIN
@@ -280,17 +280,25 @@ BEGIN
 				  HINT = 'Pass a key that identifies this request, such as a UUID or "<system>:<document>:<line>".';
 	END IF;
 
-	PERFORM pg_advisory_xact_lock(hashtextextended(p_key, p_tenant));
+	LOOP
+		INSERT INTO invsync.idempotency_keys
+			(tenant_id, idempotency_key, operation, fingerprint, ledger_ids, correlation_id)
+		VALUES (p_tenant, p_key, p_operation, v_fingerprint, '{}', invsync.correlation_id())
+		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;
+		IF FOUND THEN
+			RETURN true;
+		END IF;
 
-	SELECT k.operation, k.fingerprint INTO v_operation, v_stored
-	  FROM invsync.idempotency_keys k
-	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key;
-	IF NOT FOUND THEN
-		RETURN true;
-	END IF;
+		SELECT k.operation, k.fingerprint INTO v_operation, v_stored
+		  FROM invsync.idempotency_keys k
+		 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key;
+		IF FOUND THEN
+			EXIT;
+		END IF;
+		/* purged between the two statements: try again */
+	END LOOP;
 
-	IF v_operation <> p_operation
-		OR v_stored <> sha256(convert_to(p_params::text, 'UTF8')) THEN
+	IF v_operation <> p_operation OR v_stored <> v_fingerprint THEN
 		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', p_key
 			USING ERRCODE = 'IV005',
 				  DETAIL = pg_catalog.format('The key was first used by %s; this call is %s with other parameters.',
@@ -301,17 +309,18 @@ BEGIN
 END
 $$;
 
-/* store the key of a call that did its work, with the ledger rows it wrote */
+/*
+ * Record the ledger rows a call wrote under its new key: an update that
+ * touches no indexed column, so a cheap HOT update of the row just written.
+ */
 CREATE FUNCTION invsync._keep_idempotency_key(p_tenant bigint, p_key text,
-											  p_operation text, p_params jsonb,
 											  p_ledger_ids bigint[])
 	RETURNS void
 	LANGUAGE sql
 	AS $$
-	INSERT INTO invsync.idempotency_keys
-		(tenant_id, idempotency_key, operation, fingerprint, ledger_ids, correlation_id)
-	VALUES (p_tenant, p_key, p_operation, sha256(convert_to(p_params::text, 'UTF8')),
-			p_ledger_ids, invsync.correlation_id())
+	UPDATE invsync.idempotency_keys k
+	   SET ledger_ids = p_ledger_ids
+	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key
 $$;
 
 /* the ledger rows a committed call wrote under an idempotency key */
@@ -643,8 +652,7 @@ BEGIN
 	END IF;
 	v_row := invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
 						   p_reason, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'adjust',
-										  v_params, ARRAY[v_row.ledger_id]);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, ARRAY[v_row.ledger_id]);
 	RETURN NEXT v_row;
 END
 $$;
@@ -681,8 +689,7 @@ BEGIN
 	v_row := invsync._post(v_tenant, p_sku, p_location,
 						   p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
 						   p_reason, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand',
-										  v_params, ARRAY[v_row.ledger_id]);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, ARRAY[v_row.ledger_id]);
 	RETURN NEXT v_row;
 END
 $$;
@@ -719,8 +726,8 @@ BEGIN
 						   NULL, p_reference, NULL, p_idempotency_key);
 	v_in := invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
 						  NULL, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'transfer',
-										  v_params, ARRAY[v_out.ledger_id, v_in.ledger_id]);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key,
+										  ARRAY[v_out.ledger_id, v_in.ledger_id]);
 	RETURN NEXT v_out;
 	RETURN NEXT v_in;
 END
@@ -893,8 +900,7 @@ BEGIN
 												 coalesce(' at ' || v_locations[i], ''));
 		END IF;
 	END LOOP;
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, 'reserve',
-										  jsonb_build_array(p_order_ref, p_lines), v_ids);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, v_ids);
 END
 $$;
 COMMENT ON FUNCTION invsync.reserve(text, jsonb, text) IS
@@ -964,8 +970,7 @@ BEGIN
 	UPDATE invsync.reservation_orders o
 	   SET status = v_final, closed_at = now()
 	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref;
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, p_operation,
-										  jsonb_build_array(p_order_ref), v_ids);
+	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, v_ids);
 END
 $$;
 
