@@ -183,3 +183,15 @@ COMMIT;
 SELECT sku, location, on_hand, reserved FROM invsync.stock ORDER BY 1, 2;
 SELECT * FROM invsync.check_consistency();
 SELECT count(*) AS inconsistent_anywhere FROM invsync.check_consistency(true);
+
+-- many keyed movements in one transaction (a bulk import) need no lock per key
+SET invsync.tenant = '909';
+SELECT FROM invsync.upsert_location('BULK');
+SELECT FROM invsync.upsert_item('BULK-1');
+BEGIN;
+SELECT count(*) FROM generate_series(1, 5000) g,
+	LATERAL invsync.adjust('BULK-1', 'BULK', 1, 'import', 'bulk:' || g);
+COMMIT;
+SELECT on_hand FROM invsync.stock WHERE sku = 'BULK-1';
+SELECT count(*) FROM invsync.idempotency_keys WHERE tenant_id = 909 AND cardinality(ledger_ids) = 1;
+RESET invsync.tenant;
