@@ -255,8 +255,10 @@ $$;
 
 /*
  * Take an idempotency key for this call.  Returns true when the key is new
- * and the caller should do the work, then record the ledger rows it wrote
- * with _keep_idempotency_key(); false when the same call already committed
+ * and the caller should do the work: a caller that knows how many ledger
+ * rows it writes passes their ids, allocated in advance (the hot path needs
+ * no second write), the others record them with _keep_idempotency_key();
+ * false when the same call already committed
  * under this key (the caller then replays its result).  A call with the
  * same key but other parameters is refused.  A concurrent call with the
  * same key waits here on the key's unique index until the first one
@@ -264,7 +266,8 @@ $$;
  * the ids of the ledger rows, so the ledger needs no index on its keys.
  */
 CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
-											  p_operation text, p_params jsonb)
+											  p_operation text, p_params jsonb,
+											  p_ledger_ids bigint[] DEFAULT '{}')
 	RETURNS boolean
 	LANGUAGE plpgsql
 	AS $$
@@ -283,7 +286,8 @@ BEGIN
 	LOOP
 		INSERT INTO invsync.idempotency_keys
 			(tenant_id, idempotency_key, operation, fingerprint, ledger_ids, correlation_id)
-		VALUES (p_tenant, p_key, p_operation, v_fingerprint, '{}', invsync.correlation_id())
+		VALUES (p_tenant, p_key, p_operation, v_fingerprint, p_ledger_ids,
+				invsync.correlation_id())
 		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;
 		IF FOUND THEN
 			RETURN true;
@@ -373,7 +377,8 @@ $$;
 CREATE FUNCTION invsync._post(p_tenant bigint, p_sku text, p_location text,
 							  p_on_hand_change bigint, p_reserved_change bigint,
 							  p_operation text, p_reason text, p_reference text,
-							  p_order_ref text, p_key text)
+							  p_order_ref text, p_key text,
+							  p_ledger_id bigint DEFAULT NULL)
 	RETURNS invsync.ledger
 	LANGUAGE plpgsql
 	AS $$
@@ -394,10 +399,11 @@ BEGIN
 		   AND s.on_hand + p_on_hand_change <= invsync.max_quantity()
 		RETURNING s.on_hand, s.reserved)
 	INSERT INTO invsync.ledger
-		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
+		(tenant_id, ledger_id, sku, location, operation, on_hand_change, reserved_change,
 		 on_hand_after, reserved_after, reason, reference, order_ref,
 		 idempotency_key, correlation_id, actor)
-	SELECT p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
+	SELECT p_tenant, coalesce(p_ledger_id, nextval('invsync.ledger_id_seq')),
+		   p_sku, p_location, p_operation, p_on_hand_change,
 		   p_reserved_change, level.on_hand, level.reserved, p_reason, p_reference,
 		   p_order_ref, p_key, invsync.correlation_id(), invsync._caller()
 	  FROM level
@@ -441,10 +447,11 @@ BEGIN
 	RETURNING s.on_hand, s.reserved INTO v_on_hand, v_reserved;
 
 	INSERT INTO invsync.ledger
-		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
+		(tenant_id, ledger_id, sku, location, operation, on_hand_change, reserved_change,
 		 on_hand_after, reserved_after, reason, reference, order_ref,
 		 idempotency_key, correlation_id, actor)
-	VALUES (p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
+	VALUES (p_tenant, coalesce(p_ledger_id, nextval('invsync.ledger_id_seq')),
+			p_sku, p_location, p_operation, p_on_hand_change,
 			p_reserved_change, v_on_hand, v_reserved, p_reason, p_reference,
 			p_order_ref, p_key, invsync.correlation_id(), invsync._caller())
 	RETURNING * INTO v_row;
@@ -642,18 +649,18 @@ CREATE FUNCTION invsync.adjust(p_sku text, p_location text, p_delta bigint,
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_params	jsonb;
-	v_row		invsync.ledger;
+	v_id		bigint;
 BEGIN
 	PERFORM invsync._check_quantity(p_delta, 'delta', true);
 	v_params := jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference);
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust', v_params) THEN
+	v_id := nextval('invsync.ledger_id_seq');
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust', v_params,
+										 ARRAY[v_id]) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
-	v_row := invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
-						   p_reason, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, ARRAY[v_row.ledger_id]);
-	RETURN NEXT v_row;
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
+							  p_reason, p_reference, NULL, p_idempotency_key, v_id);
 END
 $$;
 COMMENT ON FUNCTION invsync.adjust(text, text, bigint, text, text, text) IS
@@ -670,7 +677,7 @@ DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_current	bigint;
 	v_params	jsonb := jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference);
-	v_row		invsync.ledger;
+	v_id		bigint := nextval('invsync.ledger_id_seq');
 BEGIN
 	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
 		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
@@ -678,7 +685,8 @@ BEGIN
 				  DETAIL = pg_catalog.format('A level is a whole number between 0 and %s.',
 											 invsync.max_quantity());
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand', v_params) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand', v_params,
+										 ARRAY[v_id]) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -686,11 +694,9 @@ BEGIN
 	  FROM invsync.stock_levels s
 	 WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location = p_location
 	   FOR UPDATE;
-	v_row := invsync._post(v_tenant, p_sku, p_location,
-						   p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
-						   p_reason, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, ARRAY[v_row.ledger_id]);
-	RETURN NEXT v_row;
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_location,
+							  p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
+							  p_reason, p_reference, NULL, p_idempotency_key, v_id);
 END
 $$;
 COMMENT ON FUNCTION invsync.set_on_hand(text, text, bigint, text, text, text) IS
@@ -705,15 +711,16 @@ CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigin
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_params	jsonb := jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference);
-	v_out		invsync.ledger;
-	v_in		invsync.ledger;
+	v_out_id	bigint := nextval('invsync.ledger_id_seq');
+	v_in_id		bigint := nextval('invsync.ledger_id_seq');
 BEGIN
 	PERFORM invsync._check_quantity(p_qty, 'quantity');
 	IF p_from IS NOT DISTINCT FROM p_to THEN
 		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
 			USING ERRCODE = 'IV014';
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer', v_params) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer', v_params,
+										 ARRAY[v_out_id, v_in_id]) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -722,14 +729,10 @@ BEGIN
 	  WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location IN (p_from, p_to)
 	  ORDER BY s.location
 	  FOR UPDATE;
-	v_out := invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
-						   NULL, p_reference, NULL, p_idempotency_key);
-	v_in := invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
-						  NULL, p_reference, NULL, p_idempotency_key);
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key,
-										  ARRAY[v_out.ledger_id, v_in.ledger_id]);
-	RETURN NEXT v_out;
-	RETURN NEXT v_in;
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
+							  NULL, p_reference, NULL, p_idempotency_key, v_out_id);
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
+							  NULL, p_reference, NULL, p_idempotency_key, v_in_id);
 END
 $$;
 COMMENT ON FUNCTION invsync.transfer(text, text, text, bigint, text, text) IS
