@@ -91,6 +91,11 @@ static bool contains_ci(const char *haystack, const char *needle);
 static const char *error_suffix(const char *error);
 static SyncOutcome shopee_classify_error(long status, const char *error,
 										 const char *message, bool refresh);
+static const JsonValue *shopee_read_envelope(const ShopContext *shop,
+											 const HttpResponseView *response,
+											 char *request_id,
+											 const char **error,
+											 const char **message);
 static const JsonValue *shopee_find_entry(const JsonValue *list,
 										  const ListingPush *item,
 										  const char *location);
@@ -474,6 +479,29 @@ shopee_classify_error(long status, const char *error, const char *message,
 }
 
 /*
+ * Parse Shopee's envelope {"request_id", "error", "message", ...}: the
+ * object, or NULL when the body is not a JSON object.  *error is set only
+ * when the error string is non-empty.
+ */
+static const JsonValue *
+shopee_read_envelope(const ShopContext *shop, const HttpResponseView *response,
+					 char *request_id, const char **error, const char **message)
+{
+	JsonValue  *root = json_parse(response->body, response->body_len);
+	const char *code;
+
+	if (root == NULL || root->kind != JSON_KIND_OBJECT)
+		return NULL;
+	adapter_copy_message(request_id, SYNC_REQUEST_ID_LEN,
+						 json_get_string(root, "request_id"), shop);
+	code = json_get_string(root, "error");
+	if (code != NULL && code[0] != '\0')
+		*error = code;
+	*message = json_get_string(root, "message");
+	return root;
+}
+
+/*
  * The entry of success_list or failure_list about a listing: same model_id
  * (absent means 0) and, when both the entry and the listing as sent name a
  * warehouse, the same location_id.  Shopee echoes a location_id even for
@@ -524,7 +552,7 @@ shopee_parse_stock_update(const ShopContext *shop,
 						  const HttpResponseView *response,
 						  StockCallResult *result)
 {
-	JsonValue  *root;
+	const JsonValue *root;
 	const char *error = NULL;
 	const char *message = NULL;
 	const JsonValue *lists;
@@ -557,19 +585,8 @@ shopee_parse_stock_update(const ShopContext *shop,
 		}
 	}
 
-	root = json_parse(response->body, response->body_len);
-	if (root != NULL && root->kind != JSON_KIND_OBJECT)
-		root = NULL;
-	if (root != NULL)
-	{
-		const char *e = json_get_string(root, "error");
-
-		adapter_copy_message(result->request_id, SYNC_REQUEST_ID_LEN,
-							 json_get_string(root, "request_id"), shop);
-		if (e != NULL && e[0] != '\0')
-			error = e;
-		message = json_get_string(root, "message");
-	}
+	root = shopee_read_envelope(shop, response, result->request_id,
+								&error, &message);
 
 	if (response->status == 429)
 	{
@@ -738,7 +755,7 @@ shopee_parse_token_refresh(const ShopContext *shop,
 						   const HttpResponseView *response,
 						   TokenRefreshResult *result)
 {
-	JsonValue  *root;
+	const JsonValue *root;
 	const char *error = NULL;
 	const char *message = NULL;
 	const char *access_token;
@@ -756,19 +773,8 @@ shopee_parse_token_refresh(const ShopContext *shop,
 	result->error_message[0] = '\0';
 	snprintf(status_code, sizeof(status_code), "http_%ld", response->status);
 
-	root = json_parse(response->body, response->body_len);
-	if (root != NULL && root->kind != JSON_KIND_OBJECT)
-		root = NULL;
-	if (root != NULL)
-	{
-		const char *e = json_get_string(root, "error");
-
-		adapter_copy_message(result->request_id, SYNC_REQUEST_ID_LEN,
-							 json_get_string(root, "request_id"), shop);
-		if (e != NULL && e[0] != '\0')
-			error = e;
-		message = json_get_string(root, "message");
-	}
+	root = shopee_read_envelope(shop, response, result->request_id,
+								&error, &message);
 
 	if (response->status == 429)
 	{

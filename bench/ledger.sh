@@ -46,11 +46,7 @@ max_connections = 50
 "
 
 if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	"$REPO/tools/setup"
-	say "staging the tree in $INVSYNC_WORK"
-	stage_tree
-	say "building and installing"
-	build_and_install
+	prepare_build
 elif [ ! -d "$INVSYNC_WORK" ]; then
 	$SUDO mkdir -p "$INVSYNC_WORK"
 	$SUDO chown "$RUN_USER" "$INVSYNC_WORK"

@@ -72,30 +72,11 @@ START_TIME=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # what this benchmark needs (tools/setup installs all but wrk)
-need=()
-for p in wrk nginx-light openssl python3 iproute2 curl; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	say "installing: ${need[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	$SUDO apt-get update -qq
-	own_policy=0
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		# keep the package from starting the system nginx
-		$SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-		own_policy=1
-	fi
-	$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	[ $own_policy = 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
-fi
+install_packages wrk nginx-light openssl python3 iproute2 curl
 id "$RUN_USER" >/dev/null 2>&1 || $SUDO useradd --system --home-dir "$INVSYNC_WORK" "$RUN_USER"
 
 if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	say "staging the tree in $INVSYNC_WORK"
-	stage_tree
-	say "building and installing"
-	build_and_install
+	prepare_build
 elif [ ! -d "$INVSYNC_WORK" ]; then
 	$SUDO mkdir -p "$INVSYNC_WORK"
 	$SUDO chown "$RUN_USER" "$INVSYNC_WORK"

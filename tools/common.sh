@@ -1,4 +1,4 @@
-# tools/common.sh: shared by tools/setup, tools/test and tools/demo.
+# tools/common.sh: shared by tools/setup, tools/test, tools/demo and bench/.
 #
 # PostgreSQL refuses to run as root, so when these scripts run as root
 # (a fresh machine, CI) everything that starts a server runs as an
@@ -47,4 +47,34 @@ stage_tree() {
 build_and_install() {
 	as_run_user make -s -j2 PG_CONFIG=$PG_BIN/pg_config >/dev/null
 	(cd "$INVSYNC_WORK" && $SUDO make -s install PG_CONFIG=$PG_BIN/pg_config >/dev/null)
+}
+
+# install the Debian packages given that are missing; the packaged
+# PostgreSQL cluster and nginx are not wanted running, so a policy-rc.d
+# (only if none exists) keeps the packages from starting them
+install_packages() {
+	local missing=() p own_policy=0
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
+	say "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		$SUDO sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+		own_policy=1
+	fi
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	[ $own_policy = 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
+}
+
+# everything a command needs before it starts a server: the packages, the
+# run user, and the extension built from a private copy of the tree
+prepare_build() {
+	"$REPO/tools/setup"
+	say "staging the tree in $INVSYNC_WORK"
+	stage_tree
+	say "building and installing"
+	build_and_install
 }
