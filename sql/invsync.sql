@@ -153,6 +153,8 @@ CREATE TABLE invsync.ledger (
 		 'reserve', 'release', 'fulfill'))
 );
 ALTER SEQUENCE invsync.ledger_id_seq OWNED BY invsync.ledger.ledger_id;
+CREATE INDEX ledger_idempotency_key_idx
+	ON invsync.ledger (tenant_id, idempotency_key);
 COMMENT ON TABLE invsync.ledger IS
 	'append-only record of every change of on-hand or reserved stock; stock_levels always equals its sum';
 
@@ -216,7 +218,6 @@ CREATE TABLE invsync.idempotency_keys (
 	idempotency_key text NOT NULL,
 	operation	text NOT NULL,
 	fingerprint bytea NOT NULL,
-	ledger_ids	bigint[] NOT NULL,
 	correlation_id text NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (tenant_id, idempotency_key)
@@ -255,19 +256,14 @@ $$;
 
 /*
  * Take an idempotency key for this call.  Returns true when the key is new
- * and the caller should do the work: a caller that knows how many ledger
- * rows it writes passes their ids, allocated in advance (the hot path needs
- * no second write), the others record them with _keep_idempotency_key();
- * false when the same call already committed
- * under this key (the caller then replays its result).  A call with the
- * same key but other parameters is refused.  A concurrent call with the
- * same key waits here on the key's unique index until the first one
- * commits (then replays) or aborts (then does the work).  The key row holds
- * the ids of the ledger rows, so the ledger needs no index on its keys.
+ * and the caller should do the work; false when the same call already
+ * committed under this key (the caller then replays its result).  A call
+ * with the same key but other parameters is refused.  A concurrent call
+ * with the same key waits here on the unique index until the first one
+ * commits (then replays) or aborts (then proceeds).
  */
 CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
-											  p_operation text, p_params jsonb,
-											  p_ledger_ids bigint[] DEFAULT '{}')
+											  p_operation text, p_params jsonb)
 	RETURNS boolean
 	LANGUAGE plpgsql
 	AS $$
@@ -285,9 +281,8 @@ BEGIN
 
 	LOOP
 		INSERT INTO invsync.idempotency_keys
-			(tenant_id, idempotency_key, operation, fingerprint, ledger_ids, correlation_id)
-		VALUES (p_tenant, p_key, p_operation, v_fingerprint, p_ledger_ids,
-				invsync.correlation_id())
+			(tenant_id, idempotency_key, operation, fingerprint, correlation_id)
+		VALUES (p_tenant, p_key, p_operation, v_fingerprint, invsync.correlation_id())
 		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;
 		IF FOUND THEN
 			RETURN true;
@@ -313,30 +308,18 @@ BEGIN
 END
 $$;
 
-/*
- * Record the ledger rows a call wrote under its new key: an update that
- * touches no indexed column, so a cheap HOT update of the row just written.
- */
-CREATE FUNCTION invsync._keep_idempotency_key(p_tenant bigint, p_key text,
-											  p_ledger_ids bigint[])
-	RETURNS void
-	LANGUAGE sql
-	AS $$
-	UPDATE invsync.idempotency_keys k
-	   SET ledger_ids = p_ledger_ids
-	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key
-$$;
-
 /* the ledger rows a committed call wrote under an idempotency key */
 CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT l.*
-	  FROM invsync.idempotency_keys k
-	  JOIN invsync.ledger l
-		ON l.tenant_id = k.tenant_id AND l.ledger_id = ANY (k.ledger_ids)
-	 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key
+	  FROM invsync.ledger l
+	  JOIN invsync.idempotency_keys k
+		ON k.tenant_id = l.tenant_id AND k.idempotency_key = l.idempotency_key
+	 WHERE l.tenant_id = p_tenant
+	   AND l.idempotency_key = p_key
+	   AND l.recorded_at >= k.created_at
 	 ORDER BY l.ledger_id
 $$;
 
@@ -377,8 +360,7 @@ $$;
 CREATE FUNCTION invsync._post(p_tenant bigint, p_sku text, p_location text,
 							  p_on_hand_change bigint, p_reserved_change bigint,
 							  p_operation text, p_reason text, p_reference text,
-							  p_order_ref text, p_key text,
-							  p_ledger_id bigint DEFAULT NULL)
+							  p_order_ref text, p_key text)
 	RETURNS invsync.ledger
 	LANGUAGE plpgsql
 	AS $$
@@ -399,11 +381,10 @@ BEGIN
 		   AND s.on_hand + p_on_hand_change <= invsync.max_quantity()
 		RETURNING s.on_hand, s.reserved)
 	INSERT INTO invsync.ledger
-		(tenant_id, ledger_id, sku, location, operation, on_hand_change, reserved_change,
+		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
 		 on_hand_after, reserved_after, reason, reference, order_ref,
 		 idempotency_key, correlation_id, actor)
-	SELECT p_tenant, coalesce(p_ledger_id, nextval('invsync.ledger_id_seq')),
-		   p_sku, p_location, p_operation, p_on_hand_change,
+	SELECT p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
 		   p_reserved_change, level.on_hand, level.reserved, p_reason, p_reference,
 		   p_order_ref, p_key, invsync.correlation_id(), invsync._caller()
 	  FROM level
@@ -447,11 +428,10 @@ BEGIN
 	RETURNING s.on_hand, s.reserved INTO v_on_hand, v_reserved;
 
 	INSERT INTO invsync.ledger
-		(tenant_id, ledger_id, sku, location, operation, on_hand_change, reserved_change,
+		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
 		 on_hand_after, reserved_after, reason, reference, order_ref,
 		 idempotency_key, correlation_id, actor)
-	VALUES (p_tenant, coalesce(p_ledger_id, nextval('invsync.ledger_id_seq')),
-			p_sku, p_location, p_operation, p_on_hand_change,
+	VALUES (p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
 			p_reserved_change, v_on_hand, v_reserved, p_reason, p_reference,
 			p_order_ref, p_key, invsync.correlation_id(), invsync._caller())
 	RETURNING * INTO v_row;
@@ -648,19 +628,15 @@ CREATE FUNCTION invsync.adjust(p_sku text, p_location text, p_delta bigint,
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
-	v_params	jsonb;
-	v_id		bigint;
 BEGIN
 	PERFORM invsync._check_quantity(p_delta, 'delta', true);
-	v_params := jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference);
-	v_id := nextval('invsync.ledger_id_seq');
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust', v_params,
-										 ARRAY[v_id]) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust',
+			jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference)) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
 	RETURN NEXT invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
-							  p_reason, p_reference, NULL, p_idempotency_key, v_id);
+							  p_reason, p_reference, NULL, p_idempotency_key);
 END
 $$;
 COMMENT ON FUNCTION invsync.adjust(text, text, bigint, text, text, text) IS
@@ -676,8 +652,6 @@ CREATE FUNCTION invsync.set_on_hand(p_sku text, p_location text, p_on_hand bigin
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_current	bigint;
-	v_params	jsonb := jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference);
-	v_id		bigint := nextval('invsync.ledger_id_seq');
 BEGIN
 	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
 		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
@@ -685,8 +659,8 @@ BEGIN
 				  DETAIL = pg_catalog.format('A level is a whole number between 0 and %s.',
 											 invsync.max_quantity());
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand', v_params,
-										 ARRAY[v_id]) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand',
+			jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference)) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -696,7 +670,7 @@ BEGIN
 	   FOR UPDATE;
 	RETURN NEXT invsync._post(v_tenant, p_sku, p_location,
 							  p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
-							  p_reason, p_reference, NULL, p_idempotency_key, v_id);
+							  p_reason, p_reference, NULL, p_idempotency_key);
 END
 $$;
 COMMENT ON FUNCTION invsync.set_on_hand(text, text, bigint, text, text, text) IS
@@ -710,17 +684,14 @@ CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigin
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
-	v_params	jsonb := jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference);
-	v_out_id	bigint := nextval('invsync.ledger_id_seq');
-	v_in_id		bigint := nextval('invsync.ledger_id_seq');
 BEGIN
 	PERFORM invsync._check_quantity(p_qty, 'quantity');
 	IF p_from IS NOT DISTINCT FROM p_to THEN
 		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
 			USING ERRCODE = 'IV014';
 	END IF;
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer', v_params,
-										 ARRAY[v_out_id, v_in_id]) THEN
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer',
+			jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference)) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
 		RETURN;
 	END IF;
@@ -730,9 +701,9 @@ BEGIN
 	  ORDER BY s.location
 	  FOR UPDATE;
 	RETURN NEXT invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
-							  NULL, p_reference, NULL, p_idempotency_key, v_out_id);
+							  NULL, p_reference, NULL, p_idempotency_key);
 	RETURN NEXT invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
-							  NULL, p_reference, NULL, p_idempotency_key, v_in_id);
+							  NULL, p_reference, NULL, p_idempotency_key);
 END
 $$;
 COMMENT ON FUNCTION invsync.transfer(text, text, text, bigint, text, text) IS
@@ -765,8 +736,6 @@ DECLARE
 	v_skus		text[] := '{}';
 	v_qtys		bigint[] := '{}';
 	v_locations text[] := '{}';
-	v_ids		bigint[] := '{}';
-	v_row		invsync.ledger;
 	i			integer;
 BEGIN
 	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
@@ -883,10 +852,8 @@ BEGIN
 		LOOP
 			EXIT WHEN v_need = 0;
 			v_take := least(v_need, v_stock.available);
-			v_row := invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
-								   'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
-			v_ids := v_ids || v_row.ledger_id;
-			RETURN NEXT v_row;
+			RETURN NEXT invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
+									  'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
 			INSERT INTO invsync.reservations AS r
 				(tenant_id, order_ref, line_no, sku, location, qty, line_sku)
 			VALUES (v_tenant, p_order_ref, v_line_nos[i], v_skus[i], v_stock.location,
@@ -903,7 +870,6 @@ BEGIN
 												 coalesce(' at ' || v_locations[i], ''));
 		END IF;
 	END LOOP;
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, v_ids);
 END
 $$;
 COMMENT ON FUNCTION invsync.reserve(text, jsonb, text) IS
@@ -920,8 +886,6 @@ DECLARE
 	v_status	text;
 	v_line		record;
 	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
-	v_ids		bigint[] := '{}';
-	v_row		invsync.ledger;
 BEGIN
 	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
 			jsonb_build_array(p_order_ref)) THEN
@@ -962,18 +926,15 @@ BEGIN
 		 GROUP BY r.sku, r.location
 		 ORDER BY r.sku, r.location
 	LOOP
-		v_row := invsync._post(v_tenant, v_line.sku, v_line.location,
-							   CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
-							   -v_line.qty, p_operation, NULL, NULL, p_order_ref,
-							   p_idempotency_key);
-		v_ids := v_ids || v_row.ledger_id;
-		RETURN NEXT v_row;
+		RETURN NEXT invsync._post(v_tenant, v_line.sku, v_line.location,
+								  CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
+								  -v_line.qty, p_operation, NULL, NULL, p_order_ref,
+								  p_idempotency_key);
 	END LOOP;
 
 	UPDATE invsync.reservation_orders o
 	   SET status = v_final, closed_at = now()
 	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref;
-	PERFORM invsync._keep_idempotency_key(v_tenant, p_idempotency_key, v_ids);
 END
 $$;
 
