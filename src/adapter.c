@@ -66,27 +66,6 @@ sync_outcome_name(SyncOutcome outcome)
 }
 
 /*
- * The inverse of sync_outcome_name, for reading stored rows back.
- */
-bool
-sync_outcome_from_name(const char *name, SyncOutcome *outcome)
-{
-	int			i;
-
-	if (name == NULL)
-		return false;
-	for (i = 0; i < (int) lengthof(outcome_names); i++)
-	{
-		if (strcmp(name, outcome_names[i]) == 0)
-		{
-			*outcome = (SyncOutcome) i;
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
  * Ask the adapter whether a listing can ever be sent; see check_listing in
  * adapter.h.  Adapters without the hook accept everything.
  */

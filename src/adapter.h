@@ -181,7 +181,6 @@ extern const ChannelAdapter *adapter_for_channel(const char *channel);
 
 /* rules shared by the engine, the adapters and the SQL test hooks */
 extern const char *sync_outcome_name(SyncOutcome outcome);
-extern bool sync_outcome_from_name(const char *name, SyncOutcome *outcome);
 extern bool adapter_check_listing(const ChannelAdapter *adapter,
 								  ListingPush *item);
 extern void adapter_settle_outcomes(ListingPush *items, int nitems,

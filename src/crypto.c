@@ -20,7 +20,6 @@
 
 #include <limits.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -66,47 +65,6 @@ hmac_sha256_hex(const void *key, size_t keylen,
 }
 
 /*
- * Does a received hex signature (e.g. a webhook's Authorization header)
- * equal the one we computed?  Hex is compared case-insensitively, since
- * senders differ; be lenient on input and strict on output.  Both are
- * folded to lower case into equal-length buffers and compared with
- * CRYPTO_memcmp, so the time taken does not depend on where they differ.
- * Lengths are not secret: different lengths, or an empty signature, are
- * simply unequal.
- */
-bool
-hex_signature_equal(const char *expected, size_t expected_len,
-					const char *received, size_t received_len)
-{
-	char	   *a;
-	char	   *b;
-	size_t		i;
-	bool		equal;
-
-	if (expected == NULL || received == NULL ||
-		expected_len == 0 || expected_len != received_len)
-		return false;
-
-	a = palloc(expected_len);
-	b = palloc(received_len);
-	for (i = 0; i < expected_len; i++)
-	{
-		unsigned char ca = (unsigned char) expected[i];
-		unsigned char cb = (unsigned char) received[i];
-
-		/* branch-free ASCII fold: set 0x20 on 'A'..'Z' only */
-		ca |= (unsigned char) (((unsigned) (ca - 'A') < 26) << 5);
-		cb |= (unsigned char) (((unsigned) (cb - 'A') < 26) << 5);
-		a[i] = (char) ca;
-		b[i] = (char) cb;
-	}
-	equal = CRYPTO_memcmp(a, b, expected_len) == 0;
-	pfree(a);
-	pfree(b);
-	return equal;
-}
-
-/*
  * Append value to buf escaped for a URL query: RFC 3986 unreserved bytes
  * (A-Z a-z 0-9 - . _ ~) as they are, every other byte as %XX in upper-case
  * hex, as curl_easy_escape does.  A NULL value appends nothing.
@@ -134,17 +92,4 @@ url_escape_append(StringInfo buf, const char *value)
 			appendStringInfoChar(buf, digits[c & 0x0F]);
 		}
 	}
-}
-
-/*
- * url_escape_append into a fresh palloc'd string.
- */
-char *
-url_escape(const char *value)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	url_escape_append(&buf, value);
-	return buf.data;
 }

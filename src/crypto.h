@@ -26,9 +26,6 @@ extern bool hmac_sha256_hex(const void *key, size_t keylen,
 							const void *msg, size_t msglen,
 							bool upper_case,
 							char out[HMAC_SHA256_HEX_LEN + 1]);
-extern bool hex_signature_equal(const char *expected, size_t expected_len,
-								const char *received, size_t received_len);
 extern void url_escape_append(StringInfo buf, const char *value);
-extern char *url_escape(const char *value);
 
 #endif							/* INVSYNC_CRYPTO_H */

@@ -392,21 +392,6 @@ json_get_int64(const JsonValue *object, const char *key, int64 *out)
 }
 
 /*
- * Read member key of object as a boolean; false when missing or not a
- * JSON true/false.
- */
-bool
-json_get_bool(const JsonValue *object, const char *key, bool *out)
-{
-	const JsonValue *value = json_get(object, key);
-
-	if (value == NULL || value->kind != JSON_KIND_BOOL)
-		return false;
-	*out = value->boolean;
-	return true;
-}
-
-/*
  * The text of a string or number value (a number's raw lexeme), else NULL:
  * for ids a marketplace may send as either.
  */

@@ -61,8 +61,6 @@ extern const JsonValue *json_get_array(const JsonValue *object,
 extern const char *json_get_string(const JsonValue *object, const char *key);
 extern bool json_get_int64(const JsonValue *object, const char *key,
 						   int64 *out);
-extern bool json_get_bool(const JsonValue *object, const char *key,
-						  bool *out);
 
 extern const char *json_scalar_text(const JsonValue *value);
 extern bool json_value_int64(const JsonValue *value, int64 *out);

@@ -853,13 +853,9 @@ take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
 		bool		fits = true;
 		int			i;
 
+		/* too late to send within its lease: the next claim hands it back */
 		if (row->send_by <= now)
-		{
-			/* too late to send within its lease; its lease brings it back */
-			dlist_delete(&row->node);
-			forget_row(row);
 			continue;
-		}
 		fill_push(&candidate, row);
 		if (!adapter_check_listing(shop->adapter, &candidate))
 		{
