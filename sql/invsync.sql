@@ -231,82 +231,30 @@ COMMENT ON TABLE invsync.idempotency_keys IS
  * Internal helpers
  * --------------------------------------------------------------------- */
 
+/*
+ * The ledger's hot path is C (src/ledger.c): _check_quantity,
+ * _take_idempotency_key, _post and adjust.
+ */
+
 /* quantities are positive and at most max_quantity(); IV003 otherwise */
 CREATE FUNCTION invsync._check_quantity(p_value bigint, p_what text,
 										p_allow_negative boolean DEFAULT false)
 	RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	AS $$
-BEGIN
-	IF p_value IS NULL
-		OR p_value = 0
-		OR (p_value < 0 AND NOT p_allow_negative)
-		OR abs(p_value) > invsync.max_quantity() THEN
-		RAISE EXCEPTION 'invalid % %', p_what, coalesce(p_value::text, 'NULL')
-			USING ERRCODE = 'IV003',
-				  DETAIL = CASE WHEN p_allow_negative
-						   THEN pg_catalog.format('A %s is a non-zero whole number between -%s and %s.',
-												  p_what, invsync.max_quantity(), invsync.max_quantity())
-						   ELSE pg_catalog.format('A %s is a whole number between 1 and %s.',
-												  p_what, invsync.max_quantity())
-						   END;
-	END IF;
-END
-$$;
+	LANGUAGE c IMMUTABLE
+	AS 'MODULE_PATHNAME', 'invsync_check_quantity_sql';
 
 /*
  * Take an idempotency key for this call.  Returns true when the key is new
  * and the caller should do the work; false when the same call already
  * committed under this key (the caller then replays its result).  A call
- * with the same key but other parameters is refused.  A concurrent call
- * with the same key waits here on the unique index until the first one
- * commits (then replays) or aborts (then proceeds).
+ * with the same key but other parameters is refused (IV005); a concurrent
+ * call with the same key waits until the first one commits or aborts.
  */
 CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 											  p_operation text, p_params jsonb)
 	RETURNS boolean
-	LANGUAGE plpgsql
-	AS $$
-DECLARE
-	v_fingerprint bytea := sha256(convert_to(p_params::text, 'UTF8'));
-	v_operation text;
-	v_stored	bytea;
-BEGIN
-	IF p_key IS NULL OR length(p_key) NOT BETWEEN 1 AND 255 THEN
-		RAISE EXCEPTION 'invalid idempotency key'
-			USING ERRCODE = 'IV010',
-				  DETAIL = 'An idempotency key is a non-empty string of at most 255 characters.',
-				  HINT = 'Pass a key that identifies this request, such as a UUID or "<system>:<document>:<line>".';
-	END IF;
-
-	LOOP
-		INSERT INTO invsync.idempotency_keys
-			(tenant_id, idempotency_key, operation, fingerprint, correlation_id)
-		VALUES (p_tenant, p_key, p_operation, v_fingerprint, invsync.correlation_id())
-		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING;
-		IF FOUND THEN
-			RETURN true;
-		END IF;
-
-		SELECT k.operation, k.fingerprint INTO v_operation, v_stored
-		  FROM invsync.idempotency_keys k
-		 WHERE k.tenant_id = p_tenant AND k.idempotency_key = p_key;
-		IF FOUND THEN
-			EXIT;
-		END IF;
-		/* purged between the two statements: try again */
-	END LOOP;
-
-	IF v_operation <> p_operation OR v_stored <> v_fingerprint THEN
-		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', p_key
-			USING ERRCODE = 'IV005',
-				  DETAIL = pg_catalog.format('The key was first used by %s; this call is %s with other parameters.',
-											 v_operation, p_operation),
-				  HINT = 'Use a new key for a new request; resend a request only with its original parameters.';
-	END IF;
-	RETURN false;
-END
-$$;
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'invsync_take_idempotency_key_sql';
 
 /* the ledger rows a committed call wrote under an idempotency key */
 CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
@@ -351,93 +299,76 @@ END
 $$;
 
 /*
+ * The slow path of _post: the stock row is missing or the change does not
+ * fit.  Raises IV001 / IV002 / IV013 for an unknown sku or location or a
+ * bundle, IV003 / IV004 for a change out of range or overselling; otherwise
+ * leaves the row existing and locked by this transaction, so that _post's
+ * statement applies.  An existing stock row proves the sku and location
+ * exist and the sku is no bundle (set_bundle refuses skus with stock rows),
+ * so they are checked only when the row is missing.
+ */
+CREATE FUNCTION invsync._prepare_stock_row(p_tenant bigint, p_sku text, p_location text,
+										   p_on_hand_change bigint, p_reserved_change bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	v_on_hand	bigint;
+	v_reserved	bigint;
+	v_exists	boolean;
+BEGIN
+	LOOP
+		SELECT s.on_hand, s.reserved INTO v_on_hand, v_reserved
+		  FROM invsync.stock_levels s
+		 WHERE s.tenant_id = p_tenant AND s.sku = p_sku AND s.location = p_location
+		   FOR UPDATE;
+		v_exists := FOUND;
+		IF NOT v_exists THEN
+			PERFORM invsync._check_stockable(p_tenant, p_sku, p_location);
+		END IF;
+		v_on_hand := coalesce(v_on_hand, 0) + p_on_hand_change;
+		v_reserved := coalesce(v_reserved, 0) + p_reserved_change;
+
+		IF v_on_hand > invsync.max_quantity() THEN
+			RAISE EXCEPTION 'stock of "%" at "%" would exceed the largest level allowed', p_sku, p_location
+				USING ERRCODE = 'IV003',
+					  DETAIL = pg_catalog.format('The level would be %s; at most %s is allowed.',
+												 v_on_hand, invsync.max_quantity());
+		END IF;
+		IF v_reserved < 0 OR v_reserved > v_on_hand OR v_on_hand < 0 THEN
+			RAISE EXCEPTION 'insufficient stock of "%" at "%"', p_sku, p_location
+				USING ERRCODE = 'IV004',
+					  DETAIL = pg_catalog.format('On hand would be %s with %s reserved.',
+												 v_on_hand, v_reserved);
+		END IF;
+		IF v_exists THEN
+			RETURN;
+		END IF;
+
+		/* a first movement creates the row empty; the movement fills it */
+		INSERT INTO invsync.stock_levels (tenant_id, sku, location)
+		VALUES (p_tenant, p_sku, p_location)
+		ON CONFLICT (tenant_id, sku, location) DO NOTHING;
+		IF FOUND THEN
+			RETURN;
+		END IF;
+		/* created concurrently: check again against what it holds now */
+	END LOOP;
+END
+$$;
+
+/*
  * Write one ledger row and apply it to stock_levels: the only place either
- * table is written.  An existing stock row proves the sku and location exist
- * and the sku is no bundle (set_bundle refuses skus with stock rows), so
- * they are checked only when the row is missing.  A change that would
- * oversell or exceed the range raises IV004 / IV003 and writes nothing.
+ * table is written.  A change that would oversell or exceed the range
+ * raises IV004 / IV003 and writes nothing.
  */
 CREATE FUNCTION invsync._post(p_tenant bigint, p_sku text, p_location text,
 							  p_on_hand_change bigint, p_reserved_change bigint,
 							  p_operation text, p_reason text, p_reference text,
 							  p_order_ref text, p_key text)
 	RETURNS invsync.ledger
-	LANGUAGE plpgsql
-	AS $$
-DECLARE
-	v_on_hand	bigint;
-	v_reserved	bigint;
-	v_row		invsync.ledger;
-BEGIN
-	/* the common case in one statement: the row exists and the change fits */
-	WITH level AS (
-		UPDATE invsync.stock_levels s
-		   SET on_hand = s.on_hand + p_on_hand_change,
-			   reserved = s.reserved + p_reserved_change,
-			   updated_at = now()
-		 WHERE s.tenant_id = p_tenant AND s.sku = p_sku AND s.location = p_location
-		   AND s.reserved + p_reserved_change >= 0
-		   AND s.reserved + p_reserved_change <= s.on_hand + p_on_hand_change
-		   AND s.on_hand + p_on_hand_change <= invsync.max_quantity()
-		RETURNING s.on_hand, s.reserved)
-	INSERT INTO invsync.ledger
-		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
-		 on_hand_after, reserved_after, reason, reference, order_ref,
-		 idempotency_key, correlation_id, actor)
-	SELECT p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
-		   p_reserved_change, level.on_hand, level.reserved, p_reason, p_reference,
-		   p_order_ref, p_key, invsync.correlation_id(), invsync._caller()
-	  FROM level
-	RETURNING * INTO v_row;
-	IF FOUND THEN
-		RETURN v_row;
-	END IF;
-
-	/* no row yet, or the change does not fit: look under a lock */
-	SELECT s.on_hand, s.reserved INTO v_on_hand, v_reserved
-	  FROM invsync.stock_levels s
-	 WHERE s.tenant_id = p_tenant AND s.sku = p_sku AND s.location = p_location
-	   FOR UPDATE;
-	IF NOT FOUND THEN
-		PERFORM invsync._check_stockable(p_tenant, p_sku, p_location);
-	END IF;
-	v_on_hand := coalesce(v_on_hand, 0) + p_on_hand_change;
-	v_reserved := coalesce(v_reserved, 0) + p_reserved_change;
-
-	IF v_on_hand > invsync.max_quantity() THEN
-		RAISE EXCEPTION 'stock of "%" at "%" would exceed the largest level allowed', p_sku, p_location
-			USING ERRCODE = 'IV003',
-				  DETAIL = pg_catalog.format('The level would be %s; at most %s is allowed.',
-											 v_on_hand, invsync.max_quantity());
-	END IF;
-	IF v_reserved < 0 OR v_reserved > v_on_hand OR v_on_hand < 0 THEN
-		RAISE EXCEPTION 'insufficient stock of "%" at "%"', p_sku, p_location
-			USING ERRCODE = 'IV004',
-				  DETAIL = pg_catalog.format('On hand would be %s with %s reserved.',
-											 v_on_hand, v_reserved);
-	END IF;
-
-	/* a first movement creates the row; the conflict arm covers a race */
-	INSERT INTO invsync.stock_levels AS s
-		(tenant_id, sku, location, on_hand, reserved)
-	VALUES (p_tenant, p_sku, p_location, v_on_hand, v_reserved)
-	ON CONFLICT (tenant_id, sku, location) DO UPDATE
-		SET on_hand = s.on_hand + p_on_hand_change,
-			reserved = s.reserved + p_reserved_change,
-			updated_at = now()
-	RETURNING s.on_hand, s.reserved INTO v_on_hand, v_reserved;
-
-	INSERT INTO invsync.ledger
-		(tenant_id, sku, location, operation, on_hand_change, reserved_change,
-		 on_hand_after, reserved_after, reason, reference, order_ref,
-		 idempotency_key, correlation_id, actor)
-	VALUES (p_tenant, p_sku, p_location, p_operation, p_on_hand_change,
-			p_reserved_change, v_on_hand, v_reserved, p_reason, p_reference,
-			p_order_ref, p_key, invsync.correlation_id(), invsync._caller())
-	RETURNING * INTO v_row;
-	RETURN v_row;
-END
-$$;
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'invsync_post_sql';
 
 /*
  * The stocked skus one unit of p_sku consumes, with quantities multiplied
@@ -623,22 +554,10 @@ CREATE FUNCTION invsync.adjust(p_sku text, p_location text, p_delta bigint,
 							   p_reason text, p_idempotency_key text,
 							   p_reference text DEFAULT NULL)
 	RETURNS SETOF invsync.ledger
-	LANGUAGE plpgsql SECURITY DEFINER
+	LANGUAGE c SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	v_tenant	bigint := invsync.current_tenant();
-BEGIN
-	PERFORM invsync._check_quantity(p_delta, 'delta', true);
-	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'adjust',
-			jsonb_build_array(p_sku, p_location, p_delta, p_reason, p_reference)) THEN
-		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
-		RETURN;
-	END IF;
-	RETURN NEXT invsync._post(v_tenant, p_sku, p_location, p_delta, 0, 'adjust',
-							  p_reason, p_reference, NULL, p_idempotency_key);
-END
-$$;
+	ROWS 1
+	AS 'MODULE_PATHNAME', 'invsync_adjust';
 COMMENT ON FUNCTION invsync.adjust(text, text, bigint, text, text, text) IS
 	'add (positive delta) or remove (negative delta) on-hand stock; returns the ledger row';
 
