@@ -43,7 +43,9 @@
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteManip.h"
+#include "common/hashfn.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -64,6 +66,12 @@
 #define MAX_KEY_LENGTH 255
 
 #define SHA256_LENGTH 32
+
+/*
+ * field4 of the advisory lock tags adjust() queues on for a busy stock row
+ * (see lock_stock_row); SQL's advisory lock functions use 1 and 2.
+ */
+#define STOCK_ROW_QUEUE_LOCK 0x4956
 
 PG_FUNCTION_INFO_V1(invsync_check_quantity_sql);
 PG_FUNCTION_INFO_V1(invsync_take_idempotency_key_sql);
@@ -732,6 +740,34 @@ insert_key_directly(EState *estate, DirectTarget *keys, const Movement *movement
 	}
 }
 
+/* hash of a text datum, mixed with seed */
+static uint64
+hash_text(Datum value, uint64 seed)
+{
+	text	   *t = DatumGetTextPP(value);
+
+	return DatumGetUInt64(hash_any_extended((unsigned char *) VARDATA_ANY(t),
+											VARSIZE_ANY_EXHDR(t), seed));
+}
+
+/*
+ * The lock that adjust() calls wanting a busy stock row queue on: an
+ * advisory lock keyed by a hash of the row's key, in this database.
+ * Shared by two rows only when their hashes collide, which merely queues
+ * their waiters together.
+ */
+static void
+set_stock_row_queue_tag(LOCKTAG *tag, const Movement *movement)
+{
+	uint64		key;
+
+	key = hash_combine64(hash_text(movement->values[1],
+								   (uint64) DatumGetInt64(movement->values[0])),
+						 hash_text(movement->values[2], 0));
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) key, STOCK_ROW_QUEUE_LOCK);
+}
+
 /*
  * Find the stock row and lock its latest version into stock->slot, as
  * UPDATE does in READ COMMITTED.  Returns false when there is none.
@@ -744,6 +780,8 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 	SnapshotData dirty;
 	IndexScanDesc scan;
 	bool		found;
+	bool		queued = false;
+	LOCKTAG		queue;
 
 	/* the primary key is (tenant_id, sku, location) */
 	ScanKeyEntryInitialize(&scankeys[0], 0, 1, BTEqualStrategyNumber,
@@ -773,6 +811,20 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 							  XLTW_Lock);
 			continue;
 		}
+
+		/*
+		 * Another transaction is changing the row: queue for it first.
+		 * Waiters on the row itself queue per tuple version, and every
+		 * commit of a busy row wakes all of them to find the next version;
+		 * queued here, by the row's key, a commit wakes one.
+		 */
+		if (TransactionIdIsValid(dirty.xmax) && !queued)
+		{
+			set_stock_row_queue_tag(&queue, movement);
+			(void) LockAcquire(&queue, ExclusiveLock, false, false);
+			queued = true;
+			continue;
+		}
 		result = table_tuple_lock(stock->rel, &stock->slot->tts_tid,
 								  GetLatestSnapshot(), stock->slot,
 								  GetCurrentCommandId(false),
@@ -786,6 +838,8 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 		/* deleted under us: look again */
 	}
 	index_endscan(scan);
+	if (queued)
+		LockRelease(&queue, ExclusiveLock, false);
 	return found;
 }
 
