@@ -642,6 +642,8 @@ look_up_direct_tables(void)
 				direct_path_usable = false;
 		}
 		rel = table_open(table->relid, AccessShareLock);
+		if (rel->rd_rel->relkind != RELKIND_RELATION)
+			direct_path_usable = false;
 		for (int a = 0; a < RelationGetNumberOfAttributes(rel); a++)
 			if (!TupleDescAttr(RelationGetDescr(rel), a)->attisdropped)
 				live_columns++;
@@ -1122,7 +1124,12 @@ invsync_adjust(PG_FUNCTION_ARGS)
 
 	connect_spi();
 	look_up_direct_tables();
-	if (direct_path_usable && !IsolationUsesXactSnapshot())
+	/*
+	 * The direct path knows READ COMMITTED's rules only, and makes none of
+	 * the checks SQL makes before writing.
+	 */
+	if (direct_path_usable && !IsolationUsesXactSnapshot() &&
+		!XactReadOnly && !IsInParallelMode())
 		result = adjust_directly(&movement, rsinfo->setResult);
 	if (result == DIRECT_POSTED)
 	{
