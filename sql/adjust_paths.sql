@@ -3,11 +3,11 @@
 -- otherwise (REPEATABLE READ, a read-only transaction, tables with
 -- statement triggers); both give the same rows, chain the same balances
 -- and keep keys the same way.  What the direct path caches (compiled CHECK
--- constraints and trigger WHEN conditions) follows DDL.  Tenant 16.
+-- constraints and trigger WHEN conditions) follows DDL.  Tenant 17.
 --
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET invsync.tenant = 16;
+SET invsync.tenant = 17;
 SELECT FROM invsync.upsert_location('W1');
 SELECT count(invsync.upsert_item(s)) AS items FROM unnest(ARRAY['PEN', 'INK']) s;
 SELECT ledger_id AS base FROM invsync.adjust('PEN', 'W1', 10, 'receipt', 'p-0') \gset
@@ -56,7 +56,7 @@ BEGIN READ ONLY;
 SELECT on_hand_change FROM invsync.adjust('PEN', 'W1', 1, 'receipt', 'ro-1');
 ROLLBACK;
 SELECT count(*) AS ro_keys FROM invsync.idempotency_keys
- WHERE tenant_id = 16 AND idempotency_key = 'ro-1';
+ WHERE tenant_id = 17 AND idempotency_key = 'ro-1';
 
 --
 -- 4. A savepoint rolled back takes the key and the movement with it
@@ -82,7 +82,7 @@ SELECT k.idempotency_key,
   JOIN (VALUES ('fp-1', jsonb_build_array('PEN', 'W1', 1, E'say "hi" \\ ünïcode\ttab', 'ref/1')),
 			   ('fp-2', jsonb_build_array('PEN', 'W1', -1, NULL, NULL))) p (key, params)
 	ON p.key = k.idempotency_key
- WHERE k.tenant_id = 16
+ WHERE k.tenant_id = 17
  ORDER BY 1;
 
 --
