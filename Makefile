@@ -6,13 +6,14 @@
 #                      (started by pg_regress itself, library preloaded)
 
 EXTENSION = invsync
-EXTVERSION = 0.1
+EXTVERSION = 0.2
 
 MODULE_big = invsync
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c adapters/*.c)))
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+# earlier versions' install scripts, as released, and the upgrade scripts
+DATA = $(filter-out $(DATA_built), $(wildcard sql/$(EXTENSION)--*.sql))
 
 # The install script is built from sql/invsync.sql (the ledger) and
 # sql/invsync_sync.sql (channels and the sync queue); pg_regress tests are

@@ -1,0 +1,141 @@
+# Copyright (c) 2026, invsync developers
+#
+# ALTER EXTENSION invsync UPDATE takes a database from every earlier
+# version to the current one: the upgraded schema is exactly what a fresh
+# install creates (functions with their bodies, options and privileges,
+# tables, constraints, indexes, triggers, views, grants, the rows
+# registered for pg_dump), the rows written before the upgrade stay, and
+# the calls made before it replay after it under the same keys.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'invsync'");
+$node->start;
+
+my $current = $node->safe_psql('postgres',
+	q{SELECT default_version FROM pg_available_extensions WHERE name = 'invsync'});
+my @earlier = split /\n/, $node->safe_psql('postgres', qq{
+	SELECT version FROM pg_available_extension_versions
+	 WHERE name = 'invsync' AND version <> '$current' ORDER BY version});
+ok(@earlier > 0, "earlier versions to upgrade from: @earlier");
+
+# everything the extension defines, as text that differs when they differ
+my $schema_query = q{
+	SELECT 'function ' || p.oid::regprocedure || ': ' || pg_get_functiondef(p.oid)
+		   || ' acl ' || coalesce(p.proacl::text, 'default')
+	  FROM pg_proc p WHERE p.pronamespace = 'invsync'::regnamespace
+	UNION ALL
+	SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl '
+		   || coalesce(c.relacl::text, 'default')
+		   || ' options ' || coalesce(c.reloptions::text, '')
+	  FROM pg_class c WHERE c.relnamespace = 'invsync'::regnamespace
+	UNION ALL
+	SELECT 'column ' || c.relname || '.' || a.attname || ' '
+		   || format_type(a.atttypid, a.atttypmod)
+		   || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+		   || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+		   || ' position ' || (SELECT count(*) FROM pg_attribute b
+								WHERE b.attrelid = a.attrelid AND b.attnum <= a.attnum
+								  AND b.attnum > 0 AND NOT b.attisdropped)
+	  FROM pg_attribute a
+	  JOIN pg_class c ON c.oid = a.attrelid
+	  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+	 WHERE c.relnamespace = 'invsync'::regnamespace AND a.attnum > 0
+	   AND NOT a.attisdropped
+	UNION ALL
+	SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ': '
+		   || pg_get_constraintdef(oid)
+	  FROM pg_constraint WHERE connamespace = 'invsync'::regnamespace
+	UNION ALL
+	SELECT 'index ' || indexname || ': ' || indexdef
+	  FROM pg_indexes WHERE schemaname = 'invsync'
+	UNION ALL
+	SELECT 'trigger ' || pg_get_triggerdef(oid)
+	  FROM pg_trigger WHERE tgrelid IN
+		(SELECT oid FROM pg_class WHERE relnamespace = 'invsync'::regnamespace)
+	   AND NOT tgisinternal
+	UNION ALL
+	SELECT 'view ' || viewname || ': ' || definition
+	  FROM pg_views WHERE schemaname = 'invsync'
+	UNION ALL
+	SELECT 'type ' || t.typname
+	  FROM pg_type t WHERE t.typnamespace = 'invsync'::regnamespace
+	UNION ALL
+	SELECT 'dumped ' || x::regclass
+	  FROM pg_extension e, unnest(e.extconfig) x WHERE e.extname = 'invsync'
+	UNION ALL
+	SELECT 'member ' || pg_describe_object(classid, objid, objsubid)
+	  FROM pg_depend
+	 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+	   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'invsync')
+	ORDER BY 1
+};
+
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION invsync');
+my $fresh_schema = $node->safe_psql('fresh', $schema_query);
+
+# what a few calls return, by key: the same before and after the upgrade
+my $calls = q{
+	SELECT sku, location, operation, on_hand_change, reserved_change,
+		   on_hand_after, reserved_after, idempotency_key
+	  FROM invsync.adjust('A', 'W1', 10, 'receipt', 'up-1')
+	UNION ALL
+	SELECT sku, location, operation, on_hand_change, reserved_change,
+		   on_hand_after, reserved_after, idempotency_key
+	  FROM invsync.transfer('A', 'W1', 'W2', 3, 'up-2')
+	UNION ALL
+	SELECT sku, location, operation, on_hand_change, reserved_change,
+		   on_hand_after, reserved_after, idempotency_key
+	  FROM invsync.reserve('o-1', '[{"sku": "A", "qty": 2, "location": "W1"}]', 'up-3')
+};
+
+for my $from (@earlier)
+{
+	my $db = "from_$from";
+	$db =~ s/\./_/g;
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION invsync VERSION '$from'");
+	$node->safe_psql($db, q{
+		SET invsync.tenant = 3;
+		SELECT invsync.upsert_location('W1');
+		SELECT invsync.upsert_location('W2');
+		SELECT invsync.upsert_item('A');
+	});
+	my $before = $node->safe_psql($db, "SET invsync.tenant = 3; $calls");
+	my $rows_before = $node->safe_psql($db,
+		'SELECT count(*) FROM invsync.ledger');
+
+	$node->safe_psql($db, 'ALTER EXTENSION invsync UPDATE');
+	is($node->safe_psql($db,
+			q{SELECT extversion FROM pg_extension WHERE extname = 'invsync'}),
+		$current, "$from: updated to $current");
+	is($node->safe_psql($db, $schema_query), $fresh_schema,
+		"$from: the upgraded schema is what a fresh install creates");
+
+	is($node->safe_psql($db, "SET invsync.tenant = 3; $calls"), $before,
+		"$from: calls made before the upgrade replay after it");
+	is($node->safe_psql($db, 'SELECT count(*) FROM invsync.ledger'),
+		$rows_before, "$from: and write nothing");
+	my ($ret, $stdout, $stderr) = $node->psql($db, q{
+		SET invsync.tenant = 3;
+		SELECT * FROM invsync.adjust('A', 'W1', 11, 'receipt', 'up-1')});
+	like($stderr, qr/idempotency key "up-1" was already used with different parameters/,
+		"$from: a key used before the upgrade still refuses other parameters");
+	is($node->safe_psql($db, q{
+			SET invsync.tenant = 3;
+			SELECT on_hand_after FROM invsync.adjust('A', 'W1', 5, 'receipt', 'up-4')}),
+		'12', "$from: new movements continue the balances");
+	is($node->safe_psql($db,
+			'SELECT count(*) FROM invsync.check_consistency(true)'),
+		'0', "$from: the ledger and stock_levels agree");
+}
+
+$node->stop;
+done_testing();
