@@ -159,6 +159,13 @@ static MemoryContext record_context = NULL; /* the pending record batch */
 static StringInfoData pending_outcomes; /* JSON array items, comma-joined */
 static StringInfoData pending_attempts;
 static int	pending_outcome_count = 0;
+
+/*
+ * How many times in a row an application's lock held outcomes back, and
+ * when to try again (0: at once).
+ */
+static int	record_retries = 0;
+static TimestampTz next_record_attempt = 0;
 static int	pending_attempt_count = 0;
 static int	rows_held = 0;		/* claimed rows not yet recorded */
 static bool extension_present = false;
@@ -613,7 +620,7 @@ reset_records(void)
 /*
  * Write the pending outcomes and attempts in one transaction.  When some
  * rows were locked by an application transaction, the whole outcome list
- * is sent again a moment later: outcomes already applied no longer match
+ * is sent again a little later: outcomes already applied no longer match
  * their claim, so sending them twice changes nothing.
  */
 static void
@@ -626,6 +633,8 @@ flush_records(void)
 	uint64		locked_out;
 
 	if (pending_outcome_count == 0 && pending_attempt_count == 0)
+		return;
+	if (next_record_attempt != 0 && GetCurrentTimestamp() < next_record_attempt)
 		return;
 
 	outcomes = psprintf("[%s]", pending_outcomes.data);
@@ -649,7 +658,20 @@ flush_records(void)
 		pending_outcomes.data[--pending_outcomes.len] = '\0';
 		MemoryContextSwitchTo(old);
 		pending_outcome_count = (int) locked_out;
-		next_dispatch = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10);
+
+		/*
+		 * 10 ms, doubling up to 1.28 s while the application keeps its
+		 * lock: soon enough for a short transaction, cheap for a long one.
+		 */
+		next_record_attempt =
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										10 << Min(record_retries, 7));
+		record_retries++;
+	}
+	else
+	{
+		next_record_attempt = 0;
+		record_retries = 0;
 	}
 }
 
@@ -1344,7 +1366,8 @@ wait_timeout_ms(void)
 	if (next_dispatch != 0)
 		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_dispatch));
 	if (pending_outcome_count > 0)
-		timeout = 0;
+		timeout = Min(timeout, next_record_attempt == 0 ? 0 :
+					  TimestampDifferenceMilliseconds(now, next_record_attempt));
 	return Max(timeout, 0);
 }
 
