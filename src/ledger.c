@@ -31,6 +31,8 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -642,7 +644,8 @@ look_up_direct_tables(void)
 				direct_path_usable = false;
 		}
 		rel = table_open(table->relid, AccessShareLock);
-		if (rel->rd_rel->relkind != RELKIND_RELATION)
+		if (rel->rd_rel->relkind != RELKIND_RELATION ||
+			rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 			direct_path_usable = false;
 		for (int a = 0; a < RelationGetNumberOfAttributes(rel); a++)
 			if (!TupleDescAttr(RelationGetDescr(rel), a)->attisdropped)
@@ -653,6 +656,13 @@ look_up_direct_tables(void)
 	}
 	ledger_sequence = get_relname_relid("ledger_id_seq", namespace_oid);
 	if (!OidIsValid(ledger_sequence))
+		direct_path_usable = false;
+
+	/*
+	 * With Citus, these tables may be distributed: their rows live in
+	 * shards that only SQL reaches (DESIGN §6 keeps that way out open).
+	 */
+	if (OidIsValid(get_extension_oid("citus", true)))
 		direct_path_usable = false;
 	direct_tables_known = true;
 }
