@@ -8,10 +8,10 @@
  * the PL/pgSQL functions (set_on_hand, transfer, reserve, ...) call them
  * as SQL functions.  Both run saved plans through SPI.  adjust(), the call
  * an ERP or POS makes most, usually writes its three rows without SQL (the
- * direct path, below) and falls back to the same two functions otherwise.
- * What is rare stays in PL/pgSQL: _prepare_stock_row() creates a missing
- * stock row and raises the errors of a change that does not fit, _replay()
- * returns what an earlier call under a key wrote.
+ * direct path, ledger_direct.c) and falls back to the same two functions
+ * otherwise.  What is rare stays in PL/pgSQL: _prepare_stock_row() creates
+ * a missing stock row and raises the errors of a change that does not fit,
+ * _replay() returns what an earlier call under a key wrote.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -24,56 +24,25 @@
 
 #include <openssl/evp.h>
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_am_d.h"
-#include "commands/extension.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
-#include "optimizer/optimizer.h"
-#include "rewrite/rewriteManip.h"
-#include "common/hashfn.h"
-#include "storage/lmgr.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "invsync.h"
-
-/* must equal invsync.max_quantity() */
-#define MAX_QUANTITY INT64CONST(1000000000)
+#include "ledger.h"
 
 /* longest idempotency key, in characters */
 #define MAX_KEY_LENGTH 255
 
 #define SHA256_LENGTH 32
-
-/*
- * field4 of the advisory lock tags adjust() queues on for a busy stock row
- * (see lock_stock_row); SQL's advisory lock functions use 1 and 2.
- */
-#define STOCK_ROW_QUEUE_LOCK 0x4956
 
 PG_FUNCTION_INFO_V1(invsync_check_quantity_sql);
 PG_FUNCTION_INFO_V1(invsync_take_idempotency_key_sql);
@@ -144,20 +113,6 @@ static SavedStatement replay_statement = {
 	2, {INT8OID, TEXTOID}
 };
 
-/*
- * One movement, as _post() takes it, in the order of post_statement's
- * parameters ($1 .. $12), followed by the key's fingerprint, which only
- * the direct path takes from here.
- */
-#define MOVEMENT_NARGS 13
-
-typedef struct Movement
-{
-	Datum		values[MOVEMENT_NARGS];
-	char		nulls[MOVEMENT_NARGS];
-	NameData	actor;
-} Movement;
-
 static EVP_MD *sha256_md = NULL;
 
 /*
@@ -222,14 +177,14 @@ init_movement(Movement *movement, int64 tenant, const char *operation,
 {
 	memset(movement->nulls, ' ', sizeof(movement->nulls));
 	namestrcpy(&movement->actor, GetUserNameFromId(GetOuterUserId(), false));
-	movement->values[0] = Int64GetDatum(tenant);
-	movement->values[5] = CStringGetTextDatum(operation);
-	movement->values[9] = PointerGetDatum(key);
-	movement->nulls[9] = key == NULL ? 'n' : ' ';
-	movement->values[10] =
+	movement->values[MOVE_TENANT] = Int64GetDatum(tenant);
+	movement->values[MOVE_OPERATION] = CStringGetTextDatum(operation);
+	movement->values[MOVE_KEY] = PointerGetDatum(key);
+	movement->nulls[MOVE_KEY] = key == NULL ? 'n' : ' ';
+	movement->values[MOVE_CORRELATION] =
 		CStringGetTextDatum(invsync_current_correlation_id());
-	movement->values[11] = NameGetDatum(&movement->actor);
-	movement->nulls[12] = 'n';
+	movement->values[MOVE_ACTOR] = NameGetDatum(&movement->actor);
+	movement->nulls[MOVE_FINGERPRINT] = 'n';
 }
 
 /*
@@ -366,8 +321,8 @@ post_movement_slowly(Movement *movement)
 	if (run_statement(&post_statement, movement->values,
 					  movement->nulls) != 1)
 		elog(ERROR, "stock row of \"%s\" at \"%s\" was not ready for a movement",
-			 TextDatumGetCString(movement->values[1]),
-			 TextDatumGetCString(movement->values[2]));
+			 TextDatumGetCString(movement->values[MOVE_SKU]),
+			 TextDatumGetCString(movement->values[MOVE_LOCATION]));
 }
 
 /*
@@ -464,13 +419,13 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 		elog(ERROR, "invsync._post must return a row type");
 	init_movement(&movement, PG_GETARG_INT64(0),
 				  text_to_cstring(PG_GETARG_TEXT_PP(5)), text_arg(fcinfo, 9));
-	set_text(&movement, 1, fcinfo, 1);
-	set_text(&movement, 2, fcinfo, 2);
-	movement.values[3] = PG_GETARG_DATUM(3);
-	movement.values[4] = PG_GETARG_DATUM(4);
-	set_text(&movement, 6, fcinfo, 6);
-	set_text(&movement, 7, fcinfo, 7);
-	set_text(&movement, 8, fcinfo, 8);
+	set_text(&movement, MOVE_SKU, fcinfo, 1);
+	set_text(&movement, MOVE_LOCATION, fcinfo, 2);
+	movement.values[MOVE_ON_HAND_CHANGE] = PG_GETARG_DATUM(3);
+	movement.values[MOVE_RESERVED_CHANGE] = PG_GETARG_DATUM(4);
+	set_text(&movement, MOVE_REASON, fcinfo, 6);
+	set_text(&movement, MOVE_REFERENCE, fcinfo, 7);
+	set_text(&movement, MOVE_ORDER_REF, fcinfo, 8);
 
 	values = palloc(sizeof(Datum) * result_desc->natts);
 	nulls = palloc(sizeof(bool) * result_desc->natts);
@@ -484,588 +439,6 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 	result = heap_form_tuple(result_desc, values, nulls);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
-}
-
-/*
- * adjust()'s direct path.
- *
- * In READ COMMITTED, when the key is new and the stock row exists and takes
- * the change, adjust() writes its three rows without SQL: the key row by
- * speculative insertion (what INSERT ... ON CONFLICT DO NOTHING does), the
- * stock row through an index lookup, a lock on its latest version (what
- * UPDATE does after a concurrent update in READ COMMITTED) and
- * ExecSimpleRelationUpdate(), and the ledger row through
- * ExecSimpleRelationInsert() (the executor's entry points for logical
- * replication).  Constraints, indexes, row triggers and AFTER triggers
- * work as they do for SQL, planning and executor start-up are skipped.
- * Everything else, and any table with statement triggers, takes the SQL
- * path, which gives the same result.
- */
-
-/* the columns the direct path writes, per table */
-enum
-{
-	KEY_TENANT, KEY_KEY, KEY_OPERATION, KEY_FINGERPRINT, KEY_CORRELATION,
-	KEY_CREATED, KEY_NCOLUMNS
-};
-static const char *const key_columns[KEY_NCOLUMNS] = {
-	"tenant_id", "idempotency_key", "operation", "fingerprint",
-	"correlation_id", "created_at"
-};
-
-enum
-{
-	STOCK_TENANT, STOCK_SKU, STOCK_LOCATION, STOCK_ON_HAND, STOCK_RESERVED,
-	STOCK_UPDATED, STOCK_NCOLUMNS
-};
-static const char *const stock_columns[STOCK_NCOLUMNS] = {
-	"tenant_id", "sku", "location", "on_hand", "reserved", "updated_at"
-};
-
-enum
-{
-	LEDGER_TENANT, LEDGER_ID, LEDGER_SKU, LEDGER_LOCATION, LEDGER_OPERATION,
-	LEDGER_ON_HAND_CHANGE, LEDGER_RESERVED_CHANGE, LEDGER_ON_HAND_AFTER,
-	LEDGER_RESERVED_AFTER, LEDGER_REASON, LEDGER_REFERENCE, LEDGER_ORDER_REF,
-	LEDGER_KEY, LEDGER_CORRELATION, LEDGER_ACTOR, LEDGER_RECORDED,
-	LEDGER_NCOLUMNS
-};
-static const char *const ledger_columns[LEDGER_NCOLUMNS] = {
-	"tenant_id", "ledger_id", "sku", "location", "operation",
-	"on_hand_change", "reserved_change", "on_hand_after", "reserved_after",
-	"reason", "reference", "order_ref", "idempotency_key", "correlation_id",
-	"actor", "recorded_at"
-};
-
-typedef enum DirectTableId
-{
-	KEYS_TABLE, STOCK_TABLE, LEDGER_TABLE, DIRECT_NTABLES
-} DirectTableId;
-
-/* a table the direct path writes, looked up once per backend */
-typedef struct DirectTable
-{
-	const char *name;
-	int			ncolumns;
-	const char *const *columns;
-	bool		all_columns;	/* the direct path must set every column */
-	Oid			relid;
-	AttrNumber	attnums[LEDGER_NCOLUMNS];
-
-	/*
-	 * The table's CHECK constraints and trigger WHEN conditions, compiled
-	 * as the executor compiles them for each statement (ExecRelCheck,
-	 * TriggerEnabled), but once per backend: in PostgreSQL 15 that costs
-	 * more than the rest of writing a row.  Valid while compiled_generation
-	 * is direct_tables_generation; in compiled_context.
-	 */
-	MemoryContext compiled_context;
-	uint64		compiled_generation;
-	int			ncheck;
-	ExprState **checks;
-	int			ntriggers;
-	ExprState **trigger_whens;
-} DirectTable;
-
-static DirectTable direct_tables[DIRECT_NTABLES] = {
-	{"idempotency_keys", KEY_NCOLUMNS, key_columns, true},
-	{"stock_levels", STOCK_NCOLUMNS, stock_columns, false},
-	{"ledger", LEDGER_NCOLUMNS, ledger_columns, true},
-};
-static Oid	ledger_sequence = InvalidOid;
-
-/* whether direct_tables holds what the catalogs say; and may be used */
-static bool direct_tables_known = false;
-static uint64 direct_tables_generation = 1;
-static bool direct_path_usable = false;
-static bool invalidation_registered = false;
-
-/* a table being written: its relation, result relation info and a slot */
-typedef struct DirectTarget
-{
-	DirectTable *table;
-	Relation	rel;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;
-} DirectTarget;
-
-#define COLUMN(target, column) ((target)->table->attnums[column] - 1)
-
-/*
- * A relation changed: if it may be one of ours, look them up again and
- * compile their expressions again.  (Only flags: what was compiled may be
- * in use.)
- */
-static void
-forget_direct_tables(Datum arg, Oid relid)
-{
-	for (int t = 0; t < DIRECT_NTABLES; t++)
-		if (!OidIsValid(relid) || relid == direct_tables[t].relid)
-		{
-			direct_tables_known = false;
-			direct_tables_generation++;
-			return;
-		}
-}
-
-/*
- * Find invsync's tables and the attribute numbers of their columns.  The
- * direct path is usable when every column is there and the tables whose
- * rows it makes whole have no other columns.
- */
-static void
-look_up_direct_tables(void)
-{
-	Oid			namespace_oid;
-
-	if (direct_tables_known)
-		return;
-	if (!invalidation_registered)
-	{
-		CacheRegisterRelcacheCallback(forget_direct_tables, (Datum) 0);
-		invalidation_registered = true;
-	}
-
-	direct_path_usable = true;
-	namespace_oid = get_namespace_oid("invsync", false);
-	for (int t = 0; t < DIRECT_NTABLES; t++)
-	{
-		DirectTable *table = &direct_tables[t];
-		Relation	rel;
-		int			live_columns = 0;
-
-		table->relid = get_relname_relid(table->name, namespace_oid);
-		if (!OidIsValid(table->relid))
-			elog(ERROR, "table invsync.%s is missing", table->name);
-		for (int c = 0; c < table->ncolumns; c++)
-		{
-			table->attnums[c] = get_attnum(table->relid, table->columns[c]);
-			if (table->attnums[c] == InvalidAttrNumber)
-				direct_path_usable = false;
-		}
-		rel = table_open(table->relid, AccessShareLock);
-		if (rel->rd_rel->relkind != RELKIND_RELATION ||
-			rel->rd_rel->relam != HEAP_TABLE_AM_OID)
-			direct_path_usable = false;
-		for (int a = 0; a < RelationGetNumberOfAttributes(rel); a++)
-			if (!TupleDescAttr(RelationGetDescr(rel), a)->attisdropped)
-				live_columns++;
-		if (table->all_columns && live_columns != table->ncolumns)
-			direct_path_usable = false;
-		table_close(rel, AccessShareLock);
-	}
-	ledger_sequence = get_relname_relid("ledger_id_seq", namespace_oid);
-	if (!OidIsValid(ledger_sequence))
-		direct_path_usable = false;
-
-	/*
-	 * With Citus, these tables may be distributed: their rows live in
-	 * shards that only SQL reaches (DESIGN §6 keeps that way out open).
-	 */
-	if (OidIsValid(get_extension_oid("citus", true)))
-		direct_path_usable = false;
-	direct_tables_known = true;
-}
-
-/* the index that is a relation's primary key, among those rri opened */
-static Relation
-primary_key_of(DirectTarget *target)
-{
-	Oid			pkey = RelationGetPrimaryKeyIndex(target->rel);
-
-	for (int i = 0; i < target->rri->ri_NumIndices; i++)
-		if (RelationGetRelid(target->rri->ri_IndexRelationDescs[i]) == pkey)
-			return target->rri->ri_IndexRelationDescs[i];
-	elog(ERROR, "table %s has no primary key",
-		 RelationGetRelationName(target->rel));
-	return NULL;				/* keep compiler quiet */
-}
-
-/* whether statement triggers of the given kinds are defined */
-static bool
-has_statement_triggers(const DirectTarget *target)
-{
-	const TriggerDesc *triggers = target->rri->ri_TrigDesc;
-
-	return triggers != NULL &&
-		(triggers->trig_insert_before_statement ||
-		 triggers->trig_insert_after_statement ||
-		 triggers->trig_update_before_statement ||
-		 triggers->trig_update_after_statement ||
-		 triggers->trig_insert_new_table ||
-		 triggers->trig_update_old_table ||
-		 triggers->trig_update_new_table);
-}
-
-/*
- * Take the key with a speculative insertion.  Returns false, having
- * written nothing, when the key is already taken (or being taken: then
- * after waiting for that transaction to commit).
- */
-static bool
-insert_key_directly(EState *estate, DirectTarget *keys, const Movement *movement)
-{
-	TupleTableSlot *slot = keys->slot;
-	List	   *arbiters = list_make1_oid(RelationGetPrimaryKeyIndex(keys->rel));
-	TransactionId xid = GetCurrentTransactionId();
-
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true,
-		   sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	slot->tts_values[COLUMN(keys, KEY_TENANT)] = movement->values[0];
-	slot->tts_values[COLUMN(keys, KEY_KEY)] = movement->values[9];
-	slot->tts_values[COLUMN(keys, KEY_OPERATION)] = movement->values[5];
-	slot->tts_values[COLUMN(keys, KEY_FINGERPRINT)] = movement->values[12];
-	slot->tts_values[COLUMN(keys, KEY_CORRELATION)] = movement->values[10];
-	slot->tts_values[COLUMN(keys, KEY_CREATED)] =
-		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	for (int c = 0; c < KEY_NCOLUMNS; c++)
-		slot->tts_isnull[COLUMN(keys, c)] = false;
-	ExecStoreVirtualTuple(slot);
-	ExecConstraints(keys->rri, slot, estate);
-
-	/*
-	 * Unlike INSERT ... ON CONFLICT, the first attempt does not look for the
-	 * key before inserting: keys are new far more often than not, and a
-	 * conflict is found by the insertion too.
-	 */
-	for (bool first_attempt = true;; first_attempt = false)
-	{
-		ItemPointerData conflict_tid;
-		uint32		token;
-		bool		conflict = false;
-
-		if (!first_attempt &&
-			!ExecCheckIndexConstraints(keys->rri, slot, estate,
-									   &conflict_tid, arbiters))
-			return false;
-		token = SpeculativeInsertionLockAcquire(xid);
-		table_tuple_insert_speculative(keys->rel, slot, estate->es_output_cid,
-									   0, NULL, token);
-		list_free(ExecInsertIndexTuples(keys->rri, slot, estate, false, true,
-										&conflict, arbiters));
-		table_tuple_complete_speculative(keys->rel, slot, token, !conflict);
-		SpeculativeInsertionLockRelease(xid);
-		if (!conflict)
-			return true;
-		/* lost a race for the key: check again, waiting for the winner */
-	}
-}
-
-/* hash of a text datum, mixed with seed */
-static uint64
-hash_text(Datum value, uint64 seed)
-{
-	text	   *t = DatumGetTextPP(value);
-
-	return DatumGetUInt64(hash_any_extended((unsigned char *) VARDATA_ANY(t),
-											VARSIZE_ANY_EXHDR(t), seed));
-}
-
-/*
- * The lock that adjust() calls wanting a busy stock row queue on: an
- * advisory lock keyed by a hash of the row's key, in this database.
- * Shared by two rows only when their hashes collide, which merely queues
- * their waiters together.
- */
-static void
-set_stock_row_queue_tag(LOCKTAG *tag, const Movement *movement)
-{
-	uint64		key;
-
-	key = hash_combine64(hash_text(movement->values[1],
-								   (uint64) DatumGetInt64(movement->values[0])),
-						 hash_text(movement->values[2], 0));
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
-						 (uint32) key, STOCK_ROW_QUEUE_LOCK);
-}
-
-/*
- * Find the stock row and lock its latest version into stock->slot, as
- * UPDATE does in READ COMMITTED.  Returns false when there is none.
- */
-static bool
-lock_stock_row(DirectTarget *stock, const Movement *movement)
-{
-	Relation	pkey = primary_key_of(stock);
-	ScanKeyData scankeys[3];
-	SnapshotData dirty;
-	IndexScanDesc scan;
-	bool		found;
-	bool		queued = false;
-	LOCKTAG		queue;
-
-	/* the primary key is (tenant_id, sku, location) */
-	ScanKeyEntryInitialize(&scankeys[0], 0, 1, BTEqualStrategyNumber,
-						   InvalidOid, pkey->rd_indcollation[0], F_INT8EQ,
-						   movement->values[0]);
-	ScanKeyEntryInitialize(&scankeys[1], 0, 2, BTEqualStrategyNumber,
-						   InvalidOid, pkey->rd_indcollation[1], F_TEXTEQ,
-						   movement->values[1]);
-	ScanKeyEntryInitialize(&scankeys[2], 0, 3, BTEqualStrategyNumber,
-						   InvalidOid, pkey->rd_indcollation[2], F_TEXTEQ,
-						   movement->values[2]);
-	InitDirtySnapshot(dirty);
-	scan = index_beginscan(stock->rel, pkey, &dirty, 3, 0);
-	for (;;)
-	{
-		TM_FailureData failure;
-		TM_Result	result;
-
-		index_rescan(scan, scankeys, 3, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, stock->slot);
-		if (!found)
-			break;
-		/* a row being inserted: wait for its transaction, then look again */
-		if (TransactionIdIsValid(dirty.xmin))
-		{
-			XactLockTableWait(dirty.xmin, stock->rel, &stock->slot->tts_tid,
-							  XLTW_Lock);
-			continue;
-		}
-
-		/*
-		 * Another transaction is changing the row: queue for it first.
-		 * Waiters on the row itself queue per tuple version, and every
-		 * commit of a busy row wakes all of them to find the next version;
-		 * queued here, by the row's key, a commit wakes one.
-		 */
-		if (TransactionIdIsValid(dirty.xmax) && !queued)
-		{
-			set_stock_row_queue_tag(&queue, movement);
-			(void) LockAcquire(&queue, ExclusiveLock, false, false);
-			queued = true;
-			continue;
-		}
-		result = table_tuple_lock(stock->rel, &stock->slot->tts_tid,
-								  GetLatestSnapshot(), stock->slot,
-								  GetCurrentCommandId(false),
-								  LockTupleNoKeyExclusive, LockWaitBlock,
-								  TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-								  &failure);
-		if (result == TM_Ok)
-			break;
-		if (result != TM_Deleted)
-			elog(ERROR, "unexpected result %d locking a stock row", result);
-		/* deleted under us: look again */
-	}
-	index_endscan(scan);
-	if (queued)
-		LockRelease(&queue, ExclusiveLock, false);
-	return found;
-}
-
-/*
- * Compile the CHECK constraints and trigger WHEN conditions of a table
- * (opened and locked) into its DirectTable, the way ExecRelCheck and
- * TriggerEnabled do.
- */
-static void
-compile_expressions(DirectTable *table, Relation rel)
-{
-	TupleConstr *constr = RelationGetDescr(rel)->constr;
-	TriggerDesc *triggers = rel->trigdesc;
-	MemoryContext old_context;
-
-	if (table->compiled_context == NULL)
-		table->compiled_context =
-			AllocSetContextCreate(CacheMemoryContext,
-								  "invsync compiled expressions",
-								  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(table->compiled_context);
-	old_context = MemoryContextSwitchTo(table->compiled_context);
-
-	table->ncheck = constr != NULL ? constr->num_check : 0;
-	table->checks = palloc0(sizeof(ExprState *) * Max(table->ncheck, 1));
-	for (int i = 0; i < table->ncheck; i++)
-		table->checks[i] =
-			ExecInitExpr(expression_planner(stringToNode(constr->check[i].ccbin)),
-						 NULL);
-
-	table->ntriggers = triggers != NULL ? triggers->numtriggers : 0;
-	table->trigger_whens = palloc0(sizeof(ExprState *) *
-								   Max(table->ntriggers, 1));
-	for (int i = 0; i < table->ntriggers; i++)
-	{
-		Node	   *when;
-
-		if (triggers->triggers[i].tgqual == NULL)
-			continue;
-		when = stringToNode(triggers->triggers[i].tgqual);
-		/* OLD and NEW become the inner and outer tuples */
-		ChangeVarNodes(when, PRS2_OLD_VARNO, INNER_VAR, 0);
-		ChangeVarNodes(when, PRS2_NEW_VARNO, OUTER_VAR, 0);
-		table->trigger_whens[i] =
-			ExecInitQual((List *) expression_planner((Expr *) make_ands_implicit((Expr *) when)),
-						 NULL);
-	}
-	MemoryContextSwitchTo(old_context);
-	table->compiled_generation = direct_tables_generation;
-}
-
-/* open a table for writing and give it a result relation info and a slot */
-static void
-open_target(EState *estate, DirectTableId id, Index rtindex,
-			DirectTarget *target)
-{
-	DirectTable *table = &direct_tables[id];
-
-	target->table = table;
-	target->rel = table_open(table->relid, RowExclusiveLock);
-	target->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(target->rri, target->rel, rtindex, NULL, 0);
-
-	/*
-	 * Compiled after the lock was taken, the expressions stay right for
-	 * this call: changing them needs a lock that conflicts with ours.
-	 */
-	if (table->compiled_generation != direct_tables_generation)
-		compile_expressions(table, target->rel);
-	if (table->ncheck > 0)
-		target->rri->ri_ConstraintExprs = table->checks;
-	if (table->ntriggers > 0)
-		memcpy(target->rri->ri_TrigWhenExprs, table->trigger_whens,
-			   sizeof(ExprState *) * table->ntriggers);
-	estate->es_opened_result_relations =
-		lappend(estate->es_opened_result_relations, target->rri);
-	ExecOpenIndices(target->rri, id == KEYS_TABLE);
-	target->slot = table_slot_create(target->rel, &estate->es_tupleTable);
-}
-
-/* a range table entry for a table the direct path writes */
-static RangeTblEntry *
-make_rte(DirectTableId id)
-{
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-
-	rte->rtekind = RTE_RELATION;
-	rte->relid = direct_tables[id].relid;
-	rte->relkind = RELKIND_RELATION;
-	rte->rellockmode = RowExclusiveLock;
-	return rte;
-}
-
-typedef enum DirectResult
-{
-	DIRECT_POSTED,				/* all written; the ledger row is in out */
-	DIRECT_KEY_NOT_TAKEN,		/* nothing written: the key was used before,
-								 * or the tables need the SQL way */
-	DIRECT_NOT_POSTED			/* only the key written: post the SQL way */
-} DirectResult;
-
-/* adjust() without SQL when it can; see above */
-static DirectResult
-adjust_directly(Movement *movement, Tuplestorestate *out)
-{
-	EState	   *estate;
-	MemoryContext caller_context;
-	RangeTblEntry *stock_rte;
-	DirectTarget keys;
-	DirectTarget stock;
-	DirectTarget ledger;
-	DirectResult result = DIRECT_NOT_POSTED;
-
-	estate = CreateExecutorState();
-	caller_context = MemoryContextSwitchTo(estate->es_query_cxt);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	estate->es_snapshot = GetActiveSnapshot();
-
-	stock_rte = make_rte(STOCK_TABLE);
-	stock_rte->updatedCols =
-		bms_make_singleton(direct_tables[STOCK_TABLE].attnums[STOCK_ON_HAND] -
-						   FirstLowInvalidHeapAttributeNumber);
-	stock_rte->updatedCols =
-		bms_add_member(stock_rte->updatedCols,
-					   direct_tables[STOCK_TABLE].attnums[STOCK_UPDATED] -
-					   FirstLowInvalidHeapAttributeNumber);
-	ExecInitRangeTable(estate, list_make3(make_rte(KEYS_TABLE), stock_rte,
-										  make_rte(LEDGER_TABLE)));
-	open_target(estate, KEYS_TABLE, 1, &keys);
-	open_target(estate, STOCK_TABLE, 2, &stock);
-	open_target(estate, LEDGER_TABLE, 3, &ledger);
-	AfterTriggerBeginQuery();
-
-	if (keys.rri->ri_TrigDesc != NULL || has_statement_triggers(&stock) ||
-		has_statement_triggers(&ledger) ||
-		!insert_key_directly(estate, &keys, movement))
-		result = DIRECT_KEY_NOT_TAKEN;
-	else if (lock_stock_row(&stock, movement))
-	{
-		TupleTableSlot *locked = stock.slot;
-		TupleTableSlot *changed = table_slot_create(stock.rel,
-													&estate->es_tupleTable);
-		int			natts = locked->tts_tupleDescriptor->natts;
-		int64		on_hand;
-		int64		reserved;
-		EPQState	epq;
-
-		slot_getallattrs(locked);
-		on_hand = DatumGetInt64(locked->tts_values[COLUMN(&stock, STOCK_ON_HAND)]) +
-			DatumGetInt64(movement->values[3]);
-		reserved = DatumGetInt64(locked->tts_values[COLUMN(&stock, STOCK_RESERVED)]);
-
-		if (on_hand <= MAX_QUANTITY && reserved >= 0 && reserved <= on_hand)
-		{
-			ExecClearTuple(changed);
-			memcpy(changed->tts_values, locked->tts_values, sizeof(Datum) * natts);
-			memcpy(changed->tts_isnull, locked->tts_isnull, sizeof(bool) * natts);
-			changed->tts_values[COLUMN(&stock, STOCK_ON_HAND)] = Int64GetDatum(on_hand);
-			changed->tts_values[COLUMN(&stock, STOCK_UPDATED)] =
-				TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-			ExecStoreVirtualTuple(changed);
-			EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
-			ExecSimpleRelationUpdate(stock.rri, estate, &epq, locked, changed);
-			EvalPlanQualEnd(&epq);
-
-			ExecClearTuple(ledger.slot);
-			memset(ledger.slot->tts_isnull, false,
-				   sizeof(bool) * ledger.slot->tts_tupleDescriptor->natts);
-#define SET_LEDGER(column, value, isnull) \
-	(ledger.slot->tts_values[COLUMN(&ledger, column)] = (value), \
-	 ledger.slot->tts_isnull[COLUMN(&ledger, column)] = (isnull))
-			SET_LEDGER(LEDGER_TENANT, movement->values[0], false);
-			SET_LEDGER(LEDGER_ID,
-					   Int64GetDatum(nextval_internal(ledger_sequence, false)),
-					   false);
-			SET_LEDGER(LEDGER_SKU, movement->values[1], false);
-			SET_LEDGER(LEDGER_LOCATION, movement->values[2], false);
-			SET_LEDGER(LEDGER_OPERATION, movement->values[5], false);
-			SET_LEDGER(LEDGER_ON_HAND_CHANGE, movement->values[3], false);
-			SET_LEDGER(LEDGER_RESERVED_CHANGE, movement->values[4], false);
-			SET_LEDGER(LEDGER_ON_HAND_AFTER, Int64GetDatum(on_hand), false);
-			SET_LEDGER(LEDGER_RESERVED_AFTER, Int64GetDatum(reserved), false);
-			SET_LEDGER(LEDGER_REASON, movement->values[6],
-					   movement->nulls[6] == 'n');
-			SET_LEDGER(LEDGER_REFERENCE, movement->values[7],
-					   movement->nulls[7] == 'n');
-			SET_LEDGER(LEDGER_ORDER_REF, movement->values[8],
-					   movement->nulls[8] == 'n');
-			SET_LEDGER(LEDGER_KEY, movement->values[9], false);
-			SET_LEDGER(LEDGER_CORRELATION, movement->values[10], false);
-			SET_LEDGER(LEDGER_ACTOR, movement->values[11], false);
-			SET_LEDGER(LEDGER_RECORDED,
-					   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-					   false);
-#undef SET_LEDGER
-			ExecStoreVirtualTuple(ledger.slot);
-			ExecSimpleRelationInsert(ledger.rri, estate, ledger.slot);
-			tuplestore_puttupleslot(out, ledger.slot);
-			result = DIRECT_POSTED;
-		}
-	}
-
-	AfterTriggerEndQuery(estate);
-	ExecCloseResultRelations(estate);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	table_close(keys.rel, NoLock);
-	table_close(stock.rel, NoLock);
-	table_close(ledger.rel, NoLock);
-	MemoryContextSwitchTo(caller_context);
-	FreeExecutorState(estate);
-
-	/* what came before is visible to what comes next in this statement */
-	CommandCounterIncrement();
-	return result;
 }
 
 /* append a text argument as a JSON string, or null */
@@ -1118,28 +491,22 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	fingerprint = fingerprint_of(params.data, params.len);
 
 	init_movement(&movement, tenant, "adjust", key);
-	set_text(&movement, 1, fcinfo, 0);
-	set_text(&movement, 2, fcinfo, 1);
-	movement.values[3] = PG_GETARG_DATUM(2);
-	movement.values[4] = Int64GetDatum(0);
-	set_text(&movement, 6, fcinfo, 3);
-	set_text(&movement, 7, fcinfo, 5);
-	movement.nulls[8] = 'n';
-	movement.values[12] = PointerGetDatum(fingerprint);
-	movement.nulls[12] = ' ';
+	set_text(&movement, MOVE_SKU, fcinfo, 0);
+	set_text(&movement, MOVE_LOCATION, fcinfo, 1);
+	movement.values[MOVE_ON_HAND_CHANGE] = PG_GETARG_DATUM(2);
+	movement.values[MOVE_RESERVED_CHANGE] = Int64GetDatum(0);
+	set_text(&movement, MOVE_REASON, fcinfo, 3);
+	set_text(&movement, MOVE_REFERENCE, fcinfo, 5);
+	movement.nulls[MOVE_ORDER_REF] = 'n';
+	movement.values[MOVE_FINGERPRINT] = PointerGetDatum(fingerprint);
+	movement.nulls[MOVE_FINGERPRINT] = ' ';
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	values = palloc(sizeof(Datum) * rsinfo->setDesc->natts);
 	nulls = palloc(sizeof(bool) * rsinfo->setDesc->natts);
 
 	connect_spi();
-	look_up_direct_tables();
-	/*
-	 * The direct path knows READ COMMITTED's rules only, and makes none of
-	 * the checks SQL makes before writing.
-	 */
-	if (direct_path_usable && !IsolationUsesXactSnapshot() &&
-		!XactReadOnly && !IsInParallelMode())
+	if (direct_path_allowed())
 		result = adjust_directly(&movement, rsinfo->setResult);
 	if (result == DIRECT_POSTED)
 	{
