@@ -370,22 +370,35 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 	ScanKeyEntryInitialize(&scankeys[2], 0, 3, BTEqualStrategyNumber,
 						   InvalidOid, pkey->rd_indcollation[2], F_TEXTEQ,
 						   movement->values[MOVE_LOCATION]);
-	InitDirtySnapshot(dirty);
-	scan = index_beginscan(stock->rel, pkey, &dirty, 3, 0);
 	for (;;)
 	{
+		ItemPointerData tid;
+		TransactionId inserting;
+		TransactionId changing;
 		TM_FailureData failure;
 		TM_Result	result;
 
+		/*
+		 * Look the row up, then let go of every buffer before waiting: a
+		 * pin held while waiting would keep VACUUM and pruning off the
+		 * busiest pages.
+		 */
+		InitDirtySnapshot(dirty);
+		scan = index_beginscan(stock->rel, pkey, &dirty, 3, 0);
 		index_rescan(scan, scankeys, 3, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, stock->slot);
+		tid = stock->slot->tts_tid;
+		inserting = dirty.xmin;
+		changing = dirty.xmax;
+		index_endscan(scan);
+		ExecClearTuple(stock->slot);
 		if (!found)
 			break;
+
 		/* a row being inserted: wait for its transaction, then look again */
-		if (TransactionIdIsValid(dirty.xmin))
+		if (TransactionIdIsValid(inserting))
 		{
-			XactLockTableWait(dirty.xmin, stock->rel, &stock->slot->tts_tid,
-							  XLTW_Lock);
+			XactLockTableWait(inserting, stock->rel, &tid, XLTW_Lock);
 			continue;
 		}
 
@@ -395,16 +408,15 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 		 * commit of a busy row wakes all of them to find the next version;
 		 * queued here, by the row's key, a commit wakes one.
 		 */
-		if (TransactionIdIsValid(dirty.xmax) && !queued)
+		if (TransactionIdIsValid(changing) && !queued)
 		{
 			set_stock_row_queue_tag(&queue, movement);
 			(void) LockAcquire(&queue, ExclusiveLock, false, false);
 			queued = true;
 			continue;
 		}
-		result = table_tuple_lock(stock->rel, &stock->slot->tts_tid,
-								  GetLatestSnapshot(), stock->slot,
-								  GetCurrentCommandId(false),
+		result = table_tuple_lock(stock->rel, &tid, GetLatestSnapshot(),
+								  stock->slot, GetCurrentCommandId(false),
 								  LockTupleNoKeyExclusive, LockWaitBlock,
 								  TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 								  &failure);
@@ -414,7 +426,6 @@ lock_stock_row(DirectTarget *stock, const Movement *movement)
 			elog(ERROR, "unexpected result %d locking a stock row", result);
 		/* deleted under us: look again */
 	}
-	index_endscan(scan);
 	if (queued)
 		LockRelease(&queue, ExclusiveLock, false);
 	return found;
