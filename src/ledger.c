@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
+#include "access/tupconvert.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -349,18 +350,40 @@ replay(int64 tenant, text *key)
 	run_statement(&replay_statement, values, nulls);
 }
 
-/*
- * Check an SPI result row of the ledger against the function's result type
- * (the ledger's row type, which RETURNING * matches) and deform it.
- */
-static void
-deform_ledger_row(HeapTuple tuple, TupleDesc spi_desc, TupleDesc result_desc,
-				  Datum *values, bool *nulls)
+/* whether rows of one descriptor can stand for rows of the other as they are */
+static bool
+same_row_layout(TupleDesc a, TupleDesc b)
 {
-	if (spi_desc->natts != result_desc->natts)
-		elog(ERROR, "ledger row has %d columns, its type %d",
-			 spi_desc->natts, result_desc->natts);
-	heap_deform_tuple(tuple, spi_desc, values, nulls);
+	if (a->natts != b->natts)
+		return false;
+	for (int i = 0; i < a->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(a, i);
+		Form_pg_attribute y = TupleDescAttr(b, i);
+
+		if (x->attisdropped != y->attisdropped || x->atttypid != y->atttypid ||
+			x->atttypmod != y->atttypmod)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A ledger row (of tuple_desc) as a row of result_desc, the function's
+ * result type.  They differ only when a column of the ledger was added,
+ * dropped or changed after the calling statement was planned; columns are
+ * then matched by name.
+ */
+HeapTuple
+ledger_row_as_result(HeapTuple tuple, TupleDesc tuple_desc,
+					 TupleDesc result_desc)
+{
+	TupleConversionMap *map;
+
+	if (same_row_layout(tuple_desc, result_desc))
+		return tuple;
+	map = convert_tuples_by_name(tuple_desc, result_desc);
+	return map == NULL ? tuple : execute_attr_map_tuple(tuple, map);
 }
 
 /*
@@ -411,9 +434,7 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 	Movement	movement;
 	TupleDesc	result_desc;
 	MemoryContext caller_context = CurrentMemoryContext;
-	Datum	   *values;
-	bool	   *nulls;
-	HeapTuple	result;
+	Datum		result;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "invsync._post must return a row type");
@@ -427,18 +448,16 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 	set_text(&movement, MOVE_REFERENCE, fcinfo, 7);
 	set_text(&movement, MOVE_ORDER_REF, fcinfo, 8);
 
-	values = palloc(sizeof(Datum) * result_desc->natts);
-	nulls = palloc(sizeof(bool) * result_desc->natts);
-
 	connect_spi();
 	post_movement(&movement);
-	deform_ledger_row(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-					  result_desc, values, nulls);
-	/* formed in the caller's context, which outlives SPI's */
+	/* copied to the caller's context, which outlives SPI's */
 	MemoryContextSwitchTo(caller_context);
-	result = heap_form_tuple(result_desc, values, nulls);
+	result = heap_copy_tuple_as_datum(ledger_row_as_result(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc,
+														   result_desc),
+									  result_desc);
 	SPI_finish();
-	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+	PG_RETURN_DATUM(result);
 }
 
 /* append a text argument as a JSON string, or null */
@@ -469,8 +488,6 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	Movement	movement;
 	StringInfoData params;
 	bytea	   *fingerprint;
-	Datum	   *values;
-	bool	   *nulls;
 	DirectResult result = DIRECT_KEY_NOT_TAKEN;
 
 	check_quantity(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
@@ -502,12 +519,11 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	movement.nulls[MOVE_FINGERPRINT] = ' ';
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	values = palloc(sizeof(Datum) * rsinfo->setDesc->natts);
-	nulls = palloc(sizeof(bool) * rsinfo->setDesc->natts);
 
 	connect_spi();
 	if (direct_path_allowed())
-		result = adjust_directly(&movement, rsinfo->setResult);
+		result = adjust_directly(&movement, rsinfo->setResult,
+								 rsinfo->setDesc);
 	if (result == DIRECT_POSTED)
 	{
 		SPI_finish();
@@ -520,12 +536,10 @@ invsync_adjust(PG_FUNCTION_ARGS)
 		replay(tenant, key);
 
 	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		deform_ledger_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-						  rsinfo->setDesc, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 values, nulls);
-	}
+		tuplestore_puttuple(rsinfo->setResult,
+							ledger_row_as_result(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc,
+												 rsinfo->setDesc));
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -17,6 +17,8 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "utils/tuplestore.h"
 
 /* must equal invsync.max_quantity() */
@@ -61,8 +63,13 @@ typedef enum DirectResult
 	DIRECT_NOT_POSTED			/* only the key written: post the SQL way */
 } DirectResult;
 
+/* ledger.c */
+extern HeapTuple ledger_row_as_result(HeapTuple tuple, TupleDesc tuple_desc,
+									  TupleDesc result_desc);
+
 /* adjust()'s direct path (ledger_direct.c) */
 extern bool direct_path_allowed(void);
-extern DirectResult adjust_directly(Movement *movement, Tuplestorestate *out);
+extern DirectResult adjust_directly(Movement *movement, Tuplestorestate *out,
+									TupleDesc out_desc);
 
 #endif							/* INVSYNC_LEDGER_H */
