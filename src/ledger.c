@@ -520,15 +520,13 @@ invsync_adjust(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	connect_spi();
 	if (direct_path_allowed())
 		result = adjust_directly(&movement, rsinfo->setResult,
 								 rsinfo->setDesc);
 	if (result == DIRECT_POSTED)
-	{
-		SPI_finish();
 		return (Datum) 0;
-	}
+
+	connect_spi();
 	if (result == DIRECT_NOT_POSTED ||
 		take_idempotency_key(tenant, key, "adjust", fingerprint))
 		post_movement(&movement);
