@@ -159,6 +159,7 @@ static MemoryContext record_context = NULL; /* the pending record batch */
 static StringInfoData pending_outcomes; /* JSON array items, comma-joined */
 static StringInfoData pending_attempts;
 static int	pending_outcome_count = 0;
+static int	pending_attempt_count = 0;
 
 /*
  * How many times in a row an application's lock held outcomes back, and
@@ -166,7 +167,7 @@ static int	pending_outcome_count = 0;
  */
 static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
-static int	pending_attempt_count = 0;
+
 static int	rows_held = 0;		/* claimed rows not yet recorded */
 static bool extension_present = false;
 static bool worker_started_recorded = false;
