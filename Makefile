@@ -6,7 +6,7 @@
 #                      (started by pg_regress itself, library preloaded)
 
 EXTENSION = invsync
-EXTVERSION = 0.2
+EXTVERSION = 0.3
 
 MODULE_big = invsync
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c adapters/*.c)))

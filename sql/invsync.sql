@@ -21,7 +21,8 @@ DECLARE
 	r text;
 BEGIN
 	FOREACH r IN ARRAY ARRAY['invsync_reader', 'invsync_writer',
-							 'invsync_admin', 'invsync_webhook']
+							 'invsync_admin', 'invsync_webhook',
+							 'invsync_worker', 'invsync_secrets']
 	LOOP
 		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
 			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
