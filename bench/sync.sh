@@ -35,6 +35,14 @@
 #              the run, the worker's CPU, and every attempt's outcome (all
 #              must be 'ok'). Target: >= 5,000 pushes/s against the sink.
 #
+#  3. soak     BENCH_SOAK_PUSHES (1,000,000) pushes to the sink (run "soak",
+#              not in the default set: about 4 minutes), in rounds that
+#              re-queue every listing of the sink-1 shops (resync). Every
+#              BENCH_SOAK_SAMPLE (100,000) pushes: the worker's RSS
+#              (/proc/PID/status VmRSS) and the grand total of its memory
+#              contexts (pg_log_backend_memory_contexts). Target: both flat
+#              within 1 MB from the first sample to the last.
+#
 # Writes a markdown table to bench/results-sync.md (BENCH_OUT) and prints it.
 # Takes about a minute on the 2-core machine (most of it setup and wrk).
 #
@@ -42,7 +50,7 @@
 # BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
 # BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (1000), BENCH_WRK_SECONDS (5),
 # BENCH_RUN_TIMEOUT (120 s per backlog run), BENCH_RUNS (which of
-# "lat sim-1 sim-50 sink-1 sink-50" to run, all by default), BENCH_SKIP_INSTALL=1
+# "lat sim-1 sim-50 sink-1 sink-50 soak" to run, all but soak by default), BENCH_SKIP_INSTALL=1
 # to use the installed extension as it is, BENCH_PG_BIN to use another
 # PostgreSQL 15 build (its pg_config installs), BENCH_EXTRA_CONF: lines
 # appended to postgresql.conf (to try a variant), BENCH_OUT.
@@ -413,6 +421,52 @@ for key in sim-1 sim-50 sink-1 sink-50; do
 	esac
 done
 
+# ---------------------------------------------------------------- soak
+SOAK_ROWS=()
+if want soak; then
+	SOAK_PUSHES=${BENCH_SOAK_PUSHES:-1000000}
+	SOAK_SAMPLE=${BENCH_SOAK_SAMPLE:-100000}
+	soak_memory() {
+		local before after
+		before=$(grep -c 'Grand total:' "$BENCH_DIR/server.log" || true)
+		q "SELECT pg_log_backend_memory_contexts($WPID)" >/dev/null
+		for _ in $(seq 50); do
+			after=$(grep -c 'Grand total:' "$BENCH_DIR/server.log" || true)
+			[ "$after" -gt "$before" ] && break
+			sleep 0.1
+		done
+		grep 'Grand total:' "$BENCH_DIR/server.log" | tail -n 1 | sed 's/.*Grand total: \([0-9]*\) bytes.*/\1/'
+	}
+	soak_sample() {
+		local rss mem
+		rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$WPID/status")
+		mem=$(soak_memory)
+		SOAK_ROWS+=("$1 $rss $mem $(date +%s.%N)")
+		say "soak: $1 pushes, worker RSS $rss kB, memory contexts $mem bytes"
+	}
+	say "soak: $SOAK_PUSHES pushes to the sink, sampled every $SOAK_SAMPLE"
+	set_group sink-1 true
+	wait_synced sink-1
+	soak_shops=$(q "SELECT array_to_string(shop_ids, ' ') FROM bench_groups WHERE name = 'sink-1'")
+	soak_pushed=0
+	soak_sample 0
+	soak_next=$SOAK_SAMPLE
+	soak_start=$(date +%s.%N)
+	while [ "$soak_pushed" -lt "$SOAK_PUSHES" ]; do
+		for shop in $soak_shops; do
+			soak_pushed=$((soak_pushed + $(q "SELECT invsync.resync($shop)")))
+		done
+		wait_synced sink-1
+		if [ "$soak_pushed" -ge "$soak_next" ]; then
+			soak_sample "$soak_pushed"
+			soak_next=$((soak_next + SOAK_SAMPLE))
+		fi
+	done
+	SOAK_SECONDS=$(awk -v a="$soak_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	SOAK_BAD=$(q "SELECT count(*) FROM invsync.sync_attempts WHERE outcome <> 'ok'")
+	set_group sink-1 false
+fi
+
 # ---------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 round() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
@@ -489,6 +543,29 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	fi
 	echo "worker connections <= invsync.max_in_flight in every run: $conns_ok;"
 	echo "every listing synced and every attempt 'ok': $([ $all_ok = 1 ] && echo yes || echo NO)."
+	fi
+	if want soak; then
+	echo "## Soak: memory over $SOAK_PUSHES pushes"
+	echo
+	echo "Rounds of \`invsync.resync()\` of the sink-1 shops ($SINK_LISTINGS listings a round) until"
+	echo "$SOAK_PUSHES pushes, in $SOAK_SECONDS s (resync and settling between rounds included);"
+	echo "attempts not 'ok': $SOAK_BAD. Sampled after the round that passed each $SOAK_SAMPLE."
+	echo
+	echo "| pushes | worker RSS kB | memory contexts, bytes |"
+	echo "|---:|---:|---:|"
+	for row in "${SOAK_ROWS[@]}"; do
+		read -r n rss mem _ <<<"$row"
+		echo "| $n | $rss | $mem |"
+	done
+	first=(${SOAK_ROWS[1]:-${SOAK_ROWS[0]}})
+	last=(${SOAK_ROWS[-1]})
+	rss_growth=$((last[1] - first[1]))
+	mem_growth=$((last[2] - first[2]))
+	echo
+	echo "Growth from the first sample after warm-up (${first[0]} pushes) to the last: RSS ${rss_growth} kB,"
+	echo "memory contexts ${mem_growth} bytes. Target: both within 1 MB:"
+	echo "$( [ "$rss_growth" -le 1024 ] && [ "$mem_growth" -le 1048576 ] && echo met || echo MISSED)."
+	echo
 	fi
 } | tee "$OUT"
 say "written to $OUT"

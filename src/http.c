@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <curl/curl.h>
 
+#include "lib/ilist.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -47,21 +48,30 @@ struct HttpEngine
 	int			epoll_fd;
 	TimestampTz timer_deadline; /* 0: libcurl wants no timer */
 	int			running;		/* transfers started and not finished */
-	HttpDoneCallback done;
+	dlist_head	in_flight;		/* HttpTransfer, added to the multi handle */
+	dlist_head	finished;		/* HttpTransfer, done, not yet taken */
 	MemoryContext context;		/* transfers and their buffers */
 };
 
-/* one request in flight */
-typedef struct HttpTransfer
+/*
+ * One request, from http_engine_start until the caller frees its
+ * completion.  Its context holds the transfer, the response body and the
+ * header list's strings; the easy handle and the curl_slist are libcurl's
+ * and are freed with it.
+ */
+struct HttpTransfer
 {
+	dlist_node	node;
 	CURL	   *easy;
 	struct curl_slist *headers;
 	StringInfoData body;
 	char		retry_after[64];
 	char		error_buffer[CURL_ERROR_SIZE];
+	bool		in_multi;		/* added to the multi handle */
+	HttpResult	result;			/* filled when it finished */
 	void	   *request_arg;
 	MemoryContext context;
-} HttpTransfer;
+};
 
 /*
  * Every libcurl setting goes through this check: a failure to configure a
@@ -173,8 +183,13 @@ header_callback(char *data, size_t size, size_t count, void *transfer_arg)
 	return bytes;
 }
 
+/*
+ * Create the engine, once per worker.  It lives in TopMemoryContext: the
+ * multi handle and its connection cache outlast every error the worker
+ * recovers from.
+ */
 HttpEngine *
-http_engine_create(HttpDoneCallback done)
+http_engine_create(void)
 {
 	HttpEngine *engine;
 
@@ -184,7 +199,8 @@ http_engine_create(HttpDoneCallback done)
 				 errmsg("could not initialize libcurl")));
 
 	engine = MemoryContextAllocZero(TopMemoryContext, sizeof(HttpEngine));
-	engine->done = done;
+	dlist_init(&engine->in_flight);
+	dlist_init(&engine->finished);
 	engine->context = AllocSetContextCreate(TopMemoryContext,
 											"invsync http transfers",
 											ALLOCSET_DEFAULT_SIZES);
@@ -209,12 +225,14 @@ http_engine_create(HttpDoneCallback done)
 	return engine;
 }
 
+/* the epoll set to wait on for socket activity */
 int
 http_engine_fd(HttpEngine *engine)
 {
 	return engine->epoll_fd;
 }
 
+/* transfers started and not yet finished */
 int
 http_engine_running(HttpEngine *engine)
 {
@@ -263,6 +281,8 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	transfer->context = context;
 	transfer->request_arg = request_arg;
 	initStringInfo(&transfer->body);
+	/* listed at once, so that an ERROR below leaves nothing unowned */
+	dlist_push_tail(&engine->in_flight, &transfer->node);
 
 	easy = curl_easy_init();
 	if (easy == NULL)
@@ -320,15 +340,19 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	MemoryContextSwitchTo(old);
 
 	CURLM_CHECK(curl_multi_add_handle(engine->multi, easy));
+	transfer->in_multi = true;
 	engine->running++;
 }
 
-/* hand a finished transfer to the callback and free it */
+/*
+ * A transfer finished: take it off the multi handle and keep its result
+ * for http_engine_take_finished.  Nothing of the caller's runs here.
+ */
 static void
 finish_transfer(HttpEngine *engine, CURL *easy, CURLcode code)
 {
 	HttpTransfer *transfer;
-	HttpResult	result;
+	HttpResult *result;
 	long		status = 0;
 	long		request_size = 0;
 	double		total_seconds = 0;
@@ -338,32 +362,91 @@ finish_transfer(HttpEngine *engine, CURL *easy, CURLcode code)
 	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
 	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &total_seconds);
 
-	memset(&result, 0, sizeof(result));
-	result.curl_code = code;
-	result.response.status = (code == CURLE_OK) ? status : 0;
-	result.response.body = transfer->body.data;
-	result.response.body_len = transfer->body.len;
-	result.response.retry_after =
+	result = &transfer->result;
+	memset(result, 0, sizeof(HttpResult));
+	result->curl_code = code;
+	result->response.status = (code == CURLE_OK) ? status : 0;
+	result->response.body = transfer->body.data;
+	result->response.body_len = transfer->body.len;
+	result->response.retry_after =
 		transfer->retry_after[0] ? transfer->retry_after : NULL;
-	result.request_sent = request_size > 0;
-	result.latency_ms = total_seconds * 1000.0;
+	result->request_sent = request_size > 0;
+	result->latency_ms = total_seconds * 1000.0;
 	if (code != CURLE_OK)
-		result.transport_error = transfer->error_buffer[0]
+		result->transport_error = transfer->error_buffer[0]
 			? transfer->error_buffer : curl_easy_strerror(code);
 
 	curl_multi_remove_handle(engine->multi, easy);
+	transfer->in_multi = false;
 	engine->running--;
+	dlist_delete(&transfer->node);
+	dlist_push_tail(&engine->finished, &transfer->node);
+}
 
-	engine->done(transfer->request_arg, &result);
+/*
+ * The next finished transfer, or NULL.  Its result and request_arg stay
+ * valid until http_transfer_free; the caller owns it from here.
+ */
+HttpTransfer *
+http_engine_take_finished(HttpEngine *engine, const HttpResult **result,
+						  void **request_arg)
+{
+	HttpTransfer *transfer;
 
-	curl_easy_cleanup(easy);
+	if (dlist_is_empty(&engine->finished))
+		return NULL;
+	transfer = dlist_container(HttpTransfer, node,
+							   dlist_pop_head_node(&engine->finished));
+	*result = &transfer->result;
+	*request_arg = transfer->request_arg;
+	return transfer;
+}
+
+/* free a transfer taken with http_engine_take_finished */
+void
+http_transfer_free(HttpTransfer *transfer)
+{
+	if (transfer->easy != NULL)
+		curl_easy_cleanup(transfer->easy);
 	curl_slist_free_all(transfer->headers);
 	MemoryContextDelete(transfer->context);
 }
 
 /*
+ * Abandon every transfer, in flight or finished and not taken: after an
+ * ERROR, before the memory their requests point to is freed.  Requests
+ * already sent may still be applied by the marketplace; the leases of
+ * their rows outlast the HTTP timeout, so no newer level can overtake them.
+ */
+void
+http_engine_abort_all(HttpEngine *engine)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &engine->in_flight)
+	{
+		HttpTransfer *transfer = dlist_container(HttpTransfer, node, iter.cur);
+
+		dlist_delete(&transfer->node);
+		if (transfer->in_multi)
+			(void) curl_multi_remove_handle(engine->multi, transfer->easy);
+		http_transfer_free(transfer);
+	}
+	dlist_foreach_modify(iter, &engine->finished)
+	{
+		HttpTransfer *transfer = dlist_container(HttpTransfer, node, iter.cur);
+
+		dlist_delete(&transfer->node);
+		http_transfer_free(transfer);
+	}
+	engine->running = 0;
+}
+
+/*
  * Let libcurl make progress on every ready socket and on its timer, then
- * complete the transfers that finished.  Never blocks.
+ * move the transfers that finished to the finished list.  Never blocks and
+ * calls nothing of the caller's: the caller takes the finished transfers
+ * afterwards, with http_engine_take_finished.
  */
 void
 http_engine_drive(HttpEngine *engine)

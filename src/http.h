@@ -4,6 +4,8 @@
  *	  A libcurl multi-interface driver for the sync worker: many requests in
  *	  flight on one thread, their sockets watched through one epoll file
  *	  descriptor that the worker waits on together with its latch.
+ *	  Finished transfers are handed back by the caller's own loop, never
+ *	  from inside a libcurl callback.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -18,6 +20,7 @@
 #include "adapter.h"
 
 typedef struct HttpEngine HttpEngine;
+typedef struct HttpTransfer HttpTransfer;
 
 /* how a request ended, handed to the completion callback */
 typedef struct HttpResult
@@ -29,9 +32,7 @@ typedef struct HttpResult
 	double		latency_ms;
 } HttpResult;
 
-typedef void (*HttpDoneCallback) (void *request_arg, const HttpResult *result);
-
-extern HttpEngine *http_engine_create(HttpDoneCallback done);
+extern HttpEngine *http_engine_create(void);
 extern int	http_engine_fd(HttpEngine *engine);
 extern long http_engine_timeout_ms(HttpEngine *engine);
 extern int	http_engine_running(HttpEngine *engine);
@@ -39,5 +40,10 @@ extern void http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 							  const char *correlation_id, bool fresh_connection,
 							  void *request_arg);
 extern void http_engine_drive(HttpEngine *engine);
+extern HttpTransfer *http_engine_take_finished(HttpEngine *engine,
+											   const HttpResult **result,
+											   void **request_arg);
+extern void http_transfer_free(HttpTransfer *transfer);
+extern void http_engine_abort_all(HttpEngine *engine);
 
 #endif							/* INVSYNC_HTTP_H */

@@ -181,10 +181,10 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("invsync.worker_role",
-							   "Role the sync worker connects as; empty means the bootstrap superuser.",
-							   NULL,
+							   "Role the sync worker runs its transactions as; never a superuser.",
+							   "The worker logs in as the bootstrap superuser, then acts only as this role.",
 							   &invsync_worker_role,
-							   "",
+							   "invsync_worker",
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);

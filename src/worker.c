@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The sync worker: claims due rows of invsync.sync_queue, pushes their
- *	  absolute levels to the marketplaces through the adapters, and records
- *	  each outcome.
+ *	  The sync worker's lifecycle: shared memory and the wake-up at commit,
+ *	  the worker's identity (a non-superuser role, a pinned search_path),
+ *	  its transactions, the main loop and recovery from errors.  The other
+ *	  parts are described in worker_internal.h.
  *
  * One background worker serves every tenant of the database named by
  * invsync.database.  Each turn it
@@ -27,6 +28,14 @@
  * Shared memory holds only the worker's latch; everything else lives in
  * this process, so a restarted worker trusts nothing of its predecessor.
  *
+ * Identity: a background worker can only log in as a role allowed to log
+ * in, so the worker connects as the bootstrap superuser and then runs
+ * every transaction as invsync.worker_role (invsync_worker, a NOLOGIN
+ * role the extension creates), in a security-restricted operation so that
+ * no SQL it runs can SET ROLE or SET SESSION AUTHORIZATION back.  Its
+ * search_path is pg_catalog, pg_temp: nothing it runs resolves a name
+ * through a schema a user can create objects in.
+ *
  * Copyright (c) 2026, invsync developers
  *
  * IDENTIFICATION
@@ -40,13 +49,8 @@
 #include <time.h>
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/ilist.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -57,26 +61,22 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "adapter.h"
-#include "http.h"
 #include "invsync.h"
-#include "json.h"
+#include "worker_internal.h"
 
-/* refresh an access token this long before it expires */
-#define TOKEN_REFRESH_MARGIN_MS (5 * 60 * 1000)
 /* purge old attempts this often */
 #define ATTEMPT_PURGE_INTERVAL_MS (60 * 1000)
-/* the largest batch any adapter sends in one request */
-#define MAX_ADAPTER_BATCH 50
 /* how long to wait after the worker's own transaction failed */
 #define ERROR_PAUSE_MS 5000
+/* the worker's search_path */
+#define WORKER_SEARCH_PATH "pg_catalog, pg_temp"
 
 typedef struct InvsyncShared
 {
@@ -93,93 +93,23 @@ static bool wake_at_commit = false;
 
 PG_FUNCTION_INFO_V1(invsync_wake_worker);
 
-/* a claimed queue row, from its claim until its outcome is recorded */
-typedef struct ClaimedRow
-{
-	dlist_node	node;
-	int64		tenant_id;
-	int64		listing_id;
-	int64		shop_id;
-	int64		version;
-	int64		level;
-	int			attempts;
-	bool		auth_retried;	/* already resent once after a refresh */
-	TimestampTz send_by;		/* sent later, its request could outlive the
-								 * lease and overlap a new claim's */
-	char	   *correlation_ids;	/* comma-separated, for the header */
-	char	   *item_id;
-	char	   *model_id;
-	char	   *location_id;
-} ClaimedRow;
+HttpEngine *worker_engine = NULL;
+MemoryContext rows_context = NULL;	/* ClaimedRow waiting on shop lists */
+TimestampTz next_dispatch = 0;	/* a token bucket refills, a slot is free */
 
-typedef struct ShopKey
-{
-	int64		tenant_id;
-	int64		shop_id;
-} ShopKey;
-
-/* what the worker knows of a shop; the key must come first (hash entry) */
-typedef struct ShopState
-{
-	ShopKey		key;
-	MemoryContext context;		/* the strings below */
-	const ChannelAdapter *adapter;
-	ShopContext ctx;
-	double		rate;			/* requests per second */
-	int			max_in_flight;
-	TimestampTz access_expires_at;
-	double		tokens;			/* token bucket */
-	TimestampTz tokens_at;
-	TimestampTz paused_until;	/* throttled by the marketplace */
-	int			in_flight;
-	bool		refreshing;
-	bool		needs_refresh;
-	dlist_head	waiting;		/* ClaimedRow, to send */
-} ShopState;
-
-/* one request in flight */
-typedef struct PushRequest
-{
-	ShopState  *shop;
-	bool		is_refresh;
-	int			nrows;
-	ClaimedRow **rows;
-	ListingPush *pushes;
-	HttpRequestSpec spec;
-	char	   *correlation_header;
-	char	   *spent_refresh_token;
-	TimestampTz started;
-	MemoryContext context;
-} PushRequest;
-
-static HTAB *shops = NULL;
-static HttpEngine *engine = NULL;
-static MemoryContext rows_context = NULL;	/* ClaimedRow and their strings */
-static MemoryContext record_context = NULL; /* the pending record batch */
-static StringInfoData pending_outcomes; /* JSON array items, comma-joined */
-static StringInfoData pending_attempts;
-static int	pending_outcome_count = 0;
-static int	pending_attempt_count = 0;
-
-/*
- * How many times in a row an application's lock held outcomes back, and
- * when to try again (0: at once).
- */
-static int	record_retries = 0;
-static TimestampTz next_record_attempt = 0;
-
-static int	rows_held = 0;		/* claimed rows not yet recorded */
-static bool extension_present = false;
-static bool worker_started_recorded = false;
 static TimestampTz next_poll = 0;
 static TimestampTz next_purge = 0;
-static TimestampTz next_dispatch = 0;	/* a token bucket refills */
-static bool claim_found_rows = false;	/* more rows may be due at once */
+
+/* the worker runs as invsync.worker_role; false until it could switch */
+static bool role_assumed = false;
+static bool role_problem_logged = false;
+
+/* the caller's memory context, restored by end_work after the commit */
+static MemoryContext work_caller_context = NULL;
 
 static void invsync_shmem_request(void);
 static void invsync_shmem_startup(void);
 static void wake_xact_callback(XactEvent event, void *arg);
-static void request_done(void *request_arg, const HttpResult *result);
 
 /*
  * Called from _PG_init in the postmaster: reserve shared memory, hook the
@@ -208,6 +138,7 @@ invsync_worker_init(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* shared memory for the worker's latch */
 static void
 invsync_shmem_request(void)
 {
@@ -216,6 +147,7 @@ invsync_shmem_request(void)
 	RequestAddinShmemSpace(MAXALIGN(sizeof(InvsyncShared)));
 }
 
+/* set up the shared struct, once per postmaster */
 static void
 invsync_shmem_startup(void)
 {
@@ -246,6 +178,7 @@ invsync_wake_worker(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* at commit, wake the worker if the transaction queued a change */
 static void
 wake_xact_callback(XactEvent event, void *arg)
 {
@@ -276,6 +209,7 @@ wake_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* at exit: no worker latch to set any more */
 static void
 clear_worker_latch(int code, Datum arg)
 {
@@ -285,79 +219,19 @@ clear_worker_latch(int code, Datum arg)
 }
 
 /* ---------------------------------------------------------------------
- * Structured log records: one JSON object per event, fixed keys
- * --------------------------------------------------------------------- */
-
-static void
-append_json_key(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfo(buf, ",\"%s\":", key);
-	if (value == NULL)
-		appendStringInfoString(buf, "null");
-	else
-		json_append_string(buf, value);
-}
-
-/*
- * Emit one event.  Every key is always present (null when it does not
- * apply), so a consumer can rely on the shape.  Callers pass no secrets:
- * errors come from adapter_copy_message, URLs only as log_url.
- */
-static void
-log_event(int elevel, const char *event, const char *correlation_id,
-		  const ShopState *shop, const char *listings, int attempt,
-		  long http_status, double latency_ms, const char *error)
-{
-	StringInfoData buf;
-	char		number[64];
-
-	if (!message_level_is_interesting(elevel))
-		return;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"time\":");
-	json_append_string(&buf, timestamptz_to_str(GetCurrentTimestamp()));
-	append_json_key(&buf, "level", error_severity(elevel));
-	append_json_key(&buf, "event", event);
-	append_json_key(&buf, "correlation_id", correlation_id);
-	append_json_key(&buf, "channel", shop ? shop->ctx.channel : NULL);
-	if (shop)
-		appendStringInfo(&buf, ",\"tenant\":" INT64_FORMAT ",\"shop\":" INT64_FORMAT,
-						 shop->key.tenant_id, shop->key.shop_id);
-	else
-		appendStringInfoString(&buf, ",\"tenant\":null,\"shop\":null");
-	appendStringInfo(&buf, ",\"listing\":%s", listings ? listings : "null");
-	if (attempt > 0)
-		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
-	else
-		appendStringInfoString(&buf, ",\"attempt\":null");
-	if (http_status > 0)
-		appendStringInfo(&buf, ",\"http_status\":%ld", http_status);
-	else
-		appendStringInfoString(&buf, ",\"http_status\":null");
-	if (latency_ms >= 0)
-	{
-		snprintf(number, sizeof(number), "%.3f", latency_ms);
-		appendStringInfo(&buf, ",\"latency_ms\":%s", number);
-	}
-	else
-		appendStringInfoString(&buf, ",\"latency_ms\":null");
-	append_json_key(&buf, "error", error);
-	appendStringInfoChar(&buf, '}');
-
-	ereport(elevel,
-			(errmsg_internal("%s", buf.data),
-			 errhidestmt(true), errhidecontext(true)));
-	pfree(buf.data);
-}
-
-/* ---------------------------------------------------------------------
  * Transactions
  * --------------------------------------------------------------------- */
 
-static void
+/*
+ * Start one of the worker's short transactions, connected to SPI with a
+ * snapshot.  end_work commits it and returns to the caller's memory
+ * context: a commit leaves CurrentMemoryContext at TopMemoryContext, where
+ * whatever the turn allocated next would stay for ever.
+ */
+void
 begin_work(const char *activity)
 {
+	work_caller_context = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -367,55 +241,55 @@ begin_work(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
-static void
+/* commit the transaction begin_work started; back to the caller's context */
+void
 end_work(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(work_caller_context);
 	debug_query_string = NULL;
 	/* without it autovacuum never learns of the worker's writes */
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* run a parameterised statement; SPI errors are bugs, not outcomes */
-static void
-execute(const char *sql, int nargs, Oid *types, Datum *values,
-		const char *nulls, int expected)
+/*
+ * Prepare a statement once and keep it for the life of the worker.  The
+ * plan cache re-plans it by itself when what it uses changes (a function
+ * replaced, the extension dropped and created again).
+ */
+SPIPlanPtr
+keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
-										   false, 0);
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	prepared = SPI_prepare(sql, nargs, types);
+
+		if (prepared == NULL)
+			elog(ERROR, "invsync: could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(prepared) != 0)
+			elog(ERROR, "invsync: could not keep the plan of \"%s\"", sql);
+		*plan = prepared;
+	}
+	return *plan;
+}
+
+/* run a kept plan; SPI errors are bugs, not outcomes */
+void
+execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "invsync: unexpected SPI result %d for: %s", rc, sql);
+		elog(ERROR, "invsync: unexpected SPI result %s",
+			 SPI_result_code_string(rc));
 }
 
-static char *
-spi_text(HeapTuple tuple, int column)
-{
-	return SPI_getvalue(tuple, SPI_tuptable->tupdesc, column);
-}
-
-static int64
-spi_int64(HeapTuple tuple, int column)
-{
-	bool		isnull;
-	Datum		value = SPI_getbinval(tuple, SPI_tuptable->tupdesc, column, &isnull);
-
-	return isnull ? 0 : DatumGetInt64(value);
-}
-
-static int32
-spi_int32(HeapTuple tuple, int column)
-{
-	bool		isnull;
-	Datum		value = SPI_getbinval(tuple, SPI_tuptable->tupdesc, column, &isnull);
-
-	return isnull ? 0 : DatumGetInt32(value);
-}
-
-static Datum
+/* an interval of ms milliseconds, palloc'd */
+Datum
 interval_ms_datum(int64 ms)
 {
 	Interval   *span = palloc0(sizeof(Interval));
@@ -425,960 +299,107 @@ interval_ms_datum(int64 ms)
 }
 
 /* ---------------------------------------------------------------------
- * Shops
+ * Identity
  * --------------------------------------------------------------------- */
 
-static char *
-copy_or_null(MemoryContext context, const char *value)
-{
-	return value ? MemoryContextStrdup(context, value) : NULL;
-}
-
-/* (re)load a shop's channel, credentials and limits; inside a transaction */
+/* log a problem with the worker's role once, until it changes */
 static void
-load_shop(ShopState *shop)
+role_problem(const char *event, const char *message)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2];
-	HeapTuple	tuple;
-	MemoryContext context;
-	bool		isnull;
-	Datum		expires;
-
-	values[0] = Int64GetDatum(shop->key.tenant_id);
-	values[1] = Int64GetDatum(shop->key.shop_id);
-	execute("SELECT * FROM invsync._shop_context($1, $2)",
-			2, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	if (role_problem_logged)
 		return;
-	tuple = SPI_tuptable->vals[0];
-
-	MemoryContextReset(shop->context);
-	context = shop->context;
-	shop->ctx.tenant_id = shop->key.tenant_id;
-	shop->ctx.shop_id = shop->key.shop_id;
-	shop->ctx.channel = copy_or_null(context, spi_text(tuple, 1));
-	shop->ctx.external_shop_id = copy_or_null(context, spi_text(tuple, 2));
-	shop->ctx.region = copy_or_null(context, spi_text(tuple, 3));
-	shop->ctx.app_key = copy_or_null(context, spi_text(tuple, 4));
-	shop->ctx.app_secret = copy_or_null(context, spi_text(tuple, 5));
-	shop->ctx.access_token = copy_or_null(context, spi_text(tuple, 6));
-	shop->ctx.refresh_token = copy_or_null(context, spi_text(tuple, 7));
-	shop->ctx.base_url = copy_or_null(context, spi_text(tuple, 8));
-	shop->ctx.uses_locations =
-		DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 9, &isnull));
-	shop->rate = DatumGetFloat8(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 10, &isnull));
-	shop->max_in_flight =
-		DatumGetInt32(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 11, &isnull));
-	expires = SPI_getbinval(tuple, SPI_tuptable->tupdesc, 12, &isnull);
-	shop->access_expires_at = isnull ? 0 : DatumGetTimestampTz(expires);
-	shop->adapter = adapter_for_channel(shop->ctx.channel);
-
-	/* refresh ahead of expiry rather than after a refused push */
-	if (shop->access_expires_at != 0 && shop->ctx.refresh_token != NULL &&
-		GetCurrentTimestamp() >
-		TimestampTzPlusMilliseconds(shop->access_expires_at, -TOKEN_REFRESH_MARGIN_MS))
-		shop->needs_refresh = true;
-}
-
-static ShopState *
-get_shop(int64 tenant_id, int64 shop_id)
-{
-	ShopKey		key;
-	ShopState  *shop;
-	bool		found;
-
-	key.tenant_id = tenant_id;
-	key.shop_id = shop_id;
-	shop = hash_search(shops, &key, HASH_ENTER, &found);
-	if (!found)
-	{
-		memset(((char *) shop) + sizeof(ShopKey), 0, sizeof(ShopState) - sizeof(ShopKey));
-		shop->context = AllocSetContextCreate(TopMemoryContext, "invsync shop",
-											  ALLOCSET_SMALL_SIZES);
-		dlist_init(&shop->waiting);
-		shop->tokens = 1;
-		shop->tokens_at = GetCurrentTimestamp();
-	}
-	return shop;
-}
-
-/* ---------------------------------------------------------------------
- * Recording outcomes
- * --------------------------------------------------------------------- */
-
-static int64
-backoff_ms(int attempts, int retry_after_ms)
-{
-	double		delay = invsync_backoff_base_ms;
-	double		jitter;
-
-	delay *= pow(2.0, Min(Max(attempts - 1, 0), 30));
-	delay = Min(delay, (double) invsync_backoff_max_ms);
-	/* "equal jitter": half fixed, half random, so retries spread out */
-	jitter = (double) pg_prng_double(&pg_global_prng_state);
-	delay = delay / 2 + jitter * delay / 2;
-	return (int64) Max(delay, (double) retry_after_ms);
-}
-
-/* free a claimed row the worker no longer holds */
-static void
-forget_row(ClaimedRow *row)
-{
-	rows_held--;
-	pfree(row->correlation_ids);
-	pfree(row->item_id);
-	if (row->model_id)
-		pfree(row->model_id);
-	if (row->location_id)
-		pfree(row->location_id);
-	pfree(row);
-}
-
-/* queue one row's outcome for the next record transaction */
-static void
-add_outcome(ClaimedRow *row, const char *outcome, int64 due_in_ms,
-			const char *error_class, const char *error)
-{
-	MemoryContext old = MemoryContextSwitchTo(record_context);
-	StringInfo	buf = &pending_outcomes;
-
-	if (pending_outcome_count++ > 0)
-		appendStringInfoChar(buf, ',');
-	appendStringInfo(buf,
-					 "{\"tenant_id\":" INT64_FORMAT ",\"listing_id\":" INT64_FORMAT
-					 ",\"version\":" INT64_FORMAT ",\"level\":" INT64_FORMAT
-					 ",\"outcome\":\"%s\",\"due_in_ms\":" INT64_FORMAT,
-					 row->tenant_id, row->listing_id, row->version, row->level,
-					 outcome, due_in_ms);
-	append_json_key(buf, "error_class", error_class);
-	append_json_key(buf, "error", error);
-	appendStringInfoChar(buf, '}');
-	MemoryContextSwitchTo(old);
-
-	forget_row(row);
-}
-
-/* queue one attempt row */
-static void
-add_attempt(PushRequest *request, long http_status, const char *outcome,
-			const char *error_class, const char *error, const char *request_id,
-			double latency_ms)
-{
-	MemoryContext old = MemoryContextSwitchTo(record_context);
-	StringInfo	buf = &pending_attempts;
-	ShopState  *shop = request->shop;
-	int			i;
-
-	if (pending_attempt_count++ > 0)
-		appendStringInfoChar(buf, ',');
-	appendStringInfo(buf, "{\"tenant_id\":" INT64_FORMAT ",\"shop_id\":" INT64_FORMAT,
-					 shop->key.tenant_id, shop->key.shop_id);
-	append_json_key(buf, "channel", shop->ctx.channel);
-	append_json_key(buf, "kind", request->is_refresh ? "token_refresh" : "stock_update");
-	appendStringInfoString(buf, ",\"listing_ids\":[");
-	for (i = 0; i < request->nrows; i++)
-		appendStringInfo(buf, "%s" INT64_FORMAT, i ? "," : "", request->rows[i]->listing_id);
-	appendStringInfoString(buf, "],\"versions\":[");
-	for (i = 0; i < request->nrows; i++)
-		appendStringInfo(buf, "%s" INT64_FORMAT, i ? "," : "", request->rows[i]->version);
-	appendStringInfoString(buf, "],\"levels\":[");
-	for (i = 0; i < request->nrows; i++)
-		appendStringInfo(buf, "%s" INT64_FORMAT, i ? "," : "", request->rows[i]->level);
-	appendStringInfoChar(buf, ']');
-	append_json_key(buf, "correlation_id", request->correlation_header);
-	append_json_key(buf, "request_url", request->spec.log_url);
-	if (http_status > 0)
-		appendStringInfo(buf, ",\"http_status\":%ld", http_status);
-	append_json_key(buf, "outcome", outcome);
-	append_json_key(buf, "error_class", error_class);
-	append_json_key(buf, "error_message", error);
-	append_json_key(buf, "marketplace_request_id",
-					request_id && request_id[0] ? request_id : NULL);
-	appendStringInfo(buf, ",\"latency_ms\":%.3f,\"started_at_ms\":%.3f}",
-					 latency_ms,
-					 (double) (request->started -
-							   ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-								-USECS_PER_DAY)) / 1000.0);
-	MemoryContextSwitchTo(old);
-}
-
-/* start empty outcome and attempt lists */
-static void
-reset_records(void)
-{
-	MemoryContext old;
-
-	MemoryContextReset(record_context);
-	old = MemoryContextSwitchTo(record_context);
-	initStringInfo(&pending_outcomes);
-	initStringInfo(&pending_attempts);
-	MemoryContextSwitchTo(old);
-	pending_outcome_count = 0;
-	pending_attempt_count = 0;
+	role_problem_logged = true;
+	log_event(WARNING, event, NULL, NULL, NULL, 0, 0, -1, message);
 }
 
 /*
- * Write the pending outcomes and attempts in one transaction.  When some
- * rows were locked by an application transaction, the whole outcome list
- * is sent again a little later: outcomes already applied no longer match
- * their claim, so sending them twice changes nothing.
+ * Become invsync.worker_role for every transaction from now on.  Outside
+ * any transaction, so that an aborted transaction restores this identity
+ * rather than the superuser's.  False when the role is missing (the
+ * extension not created yet) or is a superuser, which the worker refuses.
  */
-static void
-flush_records(void)
-{
-	Oid			types[3] = {JSONBOID, JSONBOID, TIMESTAMPTZOID};
-	Datum		values[3];
-	char	   *outcomes;
-	char	   *attempts;
-	uint64		locked_out;
-
-	if (pending_outcome_count == 0 && pending_attempt_count == 0)
-		return;
-	if (next_record_attempt != 0 && GetCurrentTimestamp() < next_record_attempt)
-		return;
-
-	outcomes = psprintf("[%s]", pending_outcomes.data);
-	attempts = psprintf("[%s]", pending_attempts.data);
-
-	begin_work("invsync: record outcomes");
-	values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(outcomes));
-	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(attempts));
-	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
-	execute("SELECT tenant_id, listing_id FROM invsync._record_batch($1, $2, $3)",
-			3, types, values, NULL, SPI_OK_SELECT);
-	locked_out = SPI_processed;
-	end_work();
-
-	reset_records();
-	if (locked_out > 0)
-	{
-		MemoryContext old = MemoryContextSwitchTo(record_context);
-
-		appendStringInfoString(&pending_outcomes, outcomes + 1);
-		pending_outcomes.data[--pending_outcomes.len] = '\0';
-		MemoryContextSwitchTo(old);
-		pending_outcome_count = (int) locked_out;
-
-		/*
-		 * 10 ms, doubling up to 1.28 s while the application keeps its
-		 * lock: soon enough for a short transaction, cheap for a long one.
-		 */
-		next_record_attempt =
-			TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										10 << Min(record_retries, 7));
-		record_retries++;
-	}
-	else
-	{
-		next_record_attempt = 0;
-		record_retries = 0;
-	}
-}
-
-/* ---------------------------------------------------------------------
- * Claiming
- * --------------------------------------------------------------------- */
-
-/* true when the extension is installed in this database */
 static bool
-check_extension(void)
+assume_worker_role(void)
 {
-	extension_present = OidIsValid(get_extension_oid("invsync", true));
-	return extension_present;
-}
+	Oid			role;
+	bool		is_superuser = false;
 
-static void
-claim_rows(void)
-{
-	Oid			types[4] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID};
-	Datum		values[4];
-	TimestampTz now = GetCurrentTimestamp();
-	int64		send_window;
-	int			limit;
-	uint64		i;
-	MemoryContext old;
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	Assert(!IsTransactionState());
+	StartTransactionCommand();
+	role = get_role_oid(invsync_worker_role, true);
+	if (OidIsValid(role))
+		is_superuser = superuser_arg(role);
+	CommitTransactionCommand();
 
-	/* hold no more than two batches locally */
-	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
-	if (limit <= 0)
-		return;
-
-	/*
-	 * A claimed row must be sent early enough for its request to end
-	 * before its lease does; else the row could be claimed again while
-	 * still waiting here or in flight, and one listing pushed twice at once.
-	 */
-	send_window = (int64) invsync_lease_ms - invsync_http_timeout_ms -
-		invsync_connect_timeout_ms;
-	send_window = Max(send_window, invsync_lease_ms / 2);
-
-	begin_work("invsync: claim");
-	if (!check_extension())
+	if (!OidIsValid(role))
 	{
-		end_work();
-		return;
+		role_problem("worker_role_missing",
+					 psprintf("role \"%s\" (invsync.worker_role) does not exist: CREATE EXTENSION invsync creates invsync_worker",
+							  invsync_worker_role));
+		return false;
 	}
-
-	if (!worker_started_recorded)
+	if (is_superuser)
 	{
-		Oid			start_types[2] = {TIMESTAMPTZOID, INTERVALOID};
-		Datum		start_values[2];
-
-		start_values[0] = TimestampTzGetDatum(now);
-		start_values[1] = interval_ms_datum(invsync_http_timeout_ms +
-											invsync_connect_timeout_ms);
-		execute("SELECT invsync._worker_started($1, $2)", 2, start_types,
-				start_values, NULL, SPI_OK_SELECT);
-		worker_started_recorded = true;
+		role_problem("worker_role_superuser",
+					 psprintf("role \"%s\" (invsync.worker_role) is a superuser: the worker runs only as a role without superuser rights",
+							  invsync_worker_role));
+		return false;
 	}
-
-	/*
-	 * Rows that waited here (behind a slow or paused shop) too long to be
-	 * sent within their lease go back to the queue, to be claimed afresh.
-	 */
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
-	{
-		dlist_mutable_iter iter;
-
-		dlist_foreach_modify(iter, &shop->waiting)
-		{
-			ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
-			Oid			release_types[3] = {INT8OID, INT8OID, INT8OID};
-			Datum		release_values[3];
-
-			if (row->send_by > now)
-				continue;
-			release_values[0] = Int64GetDatum(row->tenant_id);
-			release_values[1] = Int64GetDatum(row->listing_id);
-			release_values[2] = Int64GetDatum(row->version);
-			execute("SELECT invsync._release_claim($1, $2, $3)", 3, release_types,
-					release_values, NULL, SPI_OK_SELECT);
-			dlist_delete(&row->node);
-			forget_row(row);
-		}
-	}
-	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
-
-	values[0] = TimestampTzGetDatum(now);
-	values[1] = interval_ms_datum(invsync_lease_ms);
-	values[2] = Int32GetDatum(limit);
-	values[3] = Int32GetDatum(MAX_ADAPTER_BATCH);
-	execute("SELECT tenant_id, listing_id, shop_id, version, target_level, attempts, "
-			"array_to_string(correlation_ids, ', '), external_item_id, "
-			"external_model_id, external_location_id "
-			"FROM invsync._claim($1, $2, $3, $4)",
-			4, types, values, NULL, SPI_OK_SELECT);
-
-	old = MemoryContextSwitchTo(rows_context);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		ClaimedRow *row = palloc0(sizeof(ClaimedRow));
-		char	   *ids;
-
-		row->tenant_id = spi_int64(tuple, 1);
-		row->listing_id = spi_int64(tuple, 2);
-		row->shop_id = spi_int64(tuple, 3);
-		row->version = spi_int64(tuple, 4);
-		row->level = spi_int64(tuple, 5);
-		row->attempts = (int) spi_int32(tuple, 6);
-		row->send_by = TimestampTzPlusMilliseconds(now, send_window);
-		ids = spi_text(tuple, 7);
-		row->correlation_ids = pstrdup(ids && ids[0] ? ids : "none");
-		row->item_id = pstrdup(spi_text(tuple, 8));
-		row->model_id = copy_or_null(rows_context, spi_text(tuple, 9));
-		row->location_id = copy_or_null(rows_context, spi_text(tuple, 10));
-
-		shop = get_shop(row->tenant_id, row->shop_id);
-		dlist_push_tail(&shop->waiting, &row->node);
-		rows_held++;
-	}
-	MemoryContextSwitchTo(old);
-	claim_found_rows = SPI_processed > 0;
-
-	/* credentials and limits may have changed: reload the shops involved */
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
-	{
-		if (!dlist_is_empty(&shop->waiting) && shop->in_flight == 0 &&
-			!shop->refreshing)
-			load_shop(shop);
-	}
-	end_work();
-}
-
-/* ---------------------------------------------------------------------
- * Sending
- * --------------------------------------------------------------------- */
-
-/* a comma-joined list of the listings' correlation ids, deduplicated, bounded */
-static char *
-join_correlation_ids(ClaimedRow **rows, int nrows)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	for (i = 0; i < nrows && buf.len < 512; i++)
-	{
-		if (strstr(buf.data, rows[i]->correlation_ids) != NULL)
-			continue;
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, rows[i]->correlation_ids);
-	}
-	return buf.data;
-}
-
-static char *
-listing_ids_json(ClaimedRow **rows, int nrows)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
-	for (i = 0; i < nrows; i++)
-		appendStringInfo(&buf, "%s" INT64_FORMAT, i ? "," : "", rows[i]->listing_id);
-	appendStringInfoChar(&buf, ']');
-	return buf.data;
-}
-
-static void
-fill_push(ListingPush *push, ClaimedRow *row)
-{
-	memset(push, 0, sizeof(ListingPush));
-	push->listing_id = row->listing_id;
-	push->external_item_id = row->item_id;
-	push->external_model_id = row->model_id;
-	push->external_location_id = row->location_id;
-	push->level = row->level;
-}
-
-/* take up to max_batch waiting rows that may share one request */
-static int
-take_batch(ShopState *shop, ClaimedRow **batch, ListingPush *pushes)
-{
-	int			n = 0;
-	int			max = Min(shop->adapter->max_batch, MAX_ADAPTER_BATCH);
-	int			misfits = 0;
-	TimestampTz now = GetCurrentTimestamp();
-	dlist_mutable_iter iter;
-
-	dlist_foreach_modify(iter, &shop->waiting)
-	{
-		ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
-		ListingPush candidate;
-		bool		fits = true;
-		int			i;
-
-		/* too late to send within its lease: the next claim hands it back */
-		if (row->send_by <= now)
-			continue;
-		fill_push(&candidate, row);
-		if (!adapter_check_listing(shop->adapter, &candidate))
-		{
-			dlist_delete(&row->node);
-			log_event(WARNING, "listing_refused", row->correlation_ids, shop,
-					  psprintf("[" INT64_FORMAT "]", row->listing_id),
-					  row->attempts, 0, -1, candidate.error_message);
-			add_outcome(row, "dead", 0, candidate.error_code, candidate.error_message);
-			continue;
-		}
-		for (i = 0; i < n && fits; i++)
-			fits = shop->adapter->can_batch(&pushes[i], &candidate);
-		if (!fits)
-		{
-			/*
-			 * Claims come ordered by item, so the rows of one request are
-			 * found together: look no further than one batch past them,
-			 * rather than through every waiting row for every request.
-			 */
-			if (++misfits >= max)
-				break;
-			continue;
-		}
-		dlist_delete(&row->node);
-		batch[n] = row;
-		pushes[n] = candidate;
-		if (++n == max)
-			break;
-	}
-	return n;
-}
-
-static void
-start_stock_update(ShopState *shop)
-{
-	MemoryContext context;
-	MemoryContext old;
-	PushRequest *request;
-	int			n;
-
-	context = AllocSetContextCreate(TopMemoryContext, "invsync push",
-									ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(context);
-	request = palloc0(sizeof(PushRequest));
-	request->context = context;
-	request->shop = shop;
-	request->rows = palloc(sizeof(ClaimedRow *) * MAX_ADAPTER_BATCH);
-	request->pushes = palloc(sizeof(ListingPush) * MAX_ADAPTER_BATCH);
-	n = take_batch(shop, request->rows, request->pushes);
-	if (n == 0)
-	{
-		MemoryContextSwitchTo(old);
-		MemoryContextDelete(context);
-		return;
-	}
-	request->nrows = n;
-	request->correlation_header = join_correlation_ids(request->rows, n);
-	request->started = GetCurrentTimestamp();
-	shop->adapter->build_stock_update(&shop->ctx, request->pushes, n,
-									  (int64) time(NULL), &request->spec);
-	MemoryContextSwitchTo(old);
-
-	shop->in_flight++;
-	shop->tokens -= 1;
-	http_engine_start(engine, &request->spec, request->correlation_header, false,
-					  request);
-}
-
-/*
- * Take the shop's refresh lease and send the refresh.  Someone else holding
- * it, or a shop that needs re-authorisation, means no refresh here: the
- * shop is reloaded and its rows go out with whatever token it now has.
- */
-static void
-start_refresh(ShopState *shop)
-{
-	Oid			types[4] = {INT8OID, INT8OID, TIMESTAMPTZOID, INTERVALOID};
-	Datum		values[4];
-	char	   *refresh_token = NULL;
-	MemoryContext context;
-	MemoryContext old;
-	PushRequest *request;
-
-	shop->needs_refresh = false;
-	begin_work("invsync: take refresh lease");
-	values[0] = Int64GetDatum(shop->key.tenant_id);
-	values[1] = Int64GetDatum(shop->key.shop_id);
-	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
-	values[3] = interval_ms_datum(invsync_http_timeout_ms + invsync_connect_timeout_ms);
-	execute("SELECT invsync._take_refresh_lease($1, $2, $3, $4)",
-			4, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 1)
-		refresh_token = spi_text(SPI_tuptable->vals[0], 1);
-	if (refresh_token != NULL)
-		refresh_token = MemoryContextStrdup(TopMemoryContext, refresh_token);
-	load_shop(shop);
-	shop->needs_refresh = false;
-	end_work();
-
-	if (refresh_token == NULL)
-		return;
-
-	context = AllocSetContextCreate(TopMemoryContext, "invsync refresh",
-									ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(context);
-	request = palloc0(sizeof(PushRequest));
-	request->context = context;
-	request->shop = shop;
-	request->is_refresh = true;
-	request->spent_refresh_token = pstrdup(refresh_token);
-	request->correlation_header = psprintf("refresh-" INT64_FORMAT "-" INT64_FORMAT,
-										   shop->key.shop_id, (int64) time(NULL));
-	request->started = GetCurrentTimestamp();
-	shop->ctx.refresh_token = request->spent_refresh_token;
-	shop->adapter->build_token_refresh(&shop->ctx, (int64) time(NULL), &request->spec);
-	MemoryContextSwitchTo(old);
-	pfree(refresh_token);
-
-	shop->refreshing = true;
-	shop->in_flight++;
-	/* never resent by libcurl: Shopee's refresh tokens are single-use */
-	http_engine_start(engine, &request->spec, request->correlation_header, true,
-					  request);
-}
-
-/* send what every shop's limits allow now */
-static void
-dispatch(void)
-{
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
-	TimestampTz now = GetCurrentTimestamp();
-	ShopState **to_refresh;
-	int			nrefresh = 0;
-	int			i;
-
-	/*
-	 * Refreshes start after the scan: start_refresh commits a transaction,
-	 * and a commit ends every hash_seq_search scan still open.
-	 */
-	to_refresh = palloc(sizeof(ShopState *) * (hash_get_num_entries(shops) + 1));
-
-	next_dispatch = 0;
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
-	{
-		double		burst = Max(1.0, shop->rate);
-
-		if (dlist_is_empty(&shop->waiting))
-			continue;
-
-		if (shop->adapter == NULL)
-		{
-			/* a channel without an adapter yet: keep the rows pending */
-			while (!dlist_is_empty(&shop->waiting))
-			{
-				ClaimedRow *row = dlist_container(ClaimedRow, node,
-												  dlist_pop_head_node(&shop->waiting));
-
-				add_outcome(row, "retry", invsync_backoff_max_ms, "no_adapter",
-							"this channel has no adapter in this version");
-			}
-			continue;
-		}
-
-		shop->tokens = Min(burst, shop->tokens +
-						   shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC);
-		shop->tokens_at = now;
-
-		if (shop->paused_until > now)
-		{
-			if (next_dispatch == 0 || shop->paused_until < next_dispatch)
-				next_dispatch = shop->paused_until;
-			continue;
-		}
-		if (shop->needs_refresh && !shop->refreshing &&
-			http_engine_running(engine) + nrefresh < invsync_max_in_flight)
-		{
-			to_refresh[nrefresh++] = shop;
-			continue;
-		}
-		if (shop->refreshing)
-			continue;
-
-		while (!dlist_is_empty(&shop->waiting) &&
-			   shop->in_flight < shop->max_in_flight &&
-			   http_engine_running(engine) < invsync_max_in_flight &&
-			   shop->tokens >= 1.0)
-			start_stock_update(shop);
-
-		if (!dlist_is_empty(&shop->waiting) && shop->tokens < 1.0)
-		{
-			TimestampTz refill = TimestampTzPlusMilliseconds(now,
-															 (int) ceil((1.0 - shop->tokens) * 1000.0 / shop->rate));
-
-			if (next_dispatch == 0 || refill < next_dispatch)
-				next_dispatch = refill;
-		}
-	}
-
-	for (i = 0; i < nrefresh; i++)
-	{
-		start_refresh(to_refresh[i]);
-		/* no refresh here after all: send with the token it now has */
-		if (!to_refresh[i]->refreshing)
-			next_dispatch = now;
-	}
-	pfree(to_refresh);
-}
-
-/* ---------------------------------------------------------------------
- * Completions
- * --------------------------------------------------------------------- */
-
-static void
-stock_update_done(PushRequest *request, const HttpResult *result)
-{
-	ShopState  *shop = request->shop;
-	StockCallResult call;
-	char	   *listings = listing_ids_json(request->rows, request->nrows);
-	int			nok = 0;
-	int			max_attempt = 0;
-	int			i;
-	const char *attempt_outcome;
-
-	memset(&call, 0, sizeof(call));
-	if (result->response.status == 0)
-	{
-		call.outcome = SYNC_OUTCOME_RETRY;
-		strlcpy(call.error_code, "transport", sizeof(call.error_code));
-		adapter_copy_message(call.error_message, sizeof(call.error_message),
-							 result->transport_error, &shop->ctx);
-
-		/*
-		 * Sent but unanswered, the request may still be applied late: wait
-		 * at least as long as it was allowed to take before sending a newer
-		 * level, so that it cannot land after it.
-		 */
-		if (result->request_sent)
-			call.retry_after_ms = invsync_http_timeout_ms;
-	}
-	else
-		shop->adapter->parse_stock_update(&shop->ctx, request->pushes, request->nrows,
-										  &result->response, &call);
-	adapter_settle_outcomes(request->pushes, request->nrows, &call);
-
-	for (i = 0; i < request->nrows; i++)
-	{
-		ClaimedRow *row = request->rows[i];
-		ListingPush *push = &request->pushes[i];
-
-		max_attempt = Max(max_attempt, row->attempts);
-		switch (push->outcome)
-		{
-			case SYNC_OUTCOME_OK:
-				nok++;
-				add_outcome(row, "ok", 0, NULL, NULL);
-				break;
-			case SYNC_OUTCOME_AUTH:
-				if (!row->auth_retried && shop->ctx.refresh_token != NULL)
-				{
-					/* refresh, then resend once, under the same lease */
-					row->auth_retried = true;
-					dlist_push_head(&shop->waiting, &row->node);
-					shop->needs_refresh = true;
-				}
-				else
-					add_outcome(row, "retry", backoff_ms(row->attempts, 0),
-								"auth", push->error_message);
-				break;
-			case SYNC_OUTCOME_PERMANENT:
-				add_outcome(row, "dead", 0, push->error_code, push->error_message);
-				break;
-			case SYNC_OUTCOME_THROTTLED:
-				add_outcome(row, "retry",
-							backoff_ms(row->attempts, call.retry_after_ms),
-							"throttled", push->error_message);
-				break;
-			default:
-				add_outcome(row, "retry",
-							backoff_ms(row->attempts, call.retry_after_ms),
-							push->error_code[0] ? push->error_code : "retry",
-							push->error_message);
-				break;
-		}
-	}
-
-	if (call.outcome == SYNC_OUTCOME_THROTTLED)
-		shop->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 Max(call.retry_after_ms,
-															 invsync_backoff_base_ms));
-
-	if (nok == request->nrows)
-		attempt_outcome = "ok";
-	else if (nok > 0)
-		attempt_outcome = "partial";
-	else
-		attempt_outcome = sync_outcome_name(call.outcome == SYNC_OUTCOME_NONE ?
-											request->pushes[0].outcome : call.outcome);
-	add_attempt(request, result->response.status, attempt_outcome,
-				nok == request->nrows ? NULL : call.error_code,
-				nok == request->nrows ? NULL : call.error_message,
-				call.request_id, result->latency_ms);
-	log_event(nok == request->nrows ? DEBUG1 : LOG,
-			  nok == request->nrows ? "stock_pushed" : "stock_push_failed",
-			  request->correlation_header, shop, listings, max_attempt,
-			  result->response.status, result->latency_ms,
-			  nok == request->nrows ? NULL : call.error_message);
-}
-
-static void
-store_tokens(ShopState *shop, PushRequest *request, TokenRefreshResult *refresh)
-{
-	Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
-
-	begin_work("invsync: store refreshed tokens");
-	values[0] = Int64GetDatum(shop->key.tenant_id);
-	values[1] = Int64GetDatum(shop->key.shop_id);
-	values[2] = CStringGetTextDatum(request->spent_refresh_token);
-	values[3] = CStringGetTextDatum(refresh->access_token);
-	values[4] = CStringGetTextDatum(refresh->refresh_token);
-	values[5] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) refresh->access_expires_at));
-	if (refresh->refresh_expires_at > 0)
-		values[6] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) refresh->refresh_expires_at));
-	else
-		nulls[6] = 'n';
-	execute("SELECT invsync._store_refreshed_tokens($1, $2, $3, $4, $5, $6, $7)",
-			7, types, values, nulls, SPI_OK_SELECT);
-	load_shop(shop);
-	shop->needs_refresh = false;
-	end_work();
-}
-
-static void
-refresh_failed(ShopState *shop, bool reauthorize, const char *error)
-{
-	Oid			types[4] = {INT8OID, INT8OID, BOOLOID, TEXTOID};
-	Datum		values[4];
-
-	begin_work("invsync: record failed refresh");
-	values[0] = Int64GetDatum(shop->key.tenant_id);
-	values[1] = Int64GetDatum(shop->key.shop_id);
-	values[2] = BoolGetDatum(reauthorize);
-	values[3] = CStringGetTextDatum(error);
-	execute("SELECT invsync._refresh_failed($1, $2, $3, $4)",
-			4, types, values, NULL, SPI_OK_SELECT);
-	end_work();
-}
-
-static void
-refresh_done(PushRequest *request, const HttpResult *result)
-{
-	ShopState  *shop = request->shop;
-	TokenRefreshResult refresh;
-	bool		reauthorize = false;
-
-	memset(&refresh, 0, sizeof(refresh));
-	shop->refreshing = false;
-	if (result->response.status == 0)
-	{
-		/*
-		 * Sent but unanswered, the refresh token may be spent: reusing it
-		 * could be refused or, worse, count as reuse, so the seller must
-		 * authorise again.  Not sent at all, it is safe to try later.
-		 */
-		refresh.outcome = SYNC_OUTCOME_RETRY;
-		reauthorize = result->request_sent;
-		strlcpy(refresh.error_code, "transport", sizeof(refresh.error_code));
-		adapter_copy_message(refresh.error_message, sizeof(refresh.error_message),
-							 result->transport_error, &shop->ctx);
-	}
-	else
-	{
-		shop->adapter->parse_token_refresh(&shop->ctx, &result->response, &refresh);
-		reauthorize = refresh.outcome == SYNC_OUTCOME_PERMANENT;
-	}
-
-	if (refresh.outcome == SYNC_OUTCOME_OK)
-		store_tokens(shop, request, &refresh);
-	else
-	{
-		refresh_failed(shop, reauthorize, refresh.error_message);
-		/* the rows waiting for the new token try again later */
-		while (!dlist_is_empty(&shop->waiting))
-		{
-			ClaimedRow *row = dlist_container(ClaimedRow, node,
-											  dlist_pop_head_node(&shop->waiting));
-
-			add_outcome(row, "retry",
-						reauthorize ? invsync_backoff_max_ms : backoff_ms(row->attempts, 0),
-						"auth", refresh.error_message);
-		}
-	}
-
-	add_attempt(request, result->response.status,
-				sync_outcome_name(refresh.outcome),
-				refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_code,
-				refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_message,
-				refresh.request_id, result->latency_ms);
-	log_event(refresh.outcome == SYNC_OUTCOME_OK ? LOG : WARNING,
-			  refresh.outcome == SYNC_OUTCOME_OK ? "token_refreshed" :
-			  (reauthorize ? "token_refresh_failed_reauthorize" : "token_refresh_failed"),
-			  request->correlation_header, shop, NULL, 0,
-			  result->response.status, result->latency_ms,
-			  refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_message);
-}
-
-/* libcurl finished a request: classify and queue the records */
-static void
-request_done(void *request_arg, const HttpResult *result)
-{
-	PushRequest *request = (PushRequest *) request_arg;
-
-	request->shop->in_flight--;
-
-	/*
-	 * A slot is free: dispatch at the next turn, without waiting.  The
-	 * completion may come in the drive that follows dispatch() (libcurl
-	 * often finishes a request on a reused connection within the call that
-	 * starts it), and then no socket, timer or latch would end the wait
-	 * before the next poll.
-	 */
-	next_dispatch = GetCurrentTimestamp();
-	if (request->is_refresh)
-		refresh_done(request, result);
-	else
-		stock_update_done(request, result);
-	MemoryContextDelete(request->context);
-}
-
-/* ---------------------------------------------------------------------
- * Housekeeping
- * --------------------------------------------------------------------- */
-
-static void
-purge_attempts(void)
-{
-	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
-	Datum		values[2];
-
-	begin_work("invsync: purge attempts");
-	if (check_extension())
-	{
-		values[0] = TimestampTzGetDatum(
-										TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																	-(int64) invsync_attempt_retention_min * 60 * 1000));
-		values[1] = Int32GetDatum(10000);
-		execute("SELECT invsync._purge_attempts($1, $2)", 2, types, values, NULL,
-				SPI_OK_SELECT);
-	}
-	end_work();
-}
-
-/* forget all local state after an error: leases expire, nothing is lost */
-static void
-reset_state(void)
-{
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
-
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
-		dlist_init(&shop->waiting);
-	MemoryContextReset(rows_context);
-	rows_held = 0;
-	reset_records();
-	worker_started_recorded = false;
+	SetUserIdAndSecContext(role, SECURITY_RESTRICTED_OPERATION);
+	role_problem_logged = false;
+	return true;
 }
 
 /* ---------------------------------------------------------------------
  * Main loop
  * --------------------------------------------------------------------- */
 
+/* how long the loop may sleep: the poll, libcurl's timer, work falling due */
 static long
 wait_timeout_ms(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		timeout = TimestampDifferenceMilliseconds(now, next_poll);
-	long		curl_timeout = http_engine_timeout_ms(engine);
+	long		curl_timeout = http_engine_timeout_ms(worker_engine);
+	long		record_wait = record_wait_ms(now);
 
 	if (curl_timeout >= 0)
 		timeout = Min(timeout, curl_timeout);
 	if (next_dispatch != 0)
 		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_dispatch));
-	if (pending_outcome_count > 0)
-		timeout = Min(timeout, next_record_attempt == 0 ? 0 :
-					  TimestampDifferenceMilliseconds(now, next_record_attempt));
+	if (record_wait >= 0)
+		timeout = Min(timeout, record_wait);
 	return Max(timeout, 0);
 }
 
+/* drive the transfers, then handle the finished ones and write outcomes */
+static void
+drive_and_record(void)
+{
+	http_engine_drive(worker_engine);
+	handle_finished();
+	flush_records();
+	save_shop_changes();
+}
+
+/* one turn of the loop: record, claim, send, record */
 static void
 run_turn(bool woken)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	http_engine_drive(engine);
-	flush_records();
+	if (!role_assumed)
+	{
+		if (now < next_poll && !woken)
+			return;
+		next_poll = TimestampTzPlusMilliseconds(now, invsync_poll_interval_ms);
+		role_assumed = assume_worker_role();
+		if (!role_assumed)
+			return;
+		woken = true;
+	}
+
+	drive_and_record();
 
 	/*
 	 * Claim when a commit announced changes, when the poll falls due, and,
@@ -1387,7 +408,7 @@ run_turn(bool woken)
 	 */
 	if ((woken || now >= next_poll ||
 		 (claim_found_rows && rows_held <= invsync_batch_size / 2)) &&
-		http_engine_running(engine) < invsync_max_in_flight)
+		http_engine_running(worker_engine) < invsync_max_in_flight)
 	{
 		claim_rows();
 		next_poll = TimestampTzPlusMilliseconds(now, invsync_poll_interval_ms);
@@ -1399,8 +420,7 @@ run_turn(bool woken)
 	}
 
 	dispatch();
-	http_engine_drive(engine);
-	flush_records();
+	drive_and_record();
 
 	if (now >= next_purge)
 	{
@@ -1409,12 +429,42 @@ run_turn(bool woken)
 	}
 }
 
+/*
+ * After an ERROR: abort the transaction, then the transfers (so nothing
+ * points into what is freed next), then forget the requests, rows and
+ * records.  Leases bring the rows back; the next claim shortens the
+ * leases this incarnation held, as at a start.
+ */
+static void
+recover_from_error(void)
+{
+	EmitErrorReport();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	/* hash scans an error left open outside a transaction */
+	AtEOXact_HashTables(false);
+	debug_query_string = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	abort_requests();
+	reset_shops();
+	MemoryContextReset(rows_context);
+	rows_held = 0;
+	claim_found_rows = false;
+	reset_records();
+	claim_forget_worker_start();
+	/* the role may be gone, or changed: look it up again */
+	role_assumed = false;
+	next_dispatch = 0;
+	next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+}
+
+/* the worker's entry point: connect, set up, and loop until told to stop */
 void
 invsync_worker_main(Datum main_arg)
 {
 	WaitEventSet *wait_set;
 	MemoryContext loop_context;
-	HASHCTL		hash_ctl;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1425,10 +475,10 @@ invsync_worker_main(Datum main_arg)
 	SpinLockRelease(&invsync_shared->mutex);
 	before_shmem_exit(clear_worker_latch, 0);
 
-	BackgroundWorkerInitializeConnection(invsync_database,
-										 invsync_worker_role[0] ? invsync_worker_role : NULL,
-										 0);
+	BackgroundWorkerInitializeConnection(invsync_database, NULL, 0);
 	pgstat_report_appname("invsync sync worker");
+
+	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * Plan the statements inside _claim and _record_batch afresh on every
@@ -1439,23 +489,20 @@ invsync_worker_main(Datum main_arg)
 	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_SUSET,
 					PGC_S_OVERRIDE);
 
-	memset(&hash_ctl, 0, sizeof(hash_ctl));
-	hash_ctl.keysize = sizeof(ShopKey);
-	hash_ctl.entrysize = sizeof(ShopState);
-	shops = hash_create("invsync shops", 64, &hash_ctl, HASH_ELEM | HASH_BLOBS);
 	rows_context = AllocSetContextCreate(TopMemoryContext, "invsync claimed rows",
 										 ALLOCSET_DEFAULT_SIZES);
-	record_context = AllocSetContextCreate(TopMemoryContext, "invsync records",
-										   ALLOCSET_DEFAULT_SIZES);
 	loop_context = AllocSetContextCreate(TopMemoryContext, "invsync worker loop",
 										 ALLOCSET_DEFAULT_SIZES);
-	reset_state();
-	engine = http_engine_create(request_done);
+	shops_init();
+	claim_init();
+	dispatch_init();
+	worker_engine = http_engine_create();
 
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, http_engine_fd(engine), NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, http_engine_fd(worker_engine),
+					  NULL, NULL);
 
 	log_event(LOG, "worker_started", NULL, NULL, NULL, 0, 0, -1, NULL);
 
@@ -1487,16 +534,8 @@ invsync_worker_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			/* report, roll back, forget local state; leases bring rows back */
 			MemoryContextSwitchTo(loop_context);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			SPI_finish();
-			debug_query_string = NULL;
-			pgstat_report_activity(STATE_IDLE, NULL);
-			reset_state();
-			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+			recover_from_error();
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(TopMemoryContext);

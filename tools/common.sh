@@ -8,7 +8,8 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# INVSYNC_PG_BIN: another PostgreSQL 15 (a relocated copy, say) to build, install and test with
+PG_BIN=${INVSYNC_PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 export PATH=$PG_BIN:$PATH
 
 if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,603 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_claim.c
+ *	  The sync worker's transactions on the queue: claim due rows with a
+ *	  lease, and record what became of them and of each request.
+ *
+ * Every statement is prepared once and kept (SPI_keepplan).  Outcomes and
+ * attempts go to invsync._record_batch as arrays of the composite types
+ * invsync.worker_outcome and invsync.worker_attempt, built here as tuples:
+ * no text is formatted or parsed between the worker and SQL.
+ *
+ * Outcomes wait in record_context until the next record transaction.
+ * When an application holds some of their queue rows, _record_batch skips
+ * them (SKIP LOCKED) and the whole outcome list is recorded again a little
+ * later: outcomes already applied no longer match their claim, so
+ * recording them twice changes nothing.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/worker_claim.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "invsync.h"
+#include "worker_internal.h"
+
+/* one outcome waiting to be recorded */
+typedef struct PendingOutcome
+{
+	int64		tenant_id;
+	int64		listing_id;
+	int64		version;
+	int64		level;
+	const char *outcome;		/* static string */
+	int64		due_in_ms;
+	char	   *error_class;
+	char	   *error;
+} PendingOutcome;
+
+/* one attempt waiting to be recorded */
+typedef struct PendingAttempt
+{
+	int64		tenant_id;
+	int64		shop_id;
+	char	   *channel;
+	const char *kind;			/* static string */
+	int			nrows;
+	int64	   *listing_ids;
+	int64	   *versions;
+	int64	   *levels;
+	char	   *correlation_id;
+	char	   *request_url;
+	long		http_status;	/* 0: none */
+	const char *outcome;		/* static string */
+	char	   *error_class;
+	char	   *error_message;
+	char	   *request_id;
+	double		latency_ms;
+	TimestampTz started_at;
+} PendingAttempt;
+
+bool		extension_present = false;
+bool		claim_found_rows = false;	/* more rows may be due at once */
+int			rows_held = 0;		/* claimed rows not yet recorded */
+
+static bool worker_start_recorded = false;
+
+static MemoryContext record_context = NULL;
+static PendingOutcome *outcomes = NULL;
+static int	noutcomes = 0;
+static int	outcomes_size = 0;
+static PendingAttempt *attempts = NULL;
+static int	nattempts = 0;
+static int	attempts_size = 0;
+
+/*
+ * How many times in a row an application's lock held outcomes back, and
+ * when to try again (0: at once).
+ */
+static int	record_retries = 0;
+static TimestampTz next_record_attempt = 0;
+
+/* statements, prepared at first use and kept */
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr worker_started_plan = NULL;
+static SPIPlanPtr purge_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
+static Oid	record_plan_types[2];	/* the array types record_plan takes */
+
+/* set up the record buffers; once per worker */
+void
+claim_init(void)
+{
+	record_context = AllocSetContextCreate(TopMemoryContext, "invsync records",
+										   ALLOCSET_DEFAULT_SIZES);
+	reset_records();
+}
+
+static int64
+column_int64(HeapTuple tuple, int column)
+{
+	bool		isnull;
+	Datum		value = SPI_getbinval(tuple, SPI_tuptable->tupdesc, column, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(value);
+}
+
+/* true when the extension is installed in this database; in a transaction */
+bool
+check_extension(void)
+{
+	extension_present = OidIsValid(get_extension_oid("invsync", true));
+	return extension_present;
+}
+
+/* a new incarnation of the worker, or the extension created again */
+void
+claim_forget_worker_start(void)
+{
+	worker_start_recorded = false;
+}
+
+/*
+ * Rows that waited here (behind a slow or paused shop) too long to be sent
+ * within their lease go back to the queue, to be claimed afresh.  In the
+ * claim's transaction.
+ */
+static void
+release_late_rows(TimestampTz now)
+{
+	static SPIPlanPtr release_plan = NULL;
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	HASH_SEQ_STATUS status;
+	ShopState  *shop;
+
+	hash_seq_init(&status, shop_table());
+	while ((shop = hash_seq_search(&status)) != NULL)
+	{
+		dlist_mutable_iter iter;
+
+		dlist_foreach_modify(iter, &shop->waiting)
+		{
+			ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
+			Datum		values[3];
+
+			if (row->send_by > now)
+				continue;
+			values[0] = Int64GetDatum(row->tenant_id);
+			values[1] = Int64GetDatum(row->listing_id);
+			values[2] = Int64GetDatum(row->version);
+			execute_plan(keep_plan(&release_plan,
+								   "SELECT invsync._release_claim($1, $2, $3)",
+								   3, types),
+						 values, NULL, SPI_OK_SELECT);
+			dlist_delete(&row->node);
+			forget_row(row);
+		}
+	}
+}
+
+/*
+ * Claim due rows and put them on their shops' waiting lists; reload the
+ * shops they belong to.  One short transaction.
+ */
+void
+claim_rows(void)
+{
+	Oid			types[4] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID};
+	Datum		values[4];
+	TimestampTz now = GetCurrentTimestamp();
+	int64		send_window;
+	int			limit;
+	uint64		i;
+
+	/* hold no more than two batches locally */
+	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
+	if (limit <= 0)
+		return;
+
+	/*
+	 * A claimed row must be sent early enough for its request to end before
+	 * its lease does; else the row could be claimed again while still
+	 * waiting here or in flight, and one listing pushed twice at once.
+	 */
+	send_window = (int64) invsync_lease_ms - invsync_http_timeout_ms -
+		invsync_connect_timeout_ms;
+	send_window = Max(send_window, invsync_lease_ms / 2);
+
+	begin_work("invsync: claim");
+	if (!check_extension())
+	{
+		worker_start_recorded = false;
+		end_work();
+		return;
+	}
+
+	if (!worker_start_recorded)
+	{
+		Oid			start_types[2] = {TIMESTAMPTZOID, INTERVALOID};
+		Datum		start_values[2];
+
+		start_values[0] = TimestampTzGetDatum(now);
+		start_values[1] = interval_ms_datum(invsync_http_timeout_ms +
+											invsync_connect_timeout_ms);
+		execute_plan(keep_plan(&worker_started_plan,
+							   "SELECT invsync._worker_started($1, $2)",
+							   2, start_types),
+					 start_values, NULL, SPI_OK_SELECT);
+		worker_start_recorded = true;
+	}
+
+	/* rows that waited too long to be sent within their lease go back */
+	release_late_rows(now);
+	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
+
+	values[0] = TimestampTzGetDatum(now);
+	values[1] = interval_ms_datum(invsync_lease_ms);
+	values[2] = Int32GetDatum(Max(limit, 0));
+	values[3] = Int32GetDatum(MAX_ADAPTER_BATCH);
+	execute_plan(keep_plan(&claim_plan,
+						   "SELECT tenant_id, listing_id, shop_id, version, "
+						   "target_level, attempts, "
+						   "array_to_string(correlation_ids, ', '), "
+						   "external_item_id, external_model_id, "
+						   "external_location_id "
+						   "FROM invsync._claim($1, $2, $3, $4)",
+						   4, types),
+				 values, NULL, SPI_OK_SELECT);
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClaimedRow *row = MemoryContextAllocZero(rows_context, sizeof(ClaimedRow));
+		char	   *ids = SPI_getvalue(tuple, desc, 7);
+		char	   *text;
+		bool		isnull;
+		ShopState  *shop;
+
+		row->tenant_id = column_int64(tuple, 1);
+		row->listing_id = column_int64(tuple, 2);
+		row->shop_id = column_int64(tuple, 3);
+		row->version = column_int64(tuple, 4);
+		row->level = column_int64(tuple, 5);
+		row->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull));
+		row->send_by = TimestampTzPlusMilliseconds(now, send_window);
+		row->correlation_ids = MemoryContextStrdup(rows_context,
+												   ids && ids[0] ? ids : "none");
+		text = SPI_getvalue(tuple, desc, 8);
+		row->item_id = MemoryContextStrdup(rows_context, text ? text : "");
+		text = SPI_getvalue(tuple, desc, 9);
+		row->model_id = text ? MemoryContextStrdup(rows_context, text) : NULL;
+		text = SPI_getvalue(tuple, desc, 10);
+		row->location_id = text ? MemoryContextStrdup(rows_context, text) : NULL;
+
+		shop = get_shop(row->tenant_id, row->shop_id);
+		dlist_push_tail(&shop->waiting, &row->node);
+		rows_held++;
+	}
+	claim_found_rows = SPI_processed > 0;
+
+	/* credentials and limits may have changed: reload the shops involved */
+	reload_claimed_shops();
+	end_work();
+}
+
+/* free a claimed row that waited on its shop's list */
+void
+forget_row(ClaimedRow *row)
+{
+	rows_held--;
+	pfree(row->correlation_ids);
+	pfree(row->item_id);
+	if (row->model_id)
+		pfree(row->model_id);
+	if (row->location_id)
+		pfree(row->location_id);
+	pfree(row);
+}
+
+static char *
+record_strdup(const char *value)
+{
+	return value ? MemoryContextStrdup(record_context, value) : NULL;
+}
+
+/*
+ * Queue one row's outcome for the next record transaction.  The row itself
+ * stays its owner's to free (its shop's list, or its request).
+ */
+void
+add_outcome(const ClaimedRow *row, const char *outcome, int64 due_in_ms,
+			const char *error_class, const char *error)
+{
+	PendingOutcome *o;
+
+	if (noutcomes == outcomes_size)
+	{
+		outcomes_size *= 2;
+		outcomes = repalloc(outcomes, sizeof(PendingOutcome) * outcomes_size);
+	}
+	o = &outcomes[noutcomes++];
+	o->tenant_id = row->tenant_id;
+	o->listing_id = row->listing_id;
+	o->version = row->version;
+	o->level = row->level;
+	o->outcome = outcome;
+	o->due_in_ms = due_in_ms;
+	o->error_class = record_strdup(error_class);
+	o->error = record_strdup(error);
+}
+
+/* queue one attempt row for the next record transaction */
+void
+add_attempt(const PushRequest *request, long http_status, const char *outcome,
+			const char *error_class, const char *error, const char *request_id,
+			double latency_ms)
+{
+	PendingAttempt *a;
+	int			i;
+
+	if (nattempts == attempts_size)
+	{
+		attempts_size *= 2;
+		attempts = repalloc(attempts, sizeof(PendingAttempt) * attempts_size);
+	}
+	a = &attempts[nattempts++];
+	a->tenant_id = request->shop->key.tenant_id;
+	a->shop_id = request->shop->key.shop_id;
+	a->channel = record_strdup(request->shop->ctx.channel);
+	a->kind = request->is_refresh ? "token_refresh" : "stock_update";
+	a->nrows = request->nrows;
+	a->listing_ids = MemoryContextAlloc(record_context, sizeof(int64) * Max(request->nrows, 1));
+	a->versions = MemoryContextAlloc(record_context, sizeof(int64) * Max(request->nrows, 1));
+	a->levels = MemoryContextAlloc(record_context, sizeof(int64) * Max(request->nrows, 1));
+	for (i = 0; i < request->nrows; i++)
+	{
+		a->listing_ids[i] = request->rows[i].listing_id;
+		a->versions[i] = request->rows[i].version;
+		a->levels[i] = request->rows[i].level;
+	}
+	a->correlation_id = record_strdup(request->correlation_header);
+	a->request_url = record_strdup(request->spec.log_url ? request->spec.log_url : "");
+	a->http_status = http_status;
+	a->outcome = outcome;
+	a->error_class = record_strdup(error_class);
+	a->error_message = record_strdup(error);
+	a->request_id = record_strdup(request_id && request_id[0] ? request_id : NULL);
+	a->latency_ms = latency_ms;
+	a->started_at = request->started;
+}
+
+/* start empty outcome and attempt lists */
+void
+reset_records(void)
+{
+	MemoryContextReset(record_context);
+	outcomes_size = 64;
+	outcomes = MemoryContextAlloc(record_context, sizeof(PendingOutcome) * outcomes_size);
+	noutcomes = 0;
+	attempts_size = 16;
+	attempts = MemoryContextAlloc(record_context, sizeof(PendingAttempt) * attempts_size);
+	nattempts = 0;
+	next_record_attempt = 0;
+	record_retries = 0;
+}
+
+/* true when outcomes or attempts wait to be recorded */
+bool
+records_pending(void)
+{
+	return noutcomes > 0 || nattempts > 0;
+}
+
+/* how long the main loop may sleep before records are due; -1: none */
+long
+record_wait_ms(TimestampTz now)
+{
+	if (!records_pending())
+		return -1;
+	if (next_record_attempt == 0)
+		return 0;
+	return TimestampDifferenceMilliseconds(now, next_record_attempt);
+}
+
+static Datum
+text_or_null(const char *value, bool *isnull)
+{
+	*isnull = (value == NULL);
+	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
+static Datum
+int64_array(const int64 *values, int n)
+{
+	Datum	   *datums = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		datums[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(datums, n, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* the OID of one of invsync's composite types, in a transaction */
+static Oid
+worker_type_oid(const char *name)
+{
+	Oid			namespace = get_namespace_oid("invsync", false);
+	Oid			type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+									   CStringGetDatum(name),
+									   ObjectIdGetDatum(namespace));
+
+	if (!OidIsValid(type))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invsync type %s is missing", name),
+				 errhint("Update the extension: ALTER EXTENSION invsync UPDATE.")));
+	return type;
+}
+
+/* an array of n composite values of the given type */
+static Datum
+composite_array(Oid type, Datum *rows, int n)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(rows, n, type, typlen, typbyval, typalign));
+}
+
+/* the pending outcomes as an invsync.worker_outcome[] */
+static Datum
+outcomes_datum(Oid type)
+{
+	TupleDesc	desc = BlessTupleDesc(TypeGetTupleDesc(type, NIL));
+	Datum	   *rows = palloc(sizeof(Datum) * Max(noutcomes, 1));
+	int			i;
+
+	for (i = 0; i < noutcomes; i++)
+	{
+		PendingOutcome *o = &outcomes[i];
+		Datum		values[8];
+		bool		nulls[8] = {false};
+
+		values[0] = Int64GetDatum(o->tenant_id);
+		values[1] = Int64GetDatum(o->listing_id);
+		values[2] = Int64GetDatum(o->version);
+		values[3] = Int64GetDatum(o->level);
+		values[4] = CStringGetTextDatum(o->outcome);
+		values[5] = Int64GetDatum(o->due_in_ms);
+		values[6] = text_or_null(o->error_class, &nulls[6]);
+		values[7] = text_or_null(o->error, &nulls[7]);
+		rows[i] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	}
+	return composite_array(type, rows, noutcomes);
+}
+
+/* the pending attempts as an invsync.worker_attempt[] */
+static Datum
+attempts_datum(Oid type)
+{
+	TupleDesc	desc = BlessTupleDesc(TypeGetTupleDesc(type, NIL));
+	Datum	   *rows = palloc(sizeof(Datum) * Max(nattempts, 1));
+	int			i;
+
+	for (i = 0; i < nattempts; i++)
+	{
+		PendingAttempt *a = &attempts[i];
+		Datum		values[17];
+		bool		nulls[17] = {false};
+
+		values[0] = Int64GetDatum(a->tenant_id);
+		values[1] = Int64GetDatum(a->shop_id);
+		values[2] = text_or_null(a->channel, &nulls[2]);
+		values[3] = CStringGetTextDatum(a->kind);
+		values[4] = int64_array(a->listing_ids, a->nrows);
+		values[5] = int64_array(a->versions, a->nrows);
+		values[6] = int64_array(a->levels, a->nrows);
+		values[7] = text_or_null(a->correlation_id, &nulls[7]);
+		values[8] = text_or_null(a->request_url, &nulls[8]);
+		values[9] = Int32GetDatum((int32) a->http_status);
+		nulls[9] = (a->http_status <= 0);
+		values[10] = CStringGetTextDatum(a->outcome);
+		values[11] = text_or_null(a->error_class, &nulls[11]);
+		values[12] = text_or_null(a->error_message, &nulls[12]);
+		values[13] = text_or_null(a->request_id, &nulls[13]);
+		values[14] = Float8GetDatum(a->latency_ms);
+		values[15] = TimestampTzGetDatum(a->started_at);
+		rows[i] = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	}
+	return composite_array(type, rows, nattempts);
+}
+
+/*
+ * Write the pending outcomes and attempts in one transaction.  Outcomes
+ * whose rows an application held are kept and written again later, after
+ * a wait that doubles while the application keeps its lock.
+ */
+void
+flush_records(void)
+{
+	Oid			types[3];
+	Datum		values[3];
+	Oid			outcome_type;
+	Oid			attempt_type;
+	uint64		locked_out;
+
+	if (!records_pending())
+		return;
+	if (next_record_attempt != 0 && GetCurrentTimestamp() < next_record_attempt)
+		return;
+
+	begin_work("invsync: record outcomes");
+	if (!check_extension())
+	{
+		/* the queue is gone, and with it every row these outcomes were for */
+		end_work();
+		reset_records();
+		return;
+	}
+	outcome_type = worker_type_oid("worker_outcome");
+	attempt_type = worker_type_oid("worker_attempt");
+	types[0] = get_array_type(outcome_type);
+	types[1] = get_array_type(attempt_type);
+	types[2] = TIMESTAMPTZOID;
+	/* the extension was created again: its types are new */
+	if (record_plan != NULL &&
+		(record_plan_types[0] != types[0] || record_plan_types[1] != types[1]))
+	{
+		SPI_freeplan(record_plan);
+		record_plan = NULL;
+	}
+	record_plan_types[0] = types[0];
+	record_plan_types[1] = types[1];
+
+	values[0] = outcomes_datum(outcome_type);
+	values[1] = attempts_datum(attempt_type);
+	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	execute_plan(keep_plan(&record_plan,
+						   "SELECT tenant_id, listing_id "
+						   "FROM invsync._record_batch($1, $2, $3)",
+						   3, types),
+				 values, NULL, SPI_OK_SELECT);
+	locked_out = SPI_processed;
+	end_work();
+
+	/* attempts are written; outcomes too, unless some rows were held */
+	nattempts = 0;
+	if (locked_out > 0)
+	{
+		/*
+		 * 10 ms, doubling up to 1.28 s while the application keeps its lock:
+		 * soon enough for a short transaction, cheap for a long one.
+		 */
+		next_record_attempt =
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										10 << Min(record_retries, 7));
+		record_retries++;
+	}
+	else
+		reset_records();
+}
+
+/* delete attempts older than invsync.attempt_retention, a bounded batch */
+void
+purge_attempts(void)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2];
+
+	begin_work("invsync: purge attempts");
+	if (check_extension())
+	{
+		values[0] = TimestampTzGetDatum(
+										TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	-(int64) invsync_attempt_retention_min * 60 * 1000));
+		values[1] = Int32GetDatum(10000);
+		execute_plan(keep_plan(&purge_plan,
+							   "SELECT invsync._purge_attempts($1, $2)",
+							   2, types),
+					 values, NULL, SPI_OK_SELECT);
+	}
+	end_work();
+}

@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_internal.h
+ *	  What the files of the sync worker share: claimed rows, shops,
+ *	  requests, and the entry points of each part.
+ *
+ * The worker is split by job:
+ *	 worker.c			lifecycle: shared memory, wake-ups, the main loop and
+ *						recovery from errors
+ *	 worker_claim.c		the worker's transactions on the queue: claim rows,
+ *						record outcomes and attempts (saved plans, typed
+ *						arrays)
+ *	 worker_shops.c		the shop cache: credentials, token buckets, token
+ *						refresh and the shop changes waiting to be written
+ *	 worker_dispatch.c	batches and requests: build, send, and handle each
+ *						finished request after the HTTP drive returned
+ *	 worker_log.c		structured event records
+ *
+ * Memory ownership, which recovery from an ERROR relies on:
+ *	 - a ClaimedRow waiting to be sent lives in rows_context, on its shop's
+ *	   waiting list;
+ *	 - a PushRequest owns a context holding its copies of the rows it
+ *	   carries, its pushes and its request; it is on the in-flight list from
+ *	   its creation until its outcome is recorded and the context deleted;
+ *	 - outcomes and attempts waiting to be written live in record_context.
+ * After an ERROR, transfers are aborted first (http_engine_abort_all),
+ * then requests, rows and records are freed; leases bring the rows back.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/worker_internal.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVSYNC_WORKER_INTERNAL_H
+#define INVSYNC_WORKER_INTERNAL_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "utils/timestamp.h"
+
+#include "adapter.h"
+#include "http.h"
+
+/* refresh an access token this long before it expires */
+#define TOKEN_REFRESH_MARGIN_MS (5 * 60 * 1000)
+/* the largest batch any adapter sends in one request */
+#define MAX_ADAPTER_BATCH 50
+
+/* a claimed queue row, from its claim until its outcome is recorded */
+typedef struct ClaimedRow
+{
+	dlist_node	node;
+	int64		tenant_id;
+	int64		listing_id;
+	int64		shop_id;
+	int64		version;
+	int64		level;
+	int			attempts;
+	bool		auth_retried;	/* already resent once after a refresh */
+	TimestampTz send_by;		/* sent later, its request could outlive the
+								 * lease and overlap a new claim's */
+	char	   *correlation_ids;	/* comma-separated, for the header */
+	char	   *item_id;
+	char	   *model_id;
+	char	   *location_id;
+} ClaimedRow;
+
+typedef struct ShopKey
+{
+	int64		tenant_id;
+	int64		shop_id;
+} ShopKey;
+
+/*
+ * Tokens or a refresh failure the worker learnt but could not write yet
+ * (an application held the shop's row): kept, and written at a later turn.
+ */
+typedef struct UnsavedShopChange
+{
+	bool		tokens;			/* refreshed tokens to store */
+	bool		failure;		/* a failed refresh to record */
+	bool		reauthorize;
+	char	   *spent_refresh_token;
+	char	   *access_token;
+	char	   *refresh_token;
+	TimestampTz access_expires_at;
+	TimestampTz refresh_expires_at; /* 0: unknown */
+	char	   *error;
+	TimestampTz next_try;
+	int			tries;
+} UnsavedShopChange;
+
+/* what the worker knows of a shop; the key must come first (hash entry) */
+typedef struct ShopState
+{
+	ShopKey		key;
+	MemoryContext context;		/* the strings of ctx and unsaved */
+	const ChannelAdapter *adapter;
+	ShopContext ctx;
+	double		rate;			/* requests per second */
+	int			max_in_flight;
+	TimestampTz access_expires_at;
+	double		tokens;			/* token bucket */
+	TimestampTz tokens_at;
+	TimestampTz paused_until;	/* throttled by the marketplace */
+	int			in_flight;
+	bool		refreshing;
+	bool		needs_refresh;
+	TimestampTz next_refresh_try;	/* the row was busy: not before this */
+	UnsavedShopChange unsaved;
+	dlist_head	waiting;		/* ClaimedRow, to send */
+} ShopState;
+
+/* one request in flight, owning everything it points to */
+typedef struct PushRequest
+{
+	dlist_node	node;			/* on the in-flight list */
+	MemoryContext context;
+	ShopState  *shop;
+	bool		is_refresh;
+	int			nrows;
+	ClaimedRow *rows;			/* copies, in context */
+	ListingPush *pushes;
+	HttpRequestSpec spec;
+	char	   *correlation_header;
+	char	   *spent_refresh_token;
+	TimestampTz started;
+} PushRequest;
+
+/* worker.c */
+extern HttpEngine *worker_engine;
+extern MemoryContext rows_context;
+extern TimestampTz next_dispatch;
+extern void begin_work(const char *activity);
+extern void end_work(void);
+extern SPIPlanPtr keep_plan(SPIPlanPtr *plan, const char *sql, int nargs,
+							Oid *types);
+extern void execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls,
+						 int expected);
+extern Datum interval_ms_datum(int64 ms);
+
+/* worker_log.c */
+extern void log_event(int elevel, const char *event, const char *correlation_id,
+					  const ShopState *shop, const char *listings, int attempt,
+					  long http_status, double latency_ms, const char *error);
+
+/* worker_claim.c */
+extern bool extension_present;
+extern bool claim_found_rows;
+extern int	rows_held;
+extern void claim_init(void);
+extern bool check_extension(void);
+extern void claim_rows(void);
+extern void forget_row(ClaimedRow *row);
+extern void add_outcome(const ClaimedRow *row, const char *outcome,
+						int64 due_in_ms, const char *error_class,
+						const char *error);
+extern void add_attempt(const PushRequest *request, long http_status,
+						const char *outcome, const char *error_class,
+						const char *error, const char *request_id,
+						double latency_ms);
+extern bool records_pending(void);
+extern long record_wait_ms(TimestampTz now);
+extern void flush_records(void);
+extern void reset_records(void);
+extern void purge_attempts(void);
+extern void claim_forget_worker_start(void);
+
+/* worker_shops.c */
+extern void shops_init(void);
+extern ShopState *get_shop(int64 tenant_id, int64 shop_id);
+extern void load_shop(ShopState *shop);
+extern void reload_claimed_shops(void);
+extern char *take_refresh_lease(ShopState *shop);
+extern void shop_store_tokens(ShopState *shop, const char *spent_refresh_token,
+							  const TokenRefreshResult *refresh);
+extern void shop_refresh_failed(ShopState *shop, bool reauthorize,
+								const char *error);
+extern bool shop_changes_pending(void);
+extern void save_shop_changes(void);
+extern void reset_shops(void);
+extern struct HTAB *shop_table(void);
+
+/* worker_dispatch.c */
+extern void dispatch_init(void);
+extern void dispatch(void);
+extern void handle_finished(void);
+extern void abort_requests(void);
+extern int64 backoff_ms(int attempts, int retry_after_ms);
+
+#endif							/* INVSYNC_WORKER_INTERNAL_H */
