@@ -41,5 +41,6 @@ extern const char *invsync_current_correlation_id(void);
 /* the sync worker (src/worker.c) */
 extern void invsync_worker_init(void);
 extern PGDLLEXPORT void invsync_worker_main(Datum main_arg);
+extern PGDLLEXPORT void invsync_launcher_main(Datum main_arg);
 
 #endif							/* INVSYNC_H */

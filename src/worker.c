@@ -7,7 +7,8 @@
  *	  parts are described in worker_internal.h.
  *
  * One background worker serves every tenant of the database named by
- * invsync.database.  Each turn it
+ * invsync.database.  A launcher, connected to no database, starts it once
+ * that database exists and again whenever it stops.  Each turn it
  *	 1. claims due rows with a lease, in a short transaction (_claim);
  *	 2. sends them, batched as the channel allows, through libcurl's multi
  *		interface, within each shop's token bucket and in-flight cap and the
@@ -48,7 +49,12 @@
 #include <math.h>
 #include <time.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -75,6 +81,12 @@
 #define ATTEMPT_PURGE_INTERVAL_MS (60 * 1000)
 /* how long to wait after the worker's own transaction failed */
 #define ERROR_PAUSE_MS 5000
+/* the launcher is restarted after this long if it exits */
+#define LAUNCHER_RESTART_SECONDS 5
+/* the sync worker is started again no sooner than this after its last start */
+#define WORKER_RESTART_MS 5000
+/* how often the launcher looks for a missing invsync.database */
+#define DATABASE_CHECK_MS 5000
 /* the worker's search_path */
 #define WORKER_SEARCH_PATH "pg_catalog, pg_temp"
 
@@ -113,7 +125,8 @@ static void wake_xact_callback(XactEvent event, void *arg);
 
 /*
  * Called from _PG_init in the postmaster: reserve shared memory, hook the
- * commit wake-up, and register the worker.
+ * commit wake-up, and register the launcher, which starts the sync worker
+ * once invsync.database exists.
  */
 void
 invsync_worker_init(void)
@@ -130,11 +143,11 @@ invsync_worker_init(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = LAUNCHER_RESTART_SECONDS;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invsync");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invsync_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "invsync sync worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "invsync sync worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invsync_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "invsync launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "invsync launcher");
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -459,6 +472,140 @@ recover_from_error(void)
 	next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 }
 
+/* ---------------------------------------------------------------------
+ * Launcher
+ * --------------------------------------------------------------------- */
+
+/*
+ * The OID of invsync.database, InvalidOid while it does not exist.  The
+ * launcher is connected to no database: it can read only shared catalogs,
+ * and only by a plain scan (as the autovacuum launcher does), not through
+ * the name index.
+ */
+static Oid
+lookup_worker_database(void)
+{
+	Oid			database = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database form = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (strcmp(NameStr(form->datname), invsync_database) == 0)
+		{
+			database = form->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return database;
+}
+
+/* register the sync worker for the database; false if no slot was free */
+static bool
+start_sync_worker(Oid database, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invsync");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invsync_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "invsync sync worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "invsync sync worker");
+	worker.bgw_main_arg = ObjectIdGetDatum(database);
+	worker.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
+
+/*
+ * The launcher: starts the sync worker once invsync.database exists, and
+ * again whenever it stops, no more often than every WORKER_RESTART_MS.
+ * While the database is missing it says so once, with what to do, and
+ * looks again quietly.
+ */
+void
+invsync_launcher_main(Datum main_arg)
+{
+	BackgroundWorkerHandle *handle = NULL;
+	TimestampTz last_start = 0;
+	bool		missing_logged = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("invsync launcher");
+
+	for (;;)
+	{
+		long		timeout = DATABASE_CHECK_MS;
+		pid_t		pid;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (handle != NULL &&
+			GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(handle);
+			handle = NULL;
+		}
+		if (handle == NULL)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz allowed = TimestampTzPlusMilliseconds(last_start,
+															  WORKER_RESTART_MS);
+
+			if (now < allowed)
+				timeout = TimestampDifferenceMilliseconds(now, allowed);
+			else
+			{
+				Oid			database = lookup_worker_database();
+
+				if (!OidIsValid(database))
+				{
+					if (!missing_logged)
+						log_event(WARNING, "worker_database_missing", NULL, NULL,
+								  NULL, 0, 0, -1,
+								  psprintf("database \"%s\" (invsync.database) does not exist: the sync worker starts once it is created, or set invsync.database and restart",
+										   invsync_database));
+					missing_logged = true;
+				}
+				else if (start_sync_worker(database, &handle))
+				{
+					missing_logged = false;
+					last_start = now;
+				}
+				else
+					log_event(WARNING, "worker_slot_missing", NULL, NULL, NULL, 0,
+							  0, -1,
+							  "no background worker slot is free for the sync worker: raise max_worker_processes");
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(timeout, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /* the worker's entry point: connect, set up, and loop until told to stop */
 void
 invsync_worker_main(Datum main_arg)
@@ -475,7 +622,8 @@ invsync_worker_main(Datum main_arg)
 	SpinLockRelease(&invsync_shared->mutex);
 	before_shmem_exit(clear_worker_latch, 0);
 
-	BackgroundWorkerInitializeConnection(invsync_database, NULL, 0);
+	/* the launcher checked that the database exists */
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname("invsync sync worker");
 
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);

@@ -81,6 +81,11 @@ sub start_node
 		join('', map { "$_ = $settings{$_}\n" } sort keys %settings));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION invsync');
+	# the launcher starts the sync worker a moment after the server
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'invsync sync worker'})
+	  or die 'the sync worker did not start'
+	  if $settings{'invsync.database'} eq "'postgres'";
 	return $node;
 }
 
