@@ -18,6 +18,7 @@ DECLARE
 	result text := '';
 BEGIN
 	FOREACH t IN ARRAY ARRAY['items', 'locations', 'bundle_components',
+							 'bundle_leaves', 'bundle_versions',
 							 'stock_levels', 'ledger', 'reservation_orders',
 							 'reservations', 'idempotency_keys']
 	LOOP
@@ -120,6 +121,14 @@ SELECT * FROM invsync.reserve('E1', '[{"sku": "A", "qty": 1000000001}]', 'e-22')
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 -- a bundle line whose components would need more than one movement carries
 SELECT * FROM invsync.reserve('E1', '[{"sku": "K", "qty": 600000000}]', 'e-23');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+-- a bundle one unit of which would need more than one movement carries
+SELECT count(invsync.upsert_item(s)) FROM unnest(ARRAY['Q1', 'Q2', 'Q3', 'Q4']) s;
+SELECT component_sku FROM invsync.set_bundle('Q1', '[{"sku": "B", "qty": 1000}]');
+SELECT component_sku FROM invsync.set_bundle('Q2', '[{"sku": "Q1", "qty": 1000}]');
+SELECT component_sku FROM invsync.set_bundle('Q3', '[{"sku": "Q2", "qty": 1000}]');
+SELECT pg_temp.state() AS s0 \gset
+SELECT * FROM invsync.set_bundle('Q4', '[{"sku": "Q3", "qty": 2}]');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 
 --
@@ -314,6 +323,11 @@ SELECT * FROM invsync.set_bundle('K2', '[{"sku": "A", "qty": "1"}]');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 SELECT * FROM invsync.set_bundle('K2', '["A"]');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.set_bundle('K2', '[{"sku": "A", "qty": 1}, {"sku": "B", "qty": 1}, {"sku": "A", "qty": 2}]');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.set_bundle('K2',
+	(SELECT jsonb_agg(jsonb_build_object('sku', 'A', 'qty', 1)) FROM generate_series(1, 1001)));
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 SELECT * FROM invsync.transfer('A', 'W1', 'W1', 1, 'e-61');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 SELECT invsync.purge_idempotency_keys('1 day', 0);
@@ -328,6 +342,37 @@ SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 DELETE FROM invsync.ledger WHERE tenant_id = 12;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 TRUNCATE invsync.ledger;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+
+--
+-- IV016 bundles nested deeper than max_bundle_depth(): N1 = [N2], N2 =
+-- [N3], ..., N32 = [N33] nests N1 32 levels deep; N33 = [A] would make it 33
+--
+SELECT count(invsync.upsert_item('N' || g)) FROM generate_series(1, 33) g;
+DO $$
+BEGIN
+	FOR g IN 1 .. 32
+	LOOP
+		PERFORM invsync.set_bundle('N' || g, jsonb_build_array(jsonb_build_object('sku', 'N' || (g + 1), 'qty', 1)));
+	END LOOP;
+END
+$$;
+SELECT max(depth) AS n1_depth FROM invsync.bundle_leaves WHERE tenant_id = 12 AND bundle_sku = 'N1';
+SELECT pg_temp.state() AS s0 \gset
+SELECT * FROM invsync.set_bundle('N33', '[{"sku": "A", "qty": 1}]');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+
+--
+-- IV017 a bundle consuming more than max_bundle_size() stocked skus
+--
+SELECT count(invsync.upsert_item(s)) FROM (
+	SELECT 'M' || g FROM generate_series(1, 1001) g
+	UNION ALL VALUES ('M-LOW'), ('M-HIGH'), ('M-ALL')) x (s);
+SELECT count(*) FROM invsync.set_bundle('M-LOW',
+	(SELECT jsonb_agg(jsonb_build_object('sku', 'M' || g, 'qty', 1)) FROM generate_series(1, 1000) g));
+SELECT count(*) FROM invsync.set_bundle('M-HIGH', '[{"sku": "M1001", "qty": 1}]');
+SELECT pg_temp.state() AS s0 \gset
+SELECT * FROM invsync.set_bundle('M-ALL', '[{"sku": "M-LOW", "qty": 1}, {"sku": "M-HIGH", "qty": 1}]');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 
 --

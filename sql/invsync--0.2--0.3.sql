@@ -273,8 +273,379 @@ GRANT EXECUTE ON FUNCTION
 	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
 	invsync._expand_bundle(bigint, text)
 	TO invsync_worker;
-GRANT SELECT ON invsync.apps, invsync.listings, invsync.stock_levels,
-	invsync.bundle_components TO invsync_worker;
+GRANT SELECT ON invsync.apps, invsync.listings, invsync.stock_levels
+	TO invsync_worker;
 GRANT SELECT, UPDATE ON invsync.sync_queue, invsync.shops TO invsync_worker;
 GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
 GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
+
+/* ---------------------------------------------------------------------
+ * Bundles flattened when they are defined (issue 13, items 9 and 11a).
+ * bundle_leaves holds each bundle's stocked skus with multiplied
+ * quantities; availability, reservations, listing levels and the enqueue
+ * triggers read it instead of walking the nesting.  set_bundle() is its
+ * only writer, so invsync_admin no longer writes bundle_components
+ * directly and the per-row triggers on it go.  Nesting is limited to
+ * max_bundle_depth() levels (IV016) and max_bundle_size() stocked skus
+ * (IV017); a component listed twice is IV014.  Existing bundles are
+ * flattened below without the limits, so none stops working; redefining
+ * one, or a bundle inside one, applies them.
+ * --------------------------------------------------------------------- */
+DROP TRIGGER bundle_components_no_cycle ON invsync.bundle_components;
+DROP FUNCTION invsync._check_bundle_component();
+DROP TRIGGER bundle_components_enqueue ON invsync.bundle_components;
+DROP FUNCTION invsync._bundle_changed();
+REVOKE INSERT, UPDATE, DELETE ON invsync.bundle_components FROM invsync_admin;
+
+/* how deep bundles nest, and how many stocked skus one bundle consumes */
+CREATE FUNCTION invsync.max_bundle_depth() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT 32 $$;
+COMMENT ON FUNCTION invsync.max_bundle_depth() IS
+	'the deepest a bundle may nest: a bundle of plain items is 1 level deep, a bundle containing it 2';
+
+CREATE FUNCTION invsync.max_bundle_size() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT 1000 $$;
+COMMENT ON FUNCTION invsync.max_bundle_size() IS
+	'the most components one set_bundle call may list, and the most different stocked skus one bundle may consume through all its nesting';
+
+COMMENT ON TABLE invsync.bundle_components IS
+	'what one unit of a bundle consumes, as defined; bundles may nest, cycles are refused; written only by set_bundle()';
+
+/*
+ * Each bundle flattened: the stocked skus one unit of it consumes through
+ * all its nesting, with quantities multiplied.  set_bundle() rewrites the
+ * lists of the bundle it defines and of every bundle containing it, so
+ * availability, reservations and listing levels read one short list and
+ * never walk the nesting.
+ */
+CREATE TABLE invsync.bundle_leaves (
+	tenant_id	bigint NOT NULL,
+	bundle_sku	text NOT NULL,
+	component_sku text NOT NULL,
+	qty			bigint NOT NULL,
+	depth		integer NOT NULL,
+	PRIMARY KEY (tenant_id, bundle_sku, component_sku),
+	FOREIGN KEY (tenant_id, bundle_sku)
+		REFERENCES invsync.items (tenant_id, sku) ON DELETE CASCADE,
+	FOREIGN KEY (tenant_id, component_sku)
+		REFERENCES invsync.items (tenant_id, sku),
+	CONSTRAINT bundle_leaf_qty CHECK (qty >= 1),
+	CONSTRAINT bundle_leaf_depth CHECK (depth >= 1)
+);
+CREATE INDEX bundle_leaves_component_idx
+	ON invsync.bundle_leaves (tenant_id, component_sku);
+COMMENT ON TABLE invsync.bundle_leaves IS
+	'each bundle flattened: the stocked skus one unit consumes through all its nesting, quantities multiplied; kept by set_bundle()';
+COMMENT ON COLUMN invsync.bundle_leaves.depth IS
+	'the longest chain of nesting from the bundle down to this sku: 1 when only the bundle itself lists it';
+
+/*
+ * One row per tenant that has defined bundles.  set_bundle() updates it
+ * first, so definitions of one tenant's bundles take turns and each sees
+ * the one before: two sessions cannot each add half of a cycle, or flatten
+ * a bundle from a list the other is rewriting.  A REPEATABLE READ
+ * transaction that would miss a concurrent definition fails with 40001.
+ */
+CREATE TABLE invsync.bundle_versions (
+	tenant_id	bigint NOT NULL,
+	version		bigint NOT NULL DEFAULT 1,
+	changed_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id)
+);
+COMMENT ON TABLE invsync.bundle_versions IS
+	'per tenant: how many times its bundles were defined, and when last; set_bundle() calls of one tenant take turns on this row';
+
+/*
+ * The stocked skus one unit of p_sku consumes, with quantities multiplied
+ * through nested bundles; a plain sku consumes itself once.  Reads the
+ * flat list set_bundle() keeps, never the nesting.
+ */
+CREATE OR REPLACE FUNCTION invsync._expand_bundle(p_tenant bigint, p_sku text)
+	RETURNS TABLE (sku text, qty numeric)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT f.component_sku, f.qty::numeric
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku
+	UNION ALL
+	SELECT p_sku, 1::numeric
+	 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
+						WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku)
+$$;
+
+/*
+ * Rewrite the flat lists (bundle_leaves) of the given bundles from their
+ * components.  Bundles not given must have correct lists already.  Each
+ * round flattens every bundle none of whose components still waits, from
+ * its components' lists: the rounds are as many as the nesting is deep and
+ * each costs what the lists it writes hold, however many paths lead from a
+ * bundle to a sku.  With p_enforce_limits, a list nested deeper than
+ * max_bundle_depth() (IV016), longer than max_bundle_size() (IV017) or
+ * needing more than max_quantity() of one sku per unit (IV003) is refused;
+ * the caller's statement then fails and writes nothing.  Lists that only
+ * contain each other raise IV009 (set_bundle refuses cycles before).
+ */
+CREATE FUNCTION invsync._flatten_bundles(p_tenant bigint, p_bundles text[],
+										 p_enforce_limits boolean DEFAULT true)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_todo		text[] := ARRAY(SELECT DISTINCT b FROM unnest(p_bundles) AS b);
+	v_ready		text[];
+	v_bundles	text[];
+	v_skus		text[];
+	v_qtys		numeric[];
+	v_depths	integer[];
+	v_bad		record;
+BEGIN
+	WHILE cardinality(v_todo) > 0
+	LOOP
+		v_ready := ARRAY(
+			SELECT t.sku FROM unnest(v_todo) AS t (sku)
+			 WHERE NOT EXISTS (
+					SELECT FROM invsync.bundle_components c
+					 WHERE c.tenant_id = p_tenant AND c.bundle_sku = t.sku
+					   AND c.component_sku IN (SELECT unnest(v_todo))));
+		IF cardinality(v_ready) = 0 THEN
+			RAISE EXCEPTION 'bundles % contain themselves', v_todo
+				USING ERRCODE = 'IV009';
+		END IF;
+
+		/* a component that is no bundle is a leaf of its own */
+		SELECT array_agg(x.bundle_sku), array_agg(x.sku), array_agg(x.qty),
+			   array_agg(x.depth)
+		  INTO v_bundles, v_skus, v_qtys, v_depths
+		  FROM (SELECT c.bundle_sku, coalesce(f.component_sku, c.component_sku) AS sku,
+					   sum(c.qty::numeric * coalesce(f.qty, 1)) AS qty,
+					   max(coalesce(f.depth, 0) + 1) AS depth
+				  FROM invsync.bundle_components c
+				  LEFT JOIN invsync.bundle_leaves f
+					ON f.tenant_id = c.tenant_id AND f.bundle_sku = c.component_sku
+				 WHERE c.tenant_id = p_tenant AND c.bundle_sku = ANY (v_ready)
+				 GROUP BY 1, 2) x;
+
+		IF p_enforce_limits THEN
+			SELECT l.bundle_sku, max(l.depth) AS depth INTO v_bad
+			  FROM unnest(v_bundles, v_depths) AS l (bundle_sku, depth)
+			 GROUP BY 1 HAVING max(l.depth) > invsync.max_bundle_depth()
+			 ORDER BY 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'bundle "%" would nest % levels deep', v_bad.bundle_sku, v_bad.depth
+					USING ERRCODE = 'IV016',
+						  DETAIL = pg_catalog.format('Bundles nest at most %s levels; a bundle of plain items is 1 level deep.',
+													 invsync.max_bundle_depth());
+			END IF;
+			SELECT l.bundle_sku, count(*) AS skus INTO v_bad
+			  FROM unnest(v_bundles) AS l (bundle_sku)
+			 GROUP BY 1 HAVING count(*) > invsync.max_bundle_size()
+			 ORDER BY 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'bundle "%" would consume % different stocked skus', v_bad.bundle_sku, v_bad.skus
+					USING ERRCODE = 'IV017',
+						  DETAIL = pg_catalog.format('A bundle consumes at most %s different stocked skus, through all its nesting.',
+													 invsync.max_bundle_size());
+			END IF;
+			SELECT l.bundle_sku, l.sku, l.qty INTO v_bad
+			  FROM unnest(v_bundles, v_skus, v_qtys) AS l (bundle_sku, sku, qty)
+			 WHERE l.qty > invsync.max_quantity()
+			 ORDER BY 1, 2 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'one unit of bundle "%" would consume % of "%"', v_bad.bundle_sku, v_bad.qty, v_bad.sku
+					USING ERRCODE = 'IV003',
+						  DETAIL = pg_catalog.format('A unit of a bundle consumes at most %s of one sku, through all its nesting.',
+													 invsync.max_quantity());
+			END IF;
+		END IF;
+
+		DELETE FROM invsync.bundle_leaves f
+		 WHERE f.tenant_id = p_tenant AND f.bundle_sku = ANY (v_ready);
+		INSERT INTO invsync.bundle_leaves (tenant_id, bundle_sku, component_sku, qty, depth)
+		SELECT p_tenant, l.bundle_sku, l.sku, l.qty::bigint, l.depth
+		  FROM unnest(v_bundles, v_skus, v_qtys, v_depths) AS l (bundle_sku, sku, qty, depth);
+
+		v_todo := ARRAY(SELECT t.sku FROM unnest(v_todo) AS t (sku)
+						 WHERE t.sku NOT IN (SELECT unnest(v_ready)));
+	END LOOP;
+END
+$$;
+
+/*
+ * Make p_sku a bundle of the given components, replacing earlier ones, and
+ * flatten it and every bundle containing it (see _flatten_bundles).  The
+ * tenant's bundle_versions row is updated first: one tenant's definitions
+ * take turns, so the cycle check and the flat lists see every definition
+ * committed before.  Refused, writing nothing: malformed, duplicate or too
+ * many components (IV014), an unknown sku (IV001), a sku with stock (IV013),
+ * a cycle (IV009), nesting too deep (IV016), too many stocked skus (IV017)
+ * or more than max_quantity() of one per unit (IV003), for this bundle or
+ * for any bundle containing it.
+ */
+CREATE OR REPLACE FUNCTION invsync.set_bundle(p_sku text, p_components jsonb)
+	RETURNS SETOF invsync.bundle_components
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_component jsonb;
+	v_sku		text;
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_affected	text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.items i
+					WHERE i.tenant_id = v_tenant AND i.sku = p_sku) THEN
+		RAISE EXCEPTION 'unknown sku "%"', p_sku USING ERRCODE = 'IV001';
+	END IF;
+	IF p_components IS NULL OR jsonb_typeof(p_components) <> 'array'
+		OR jsonb_array_length(p_components) NOT BETWEEN 1 AND invsync.max_bundle_size() THEN
+		RAISE EXCEPTION 'invalid bundle components'
+			USING ERRCODE = 'IV014',
+				  DETAIL = pg_catalog.format('Components are a JSON array of 1 to %s objects {"sku": text, "qty": integer}.',
+											 invsync.max_bundle_size());
+	END IF;
+
+	FOR v_component IN SELECT * FROM jsonb_array_elements(p_components)
+	LOOP
+		IF jsonb_typeof(v_component) <> 'object'
+			OR jsonb_typeof(v_component -> 'sku') IS DISTINCT FROM 'string'
+			OR jsonb_typeof(v_component -> 'qty') IS DISTINCT FROM 'number'
+			OR (v_component ->> 'qty')::numeric NOT BETWEEN 1 AND 1000
+			OR (v_component ->> 'qty')::numeric <> trunc((v_component ->> 'qty')::numeric) THEN
+			RAISE EXCEPTION 'invalid bundle component %', v_component
+				USING ERRCODE = 'IV014',
+					  DETAIL = 'Each component is {"sku": text, "qty": integer from 1 to 1000}.';
+		END IF;
+		v_sku := v_component ->> 'sku';
+		IF v_sku = ANY (v_skus) THEN
+			RAISE EXCEPTION 'bundle component "%" is listed twice', v_sku
+				USING ERRCODE = 'IV014',
+					  HINT = 'List each component once, with its whole quantity.';
+		END IF;
+		IF NOT EXISTS (SELECT FROM invsync.items i
+						WHERE i.tenant_id = v_tenant AND i.sku = v_sku) THEN
+			RAISE EXCEPTION 'unknown sku "%"', v_sku USING ERRCODE = 'IV001';
+		END IF;
+		v_skus := v_skus || v_sku;
+		v_qtys := v_qtys || (v_component ->> 'qty')::bigint;
+	END LOOP;
+
+	/* take the tenant's turn; later statements see every earlier definition */
+	INSERT INTO invsync.bundle_versions AS v (tenant_id)
+	VALUES (v_tenant)
+	ON CONFLICT (tenant_id) DO UPDATE
+		SET version = v.version + 1, changed_at = excluded.changed_at;
+
+	IF EXISTS (SELECT FROM invsync.stock_levels s
+				WHERE s.tenant_id = v_tenant AND s.sku = p_sku) THEN
+		RAISE EXCEPTION 'sku "%" has stock history and cannot become a bundle', p_sku
+			USING ERRCODE = 'IV013',
+				  HINT = 'Create the bundle under a new sku.';
+	END IF;
+
+	/* this bundle and every bundle containing it, at any depth */
+	v_affected := ARRAY(
+		WITH RECURSIVE up (sku) AS (
+			SELECT p_sku
+			UNION
+			SELECT c.bundle_sku
+			  FROM up
+			  JOIN invsync.bundle_components c
+				ON c.tenant_id = v_tenant AND c.component_sku = up.sku)
+		SELECT up.sku FROM up);
+	SELECT s.sku INTO v_sku
+	  FROM unnest(v_skus) WITH ORDINALITY AS s (sku, n)
+	 WHERE s.sku = ANY (v_affected)
+	 ORDER BY s.n LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'bundle "%" would contain itself through "%"', p_sku, v_sku
+			USING ERRCODE = 'IV009';
+	END IF;
+
+	DELETE FROM invsync.bundle_components b
+	 WHERE b.tenant_id = v_tenant AND b.bundle_sku = p_sku;
+	INSERT INTO invsync.bundle_components (tenant_id, bundle_sku, component_sku, qty)
+	SELECT v_tenant, p_sku, c.sku, c.qty
+	  FROM unnest(v_skus, v_qtys) AS c (sku, qty);
+
+	PERFORM invsync._flatten_bundles(v_tenant, v_affected);
+	PERFORM invsync._bundles_changed(v_tenant, v_affected);
+
+	RETURN QUERY
+		SELECT * FROM invsync.bundle_components b
+		 WHERE b.tenant_id = v_tenant AND b.bundle_sku = p_sku
+		 ORDER BY b.component_sku;
+END
+$$;
+COMMENT ON FUNCTION invsync.set_bundle(text, jsonb) IS
+	'make an item a bundle of the given components (replacing earlier ones) and flatten it and the bundles containing it; cycles raise IV009, nesting deeper than max_bundle_depth() IV016';
+
+/*
+ * The given skus and every bundle that consumes one of them as a stocked
+ * sku (from the flat lists, at any depth; bundles given are kept, the
+ * bundles containing them are not added).
+ */
+CREATE OR REPLACE FUNCTION invsync._skus_and_bundles(p_tenant bigint, p_skus text[])
+	RETURNS SETOF text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT unnest(p_skus)
+	UNION
+	SELECT f.bundle_sku
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.component_sku = ANY (p_skus)
+$$;
+
+/*
+ * Bundles were (re-)defined: set_bundle() passes the bundle and every
+ * bundle containing it.  Their listings' stock becomes published and the
+ * listings are queued, as a stock change would queue them.
+ */
+CREATE FUNCTION invsync._bundles_changed(p_tenant bigint, p_bundles text[])
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM invsync._mark_published(p_tenant,
+		ARRAY(SELECT l.sku FROM invsync.listings l
+			   WHERE l.tenant_id = p_tenant AND l.sku = ANY (p_bundles)));
+	PERFORM invsync._enqueue_skus(p_tenant, p_bundles, NULL);
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('invsync.bundle_leaves', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.bundle_versions', '');
+
+REVOKE ALL ON invsync.bundle_leaves, invsync.bundle_versions FROM PUBLIC;
+GRANT SELECT ON invsync.bundle_leaves, invsync.bundle_versions TO invsync_admin;
+REVOKE ALL ON FUNCTION invsync.max_bundle_depth(), invsync.max_bundle_size(),
+	invsync._flatten_bundles(bigint, text[], boolean),
+	invsync._bundles_changed(bigint, text[])
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync.max_bundle_depth(), invsync.max_bundle_size()
+	TO invsync_reader;
+
+/* flatten the bundles defined before 0.3, one tenant at a time */
+DO $flatten$
+DECLARE
+	t			bigint;
+BEGIN
+	FOR t IN SELECT DISTINCT c.tenant_id FROM invsync.bundle_components c ORDER BY 1
+	LOOP
+		PERFORM invsync._flatten_bundles(t,
+			ARRAY(SELECT DISTINCT c.bundle_sku FROM invsync.bundle_components c
+				   WHERE c.tenant_id OPERATOR(pg_catalog.=) t),
+			false);
+	END LOOP;
+END
+$flatten$;
+
+/* the worker reads the flat bundle lists its levels come from */
+GRANT SELECT ON invsync.bundle_leaves TO invsync_worker;

@@ -241,19 +241,21 @@ CREATE FUNCTION invsync._wake_worker() RETURNS void
 COMMENT ON FUNCTION invsync._wake_worker() IS
 	'wake the sync worker when the current transaction commits';
 
-/* the given skus and every bundle that contains one, at any depth */
+/*
+ * The given skus and every bundle that consumes one of them as a stocked
+ * sku (from the flat lists, at any depth; bundles given are kept, the
+ * bundles containing them are not added).
+ */
 CREATE FUNCTION invsync._skus_and_bundles(p_tenant bigint, p_skus text[])
 	RETURNS SETOF text
 	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
-	WITH RECURSIVE up (sku) AS (
-		SELECT unnest(p_skus)
-		UNION
-		SELECT c.bundle_sku
-		  FROM up
-		  JOIN invsync.bundle_components c
-			ON c.tenant_id = p_tenant AND c.component_sku = up.sku)
-	SELECT up.sku FROM up
+	SELECT unnest(p_skus)
+	UNION
+	SELECT f.bundle_sku
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.component_sku = ANY (p_skus)
 $$;
 
 /*
@@ -405,29 +407,23 @@ CREATE TRIGGER shops_enqueue
 	FOR EACH ROW WHEN (NEW.enabled AND NOT OLD.enabled)
 	EXECUTE FUNCTION invsync._listing_changed();
 
-/* so do a bundle's components (SECURITY DEFINER for the same reason) */
-CREATE FUNCTION invsync._bundle_changed() RETURNS trigger
-	LANGUAGE plpgsql SECURITY DEFINER
+/*
+ * Bundles were (re-)defined: set_bundle() passes the bundle and every
+ * bundle containing it.  Their listings' stock becomes published and the
+ * listings are queued, as a stock change would queue them.
+ */
+CREATE FUNCTION invsync._bundles_changed(p_tenant bigint, p_bundles text[])
+	RETURNS void
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	IF TG_OP = 'DELETE' THEN
-		PERFORM invsync._enqueue_skus(OLD.tenant_id, ARRAY[OLD.bundle_sku], NULL);
-	ELSE
-		PERFORM invsync._mark_published(NEW.tenant_id,
-			ARRAY(SELECT l.sku FROM invsync.listings l
-				   WHERE l.tenant_id = NEW.tenant_id
-					 AND l.sku IN (SELECT invsync._skus_and_bundles(NEW.tenant_id,
-																   ARRAY[NEW.bundle_sku]))));
-		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.bundle_sku], NULL);
-	END IF;
-	RETURN NULL;
+	PERFORM invsync._mark_published(p_tenant,
+		ARRAY(SELECT l.sku FROM invsync.listings l
+			   WHERE l.tenant_id = p_tenant AND l.sku = ANY (p_bundles)));
+	PERFORM invsync._enqueue_skus(p_tenant, p_bundles, NULL);
 END
 $$;
-
-CREATE TRIGGER bundle_components_enqueue
-	AFTER INSERT OR UPDATE OR DELETE ON invsync.bundle_components
-	FOR EACH ROW EXECUTE FUNCTION invsync._bundle_changed();
 
 /* ---------------------------------------------------------------------
  * Attempts: one row per HTTP request the worker made
@@ -1030,7 +1026,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._expand_bundle(bigint, text)
 	TO invsync_worker;
 GRANT SELECT ON invsync.apps, invsync.listings, invsync.stock_levels,
-	invsync.bundle_components TO invsync_worker;
+	invsync.bundle_leaves TO invsync_worker;
 GRANT SELECT, UPDATE ON invsync.sync_queue, invsync.shops TO invsync_worker;
 GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
 GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;

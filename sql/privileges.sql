@@ -52,14 +52,17 @@ SELECT r.rolname, c.oid::regclass AS may_write
  WHERE c.relnamespace = 'invsync'::regnamespace AND c.relkind IN ('r', 'p', 'v')
    AND has_table_privilege(r.rolname, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE');
 -- no role but the owner may UPDATE, DELETE or TRUNCATE the ledger or write
--- stock_levels
+-- stock_levels, or write the bundle tables set_bundle() keeps
 SELECT r.rolname, t.tab, t.priv
   FROM (VALUES ('regress_inv_reader'), ('regress_inv_writer'), ('regress_inv_admin'),
 			   ('regress_inv_webhook'), ('regress_inv_nobody')) r(rolname)
  CROSS JOIN (VALUES ('invsync.ledger', 'UPDATE'), ('invsync.ledger', 'DELETE'),
 					('invsync.ledger', 'TRUNCATE'), ('invsync.ledger', 'INSERT'),
 					('invsync.stock_levels', 'INSERT'), ('invsync.stock_levels', 'UPDATE'),
-					('invsync.stock_levels', 'DELETE'), ('invsync.stock_levels', 'TRUNCATE')) t(tab, priv)
+					('invsync.stock_levels', 'DELETE'), ('invsync.stock_levels', 'TRUNCATE'),
+					('invsync.bundle_components', 'INSERT, UPDATE, DELETE, TRUNCATE'),
+					('invsync.bundle_leaves', 'INSERT, UPDATE, DELETE, TRUNCATE'),
+					('invsync.bundle_versions', 'INSERT, UPDATE, DELETE, TRUNCATE')) t(tab, priv)
  WHERE has_table_privilege(r.rolname, t.tab, t.priv);
 -- the webhook role may run no stock function
 SELECT p.oid::regprocedure AS webhook_may_execute
@@ -141,18 +144,22 @@ INSERT INTO invsync.items (tenant_id, sku, name) VALUES (15, 'C', 'made by admin
 UPDATE invsync.items SET name = 'renamed by admin' WHERE tenant_id = 15 AND sku = 'C';
 INSERT INTO invsync.locations (tenant_id, location, priority) VALUES (15, 'W4', 5);
 UPDATE invsync.locations SET priority = 1 WHERE tenant_id = 15 AND location = 'W2';
--- a bundle by direct INSERT: the cycle and stock guard runs for the admin too
+-- bundles change only through set_bundle(), which keeps their flat lists:
+-- no direct write to bundle_components or bundle_leaves
 INSERT INTO invsync.items (tenant_id, sku) VALUES (15, 'AC');
 INSERT INTO invsync.bundle_components (tenant_id, bundle_sku, component_sku, qty)
 VALUES (15, 'AC', 'A', 1), (15, 'AC', 'C', 1);
-INSERT INTO invsync.bundle_components (tenant_id, bundle_sku, component_sku, qty)
-VALUES (15, 'C', 'AC', 1);
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
-INSERT INTO invsync.bundle_components (tenant_id, bundle_sku, component_sku, qty)
-VALUES (15, 'A', 'C', 1);
-SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
-DELETE FROM invsync.bundle_components WHERE tenant_id = 15 AND bundle_sku = 'AC';
+UPDATE invsync.bundle_components SET qty = 5 WHERE tenant_id = 15 AND bundle_sku = 'AB';
+DELETE FROM invsync.bundle_components WHERE tenant_id = 15 AND bundle_sku = 'AB';
+INSERT INTO invsync.bundle_leaves (tenant_id, bundle_sku, component_sku, qty, depth)
+VALUES (15, 'AC', 'A', 1, 1);
+UPDATE invsync.bundle_leaves SET qty = 5 WHERE tenant_id = 15 AND bundle_sku = 'AB';
+SELECT component_sku FROM invsync.set_bundle('AC', '[{"sku": "A", "qty": 1}, {"sku": "C", "qty": 1}]');
+SELECT component_sku, qty FROM invsync.bundle_leaves WHERE tenant_id = 15 AND bundle_sku = 'AC' ORDER BY 1;
+-- deleting a bundle no other bundle contains takes its components and list along
 DELETE FROM invsync.items WHERE tenant_id = 15 AND sku = 'AC';
+SELECT count(*) AS ac_rows FROM invsync.bundle_leaves WHERE tenant_id = 15 AND bundle_sku = 'AC';
 -- the stock functions, as a writer would
 SELECT operation, on_hand_after, actor FROM invsync.adjust('A', 'W1', 1, 'receipt', 'ad-1');
 SELECT invsync.purge_idempotency_keys('1 day') AS purged;

@@ -55,8 +55,8 @@ my @tables = split /\n/, $node->safe_psql('src', q{
 	  JOIN pg_class c ON c.oid = t.oid
 	 WHERE e.extname = 'invsync' AND c.relkind IN ('r', 'p')
 	 ORDER BY 1::text});
-for my $t (qw(locations items bundle_components stock_levels ledger
-	reservation_orders reservations idempotency_keys))
+for my $t (qw(locations items bundle_components bundle_leaves bundle_versions
+	stock_levels ledger reservation_orders reservations idempotency_keys))
 {
 	ok((grep { $_ eq "invsync.$t" } @tables), "invsync.$t is registered for pg_dump");
 }

@@ -5,7 +5,10 @@
 # install creates (functions with their bodies, options and privileges,
 # tables, constraints, indexes, triggers, views, grants, the rows
 # registered for pg_dump), the rows written before the upgrade stay, and
-# the calls made before it replay after it under the same keys.
+# the calls made before it replay after it under the same keys.  Bundles
+# defined before 0.3 (nested, a diamond, a chain deeper than 0.3 lets one
+# define, in two tenants) are flattened by the upgrade: the same
+# availability, every stocked sku reserved, and new definitions limited.
 use strict;
 use warnings;
 
@@ -96,6 +99,43 @@ my $calls = q{
 	  FROM invsync.reserve('o-1', '[{"sku": "A", "qty": 2, "location": "W1"}]', 'up-3')
 };
 
+# bundles defined in the old version: KIT in two tenants, GIFT holding
+# KIT, a diamond 8 deep (2^8 paths from DA8 to DA0) and a chain 40 deep
+my $bundles_setup = q{
+	SET invsync.tenant = 4;
+	SELECT invsync.upsert_item('A');
+	SELECT invsync.upsert_item('KIT');
+	SELECT invsync.set_bundle('KIT', '[{"sku": "A", "qty": 3}]');
+	SET invsync.tenant = 3;
+	SELECT invsync.upsert_item(s) FROM unnest(ARRAY['B', 'KIT', 'GIFT']) s;
+	SELECT invsync.set_bundle('KIT', '[{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]');
+	SELECT invsync.set_bundle('GIFT', '[{"sku": "KIT", "qty": 2}, {"sku": "A", "qty": 1}]');
+	SELECT invsync.upsert_item(p || g) FROM generate_series(0, 8) g, unnest(ARRAY['DA', 'DB']) p;
+	SELECT invsync.upsert_item('CH' || g) FROM generate_series(0, 41) g;
+	DO $$
+	BEGIN
+		FOR g IN 1 .. 8 LOOP
+			PERFORM invsync.set_bundle(p || g, jsonb_build_array(
+						jsonb_build_object('sku', 'DA' || (g - 1), 'qty', 1),
+						jsonb_build_object('sku', 'DB' || (g - 1), 'qty', 1)))
+			   FROM unnest(ARRAY['DA', 'DB']) p;
+		END LOOP;
+		FOR g IN 1 .. 40 LOOP
+			PERFORM invsync.set_bundle('CH' || g, jsonb_build_array(
+						jsonb_build_object('sku', 'CH' || (g - 1), 'qty', 1)));
+		END LOOP;
+	END
+	$$;
+	SELECT invsync.adjust('B', 'W1', 5, 'receipt', 'up-b1');
+	SELECT invsync.adjust(s, 'W1', 300, 'receipt', 'up-' || s)
+	  FROM unnest(ARRAY['DA0', 'DB0', 'CH0']) s;
+};
+my $bundles_query = q{
+	SET invsync.tenant = 3;
+	SELECT string_agg(format('%s=%s', s, invsync.available(s)), ' ' ORDER BY s)
+	  FROM unnest(ARRAY['A', 'B', 'KIT', 'GIFT', 'DA8', 'CH40']) s;
+};
+
 for my $from (@earlier)
 {
 	my $db = "from_$from";
@@ -108,7 +148,10 @@ for my $from (@earlier)
 		SELECT invsync.upsert_location('W2');
 		SELECT invsync.upsert_item('A');
 	});
+	$node->safe_psql($db, $bundles_setup);
 	my $before = $node->safe_psql($db, "SET invsync.tenant = 3; $calls");
+	my $bundles_before = $node->safe_psql($db, $bundles_query);
+	my ($ret, $stdout, $stderr);
 	my $rows_before = $node->safe_psql($db,
 		'SELECT count(*) FROM invsync.ledger');
 
@@ -123,7 +166,36 @@ for my $from (@earlier)
 		"$from: calls made before the upgrade replay after it");
 	is($node->safe_psql($db, 'SELECT count(*) FROM invsync.ledger'),
 		$rows_before, "$from: and write nothing");
-	my ($ret, $stdout, $stderr) = $node->psql($db, q{
+
+	# bundles: flattened, the same availability, every stocked sku reserved
+	is($node->safe_psql($db, q{
+			SELECT string_agg(format('%s:%s:%s:%s:%s', tenant_id, bundle_sku,
+									 component_sku, qty, depth),
+							  ' ' ORDER BY tenant_id, bundle_sku, component_sku)
+			  FROM invsync.bundle_leaves
+			 WHERE bundle_sku IN ('KIT', 'GIFT', 'DA8', 'CH40')}),
+		'3:CH40:CH0:1:40 3:DA8:DA0:128:8 3:DA8:DB0:128:8 3:GIFT:A:5:2 '
+		  . '3:GIFT:B:2:2 3:KIT:A:2:1 3:KIT:B:1:1 4:KIT:A:3:1',
+		"$from: the upgrade flattens every bundle of every tenant");
+	is($node->safe_psql($db, q{
+			SELECT count(*) FROM invsync.bundle_components c
+			 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
+								WHERE f.tenant_id = c.tenant_id
+								  AND f.bundle_sku = c.bundle_sku)}),
+		'0', "$from: no bundle is left without its flat list");
+	is($node->safe_psql($db, $bundles_query), $bundles_before,
+		"$from: bundles are as available as before the upgrade");
+	is($node->safe_psql($db, q{
+			SET invsync.tenant = 3;
+			SELECT string_agg(format('%s+%s', sku, reserved_change), ' ' ORDER BY sku)
+			  FROM invsync.reserve('o-b', '[{"sku": "GIFT", "qty": 1}]', 'up-b2')}),
+		'A+5 B+2', "$from: reserving a bundle defined before reserves its stocked skus");
+	($ret, $stdout, $stderr) = $node->psql($db, q{
+		SET invsync.tenant = 3;
+		SELECT invsync.set_bundle('CH41', '[{"sku": "CH40", "qty": 1}]')});
+	like($stderr, qr/bundle "CH41" would nest 41 levels deep/,
+		"$from: a new definition deeper than the limit is refused");
+	($ret, $stdout, $stderr) = $node->psql($db, q{
 		SET invsync.tenant = 3;
 		SELECT * FROM invsync.adjust('A', 'W1', 11, 'receipt', 'up-1')});
 	like($stderr, qr/idempotency key "up-1" was already used with different parameters/,

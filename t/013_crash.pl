@@ -159,7 +159,9 @@ $load->finish;
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM invsync.ledger WHERE reason = 'load'}), '>', 0,
 	'the background sessions committed changes around the crash');
 
-change_all();    # and a change after the restart
+change_all();    # and changes after the restart, while requests are slow,
+usleep(1_000_000);    # so that the overlap check below has pairs to look at
+change_all();
 usleep(1_000_000);
 sim_post($sim, '/_sim/faults', { rules => [] });
 
