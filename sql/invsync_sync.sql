@@ -34,9 +34,33 @@ CREATE TABLE invsync.apps (
 COMMENT ON TABLE invsync.apps IS
 	'marketplace app credentials (Shopee partner id and key, ...); secrets readable only by invsync_admin and the worker';
 COMMENT ON COLUMN invsync.apps.base_url IS
-	'API host override (tests, demo, sandbox); NULL means the channel''s production host';
+	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
 COMMENT ON COLUMN invsync.apps.push_secret IS
 	'key that signs webhooks when it differs from app_secret';
+
+/*
+ * Base URLs (src/endpoint.c): https://host[:port][/prefix], no user name
+ * or password, query or fragment, at most 512 bytes; plain http only while
+ * a superuser has set invsync.allow_insecure_http.  Checked when stored
+ * (IV023 malformed, IV024 plain http) and again by _claim() before any row
+ * of the app's shops is sent, under the setting as it is then.
+ */
+CREATE FUNCTION invsync._base_url_refusal(p_url text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_base_url_refusal'
+	LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION invsync._base_url_refusal(text) IS
+	'why the worker may not send to this base URL now, or NULL when it may (NULL means the production host)';
+
+CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'invsync_apps_check_base_url'
+	LANGUAGE C;
+COMMENT ON FUNCTION invsync._apps_check_base_url() IS
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024)';
+
+CREATE TRIGGER apps_base_url
+	BEFORE INSERT OR UPDATE OF base_url ON invsync.apps
+	FOR EACH ROW EXECUTE FUNCTION invsync._apps_check_base_url();
 
 CREATE TABLE invsync.shops (
 	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
@@ -498,6 +522,37 @@ DECLARE
 	v_tenants	bigint[];
 	v_listings	bigint[];
 BEGIN
+	/*
+	 * No row goes to a base URL the worker may not use now: plain http
+	 * while invsync.allow_insecure_http is off, or a malformed one (stored
+	 * while the setting was on, or written past the check on apps).  The
+	 * due rows of such shops become dead letters carrying the reason;
+	 * retry_dead() sends them once the URL is fixed.
+	 */
+	WITH refused AS (
+		SELECT s.tenant_id, s.shop_id, r.reason
+		  FROM invsync.apps a
+		 CROSS JOIN LATERAL (SELECT invsync._base_url_refusal(a.base_url) AS reason) r
+		  JOIN invsync.shops s ON s.tenant_id = a.tenant_id AND s.app_id = a.app_id
+		 WHERE a.base_url IS NOT NULL AND r.reason IS NOT NULL
+		   AND s.enabled AND s.token_state = 'ok'
+	),
+	locked AS (
+		SELECT q.tenant_id, q.listing_id, refused.reason
+		  FROM refused
+		  JOIN invsync.sync_queue q
+			ON q.tenant_id = refused.tenant_id AND q.shop_id = refused.shop_id
+		 WHERE q.state = 'pending' AND q.due_at <= p_now
+		   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
+		 ORDER BY q.tenant_id, q.listing_id
+		   FOR UPDATE OF q SKIP LOCKED
+	)
+	UPDATE invsync.sync_queue q
+	   SET state = 'dead', lease_until = NULL,
+		   last_error_class = 'base_url', last_error = locked.reason
+	  FROM locked
+	 WHERE q.tenant_id = locked.tenant_id AND q.listing_id = locked.listing_id;
+
 	WITH slots AS (
 		SELECT s.tenant_id, s.shop_id,
 			   least(s.max_in_flight * p_max_batch,
