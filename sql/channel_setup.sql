@@ -1,8 +1,9 @@
 --
 -- channel_setup: what an app's base URL may be (https only while
 -- invsync.allow_insecure_http is off, no credentials, nothing a request URL
--- built on it could be confused by).  Errors write nothing and never quote
--- a URL.  Tenant 41.
+-- built on it could be confused by) and what set_shop_tokens() accepts.
+-- Errors write nothing and never quote a URL or a token.  Tenant 41; its
+-- shops have no listings, so the worker of this test server sends nothing.
 --
 \set VERBOSITY default
 \set SHOW_CONTEXT never
@@ -91,6 +92,40 @@ UPDATE invsync.apps SET name = 'renamed' WHERE tenant_id = 41 AND app_key = '3';
 SELECT u.url IS NULL AS is_null, invsync._base_url_refusal(u.url) AS refusal
 FROM (VALUES (NULL), ('https://partner.shopeemobile.com'),
 			 ('http://127.0.0.1:8080'), ('https://u:p@h')) AS u (url);
+
+--
+-- 2. set_shop_tokens(): both tokens required, bounded, printable; IV025,
+-- and nothing written on error
+--
+INSERT INTO invsync.shops (app_id, external_shop_id, token_state, token_error)
+SELECT app_id, '4101', 'reauthorize', 'refresh_token spent'
+  FROM invsync.apps WHERE tenant_id = 41 AND app_key = '1'
+RETURNING shop_id AS shop \gset
+
+SELECT invsync.set_shop_tokens(:shop, NULL, NULL, NULL);
+SELECT invsync.set_shop_tokens(:shop, 'access-token-41', repeat('r', 2049), now() + interval '4 hours');
+SELECT left(t.access, 20) AS access, left(t.refresh, 20) AS refresh, pg_temp.try(format(
+		'SELECT invsync.set_shop_tokens(%s, %L, %L, now() + interval ''4 hours'')',
+		:shop, t.access, t.refresh)) AS outcome
+  FROM (VALUES (NULL, 'refresh-token-41'),
+			   ('', 'refresh-token-41'),
+			   ('access-token-41', NULL),
+			   ('access-token-41', ''),
+			   (repeat('a', 2049), 'refresh-token-41'),
+			   ('access token 41', 'refresh-token-41'),
+			   (E'access-token-41\n', 'refresh-token-41'),
+			   ('access-token-41', 'refresh-tökén-41')) AS t (access, refresh);
+-- the shop is as it was: no tokens, still awaiting authorisation
+SELECT access_token IS NULL AS no_access, refresh_token IS NULL AS no_refresh,
+	   token_state, token_error
+  FROM invsync.shops WHERE tenant_id = 41 AND shop_id = :shop;
+-- an unknown shop, with good tokens
+SELECT pg_temp.try('SELECT invsync.set_shop_tokens(-1, ''access-token-41'', ''refresh-token-41'', now())') AS outcome;
+
+-- good tokens, the longest allowed included, are stored and clear the state
+SELECT invsync.set_shop_tokens(:shop, 'access-token-41', repeat('r', 2048), now() + interval '4 hours');
+SELECT access_token, length(refresh_token) AS refresh_length, token_state, token_error
+  FROM invsync.shops WHERE tenant_id = 41 AND shop_id = :shop;
 
 DELETE FROM invsync.shops WHERE tenant_id = 41;
 DELETE FROM invsync.apps WHERE tenant_id = 41;

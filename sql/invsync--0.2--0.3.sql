@@ -32,7 +32,7 @@ END
 $roles$;
 
 /* ---------------------------------------------------------------------
- * Channel set-up (issue 13): base URLs
+ * Channel set-up (issue 13): base URLs, tokens
  * --------------------------------------------------------------------- */
 COMMENT ON COLUMN invsync.apps.base_url IS
 	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
@@ -186,3 +186,44 @@ BEGIN
 		 ORDER BY q.tenant_id, q.shop_id, l.external_item_id;
 END
 $$;
+/* set_shop_tokens() refuses missing and malformed tokens (IV025) */
+CREATE OR REPLACE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
+										p_refresh_token text,
+										p_access_expires_at timestamptz,
+										p_refresh_expires_at timestamptz DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_name		text;
+	v_token		text;
+BEGIN
+	FOREACH v_name IN ARRAY ARRAY['access', 'refresh']
+	LOOP
+		v_token := CASE v_name WHEN 'access' THEN p_access_token ELSE p_refresh_token END;
+		IF v_token IS NULL OR v_token = '' THEN
+			RAISE EXCEPTION 'the % token is required', v_name
+				USING ERRCODE = 'IV025',
+					  HINT = 'Store the access and refresh tokens the marketplace issued for the shop''s authorisation.';
+		END IF;
+		IF octet_length(v_token) > 2048 OR v_token !~ '^[!-~]+$' THEN
+			RAISE EXCEPTION 'invalid % token', v_name
+				USING ERRCODE = 'IV025',
+					  DETAIL = 'A token is 1 to 2048 printable ASCII characters, without spaces.';
+		END IF;
+	END LOOP;
+
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token, refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = p_refresh_expires_at,
+		   token_state = 'ok', token_error = NULL, refresh_lease_until = NULL
+	 WHERE s.tenant_id = invsync.current_tenant() AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	PERFORM invsync._wake_worker();
+END
+$$;
+

@@ -913,7 +913,13 @@ $$;
 COMMENT ON FUNCTION invsync.retry_dead(bigint) IS
 	'send dead-lettered listings (of one shop, or all) again with their newest level; returns how many';
 
-/* store tokens from a (re-)authorisation and clear a reauthorize state */
+/*
+ * Store tokens from a (re-)authorisation and clear a reauthorize state.
+ * Both tokens are required: Shopee, TikTok Shop (and Tokopedia through it)
+ * and Lazada issue a refresh token with every access token, and a shop
+ * without one could never renew its access.  Tokens are 1 to 2048
+ * printable ASCII characters; messages never quote them.
+ */
 CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
 										p_refresh_token text,
 										p_access_expires_at timestamptz,
@@ -922,7 +928,25 @@ CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_name		text;
+	v_token		text;
 BEGIN
+	FOREACH v_name IN ARRAY ARRAY['access', 'refresh']
+	LOOP
+		v_token := CASE v_name WHEN 'access' THEN p_access_token ELSE p_refresh_token END;
+		IF v_token IS NULL OR v_token = '' THEN
+			RAISE EXCEPTION 'the % token is required', v_name
+				USING ERRCODE = 'IV025',
+					  HINT = 'Store the access and refresh tokens the marketplace issued for the shop''s authorisation.';
+		END IF;
+		IF octet_length(v_token) > 2048 OR v_token !~ '^[!-~]+$' THEN
+			RAISE EXCEPTION 'invalid % token', v_name
+				USING ERRCODE = 'IV025',
+					  DETAIL = 'A token is 1 to 2048 printable ASCII characters, without spaces.';
+		END IF;
+	END LOOP;
+
 	UPDATE invsync.shops s
 	   SET access_token = p_access_token, refresh_token = p_refresh_token,
 		   access_expires_at = p_access_expires_at,
