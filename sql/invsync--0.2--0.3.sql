@@ -32,8 +32,10 @@ END
 $roles$;
 
 /* ---------------------------------------------------------------------
- * Channel set-up (issue 13): base URLs, tokens
+ * Channel set-up (issue 13): base URLs, tokens, secrets
  * --------------------------------------------------------------------- */
+COMMENT ON TABLE invsync.apps IS
+	'marketplace app credentials (Shopee partner id and key, ...); the secrets are readable only by invsync_worker and invsync_secrets';
 COMMENT ON COLUMN invsync.apps.base_url IS
 	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
 
@@ -63,7 +65,7 @@ CREATE TRIGGER apps_base_url
 REVOKE ALL ON FUNCTION invsync._base_url_refusal(text),
 	invsync._apps_check_base_url() FROM PUBLIC;
 
-/* _claim skips shops whose base URL the worker may not use */
+/* the functions the worker calls pin search_path; _claim skips refused base URLs */
 CREATE OR REPLACE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
 							   p_max_batch integer)
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
@@ -72,6 +74,7 @@ CREATE OR REPLACE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p
 				   external_item_id text, external_model_id text,
 				   external_location_id text)
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_tenants	bigint[];
@@ -186,6 +189,25 @@ BEGIN
 		 ORDER BY q.tenant_id, q.shop_id, l.external_item_id;
 END
 $$;
+
+ALTER FUNCTION invsync._shop_context(bigint, bigint)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._record_batch(jsonb, jsonb, timestamptz)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._worker_started(timestamptz, interval)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._release_claim(bigint, bigint, bigint)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._take_refresh_lease(bigint, bigint, timestamptz, interval)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
+											   timestamptz, timestamptz)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._refresh_failed(bigint, bigint, boolean, text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._purge_attempts(timestamptz, integer)
+	SET search_path = pg_catalog, pg_temp;
+
 /* set_shop_tokens() refuses missing and malformed tokens (IV025) */
 CREATE OR REPLACE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
 										p_refresh_token text,
@@ -227,3 +249,57 @@ BEGIN
 END
 $$;
 
+/* secrets: admins lose SELECT on the secret columns */
+REVOKE SELECT ON invsync.apps, invsync.shops FROM invsync_admin;
+
+/*
+ * Secrets (apps.app_secret, apps.push_secret, shops.access_token,
+ * shops.refresh_token) are readable only by the worker's role and
+ * invsync_secrets.  Admins read every other column, and still write all of
+ * them (a secret is write-only to them).
+ */
+GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at)
+	ON invsync.apps TO invsync_admin;
+GRANT SELECT (tenant_id, shop_id, app_id, external_shop_id, region,
+			  access_expires_at, refresh_expires_at, token_state, token_error,
+			  refresh_lease_until, uses_locations, rate_limit_per_sec,
+			  max_in_flight, enabled, created_at)
+	ON invsync.shops TO invsync_admin;
+GRANT USAGE ON SCHEMA invsync TO invsync_worker, invsync_secrets;
+GRANT SELECT ON invsync.apps, invsync.shops TO invsync_worker, invsync_secrets;
+
+/*
+ * The sync worker (invsync.worker_role, a member of invsync_worker): what
+ * the internal functions it calls read and write, and nothing else.  They
+ * are SECURITY INVOKER, so these are its own privileges: it reads the
+ * catalog, queue and stock the levels come from; it updates only the
+ * queue's claim and outcome columns (never a version or a key) and a
+ * shop's tokens and their state; it writes and purges attempts.
+ */
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.stock_levels,
+	invsync.bundle_components TO invsync_worker;
+GRANT UPDATE (target_level, lease_until, claimed_version, attempts, state,
+			  due_at, force_push, pushed_level, pushed_version, pushed_at,
+			  changed_at, correlation_ids, last_error_class, last_error)
+	ON invsync.sync_queue TO invsync_worker;
+GRANT UPDATE (access_token, refresh_token, access_expires_at,
+			  refresh_expires_at, token_state, token_error, refresh_lease_until)
+	ON invsync.shops TO invsync_worker;
+GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
+GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
+GRANT EXECUTE ON FUNCTION
+	invsync._worker_started(timestamptz, interval),
+	invsync._claim(timestamptz, interval, integer, integer),
+	invsync._shop_context(bigint, bigint),
+	invsync._record_batch(jsonb, jsonb, timestamptz),
+	invsync._release_claim(bigint, bigint, bigint),
+	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
+	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
+									timestamptz, timestamptz),
+	invsync._refresh_failed(bigint, bigint, boolean, text),
+	invsync._purge_attempts(timestamptz, integer),
+	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
+	invsync._listing_available(bigint, text, text[]),
+	invsync._expand_bundle(bigint, text),
+	invsync._base_url_refusal(text)
+	TO invsync_worker;

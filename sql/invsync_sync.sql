@@ -32,7 +32,7 @@ CREATE TABLE invsync.apps (
 		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$')
 );
 COMMENT ON TABLE invsync.apps IS
-	'marketplace app credentials (Shopee partner id and key, ...); secrets readable only by invsync_admin and the worker';
+	'marketplace app credentials (Shopee partner id and key, ...); the secrets are readable only by invsync_worker and invsync_secrets';
 COMMENT ON COLUMN invsync.apps.base_url IS
 	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
 COMMENT ON COLUMN invsync.apps.push_secret IS
@@ -517,6 +517,7 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 				   external_item_id text, external_model_id text,
 				   external_location_id text)
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_tenants	bigint[];
@@ -640,6 +641,7 @@ CREATE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
 				   rate_limit_per_sec double precision, max_in_flight integer,
 				   access_expires_at timestamptz, token_state text)
 	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
 		   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
@@ -671,6 +673,7 @@ $$;
 CREATE FUNCTION invsync._record_batch(p_outcomes jsonb, p_attempts jsonb, p_now timestamptz)
 	RETURNS TABLE (tenant_id bigint, listing_id bigint)
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	INSERT INTO invsync.sync_attempts
@@ -745,6 +748,7 @@ $$;
 CREATE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.sync_queue q
 	   SET lease_until = p_now + p_grace
@@ -759,6 +763,7 @@ CREATE FUNCTION invsync._release_claim(p_tenant bigint, p_listing bigint,
 									   p_claimed_version bigint)
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.sync_queue q
 	   SET lease_until = NULL, attempts = greatest(q.attempts - 1, 0)
@@ -777,6 +782,7 @@ CREATE FUNCTION invsync._take_refresh_lease(p_tenant bigint, p_shop bigint,
 											p_now timestamptz, p_lease interval)
 	RETURNS text
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.shops s
 	   SET refresh_lease_until = p_now + p_lease
@@ -794,6 +800,7 @@ CREATE FUNCTION invsync._store_refreshed_tokens(p_tenant bigint, p_shop bigint,
 												p_refresh_expires_at timestamptz)
 	RETURNS boolean
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.shops s
 	   SET access_token = p_access_token,
@@ -811,6 +818,7 @@ CREATE FUNCTION invsync._refresh_failed(p_tenant bigint, p_shop bigint,
 										p_reauthorize boolean, p_error text)
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.shops s
 	   SET refresh_lease_until = NULL,
@@ -823,6 +831,7 @@ $$;
 CREATE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
 	RETURNS bigint
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	WITH gone AS (
 		DELETE FROM invsync.sync_attempts x
@@ -1012,11 +1021,63 @@ GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync._listing_levels()
 	TO invsync_reader, pg_monitor;
 GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
 	TO invsync_reader, pg_monitor;
-GRANT SELECT ON invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
-	invsync.sync_attempts TO invsync_admin;
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.sync_attempts
+	TO invsync_admin;
 GRANT INSERT, UPDATE, DELETE ON invsync.apps, invsync.shops, invsync.listings
 	TO invsync_admin;
 GRANT USAGE ON SEQUENCE invsync.channel_id_seq TO invsync_admin;
 GRANT EXECUTE ON FUNCTION invsync.resync(bigint), invsync.retry_dead(bigint),
 	invsync.set_shop_tokens(bigint, text, text, timestamptz, timestamptz)
 	TO invsync_admin;
+
+/*
+ * Secrets (apps.app_secret, apps.push_secret, shops.access_token,
+ * shops.refresh_token) are readable only by the worker's role and
+ * invsync_secrets.  Admins read every other column, and still write all of
+ * them (a secret is write-only to them).
+ */
+GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at)
+	ON invsync.apps TO invsync_admin;
+GRANT SELECT (tenant_id, shop_id, app_id, external_shop_id, region,
+			  access_expires_at, refresh_expires_at, token_state, token_error,
+			  refresh_lease_until, uses_locations, rate_limit_per_sec,
+			  max_in_flight, enabled, created_at)
+	ON invsync.shops TO invsync_admin;
+GRANT USAGE ON SCHEMA invsync TO invsync_worker, invsync_secrets;
+GRANT SELECT ON invsync.apps, invsync.shops TO invsync_worker, invsync_secrets;
+
+/*
+ * The sync worker (invsync.worker_role, a member of invsync_worker): what
+ * the internal functions it calls read and write, and nothing else.  They
+ * are SECURITY INVOKER, so these are its own privileges: it reads the
+ * catalog, queue and stock the levels come from; it updates only the
+ * queue's claim and outcome columns (never a version or a key) and a
+ * shop's tokens and their state; it writes and purges attempts.
+ */
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.stock_levels,
+	invsync.bundle_components TO invsync_worker;
+GRANT UPDATE (target_level, lease_until, claimed_version, attempts, state,
+			  due_at, force_push, pushed_level, pushed_version, pushed_at,
+			  changed_at, correlation_ids, last_error_class, last_error)
+	ON invsync.sync_queue TO invsync_worker;
+GRANT UPDATE (access_token, refresh_token, access_expires_at,
+			  refresh_expires_at, token_state, token_error, refresh_lease_until)
+	ON invsync.shops TO invsync_worker;
+GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
+GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
+GRANT EXECUTE ON FUNCTION
+	invsync._worker_started(timestamptz, interval),
+	invsync._claim(timestamptz, interval, integer, integer),
+	invsync._shop_context(bigint, bigint),
+	invsync._record_batch(jsonb, jsonb, timestamptz),
+	invsync._release_claim(bigint, bigint, bigint),
+	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
+	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
+									timestamptz, timestamptz),
+	invsync._refresh_failed(bigint, bigint, boolean, text),
+	invsync._purge_attempts(timestamptz, integer),
+	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
+	invsync._listing_available(bigint, text, text[]),
+	invsync._expand_bundle(bigint, text),
+	invsync._base_url_refusal(text)
+	TO invsync_worker;
