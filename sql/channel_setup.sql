@@ -93,6 +93,13 @@ SELECT u.url IS NULL AS is_null, invsync._base_url_refusal(u.url) AS refusal
 FROM (VALUES (NULL), ('https://partner.shopeemobile.com'),
 			 ('http://127.0.0.1:8080'), ('https://u:p@h')) AS u (url);
 
+-- invsync.test_connect_to, for tests only, leads only to loopback
+ALTER SYSTEM SET invsync.test_connect_to = 'partner.shopeemobile.com:443:10.1.2.3:8443';
+ALTER SYSTEM SET invsync.test_connect_to = 'partner.shopeemobile.com:443:127.0.0.1.example.com:8443';
+ALTER SYSTEM SET invsync.test_connect_to = 'partner.shopeemobile.com:443:127.0.0.1';
+ALTER SYSTEM SET invsync.test_connect_to = 'partner.shopeemobile.com:443:127.0.0.1:8443,openplatform.shopee.com.br:443:localhost:8443';
+ALTER SYSTEM RESET invsync.test_connect_to;
+
 --
 -- 2. set_shop_tokens(): both tokens required, bounded, printable; IV025,
 -- and nothing written on error
