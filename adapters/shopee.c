@@ -8,6 +8,7 @@
  * Signing (marketplace-apis.md section 1.2): sign = lower-hex
  * HMAC-SHA256(key = partner_key bytes as-is, msg = partner_id + path +
  * timestamp [+ access_token + shop_id]), path being the API path alone.
+ * A NULL base_url means Shopee's production host for the shop's region.
  * When base_url carries a path prefix (a test double or a forwarding
  * proxy), the prefix is part of the URL but not of the signed path: Shopee
  * signs the path it serves, and whatever sits in front of it must strip the
@@ -39,6 +40,15 @@
 #define SHOPEE_REFRESH_PATH		"/api/v2/auth/access_token/get"
 #define SHOPEE_MAX_MODELS		50
 #define SHOPEE_REDACTED			"[redacted]"
+
+/*
+ * Production hosts (marketplace-apis.md section 1.1): servers near
+ * Singapore for every region but Brazil, whose shops are served from the US
+ * servers.  Developers in mainland China use https://openplatform.shopee.cn
+ * and set their app's base_url to it.
+ */
+#define SHOPEE_HOST_GLOBAL		"https://partner.shopeemobile.com"
+#define SHOPEE_HOST_BRAZIL		"https://openplatform.shopee.com.br"
 
 /* longest access-token lifetime believed, in seconds */
 #define SHOPEE_MAX_EXPIRE_IN	(366 * 86400)
@@ -79,6 +89,7 @@ static bool shopee_can_batch(const ListingPush *a, const ListingPush *b);
 static bool shopee_sendable(const ListingPush *items, int nitems, int i);
 static const char *shopee_location(const ShopContext *shop,
 								   const ListingPush *item);
+static const char *shopee_default_base_url(const ShopContext *shop);
 static void shopee_append_base(StringInfo buf, const ShopContext *shop,
 							   const char *path);
 static void shopee_append_int(StringInfo buf, const char *id);
@@ -243,12 +254,27 @@ shopee_location(const ShopContext *shop, const ListingPush *item)
 }
 
 /*
- * Append base_url (less any trailing slash) and the API path.
+ * The host to call when the app sets no base_url: Shopee's production host
+ * for the shop's region (SHOPEE_HOST_BRAZIL for region "BR", else
+ * SHOPEE_HOST_GLOBAL).  Always https.
+ */
+static const char *
+shopee_default_base_url(const ShopContext *shop)
+{
+	if (shop->region != NULL && pg_strcasecmp(shop->region, "BR") == 0)
+		return SHOPEE_HOST_BRAZIL;
+	return SHOPEE_HOST_GLOBAL;
+}
+
+/*
+ * Append base_url (less any trailing slash), or the production host when
+ * the app has none, and the API path.
  */
 static void
 shopee_append_base(StringInfo buf, const ShopContext *shop, const char *path)
 {
-	const char *base = shop->base_url ? shop->base_url : "";
+	const char *base = shop->base_url ? shop->base_url :
+		shopee_default_base_url(shop);
 	size_t		len = strlen(base);
 
 	while (len > 0 && base[len - 1] == '/')

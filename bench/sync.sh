@@ -174,6 +174,8 @@ SERVER_CONF="
 shared_preload_libraries = 'invsync'
 invsync.database = 'bench'
 invsync.ca_file = '$CA'
+# the nginx sink serves plain http on loopback
+invsync.allow_insecure_http = on
 invsync.max_in_flight = $MAX_IN_FLIGHT
 invsync.batch_size = $BATCH_SIZE
 shared_buffers = 1GB

@@ -288,7 +288,8 @@ class Call:
                    query=dict(parse_qsl(query_string,
                                         keep_blank_values=True)),
                    headers={name: headers.get(name)
-                            for name in ("X-Correlation-ID", "Content-Type")},
+                            for name in ("X-Correlation-ID", "Content-Type",
+                                         "Host")},
                    body=body, arrived=time.time())
         if body:
             try:

@@ -92,6 +92,28 @@ FROM invsync._adapter_stock_request('shopee',
   :'shop'::jsonb || '{"base_url": "http://127.0.0.1:8080/mock/shopee/", "access_token": "a/b+c=d e~"}',
   '[{"listing_id": 1, "item_id": "800123", "model_id": "11", "level": 5}]', 1655714431);
 
+-- no base_url: Shopee's production host for the shop's region
+-- (marketplace-apis.md 1.1): partner.shopeemobile.com, but
+-- openplatform.shopee.com.br for Brazil; the token and the sign are
+-- redacted from log_url as for any other host
+SELECT r.region, x.kind, x.log_url,
+       strpos(x.log_url, :'token') = 0 AND strpos(x.log_url, :'partner_key') = 0
+         AND strpos(x.log_url, '4e6f77596f7552656672657368546f6b') = 0 AS log_url_clean,
+       substring(x.url FROM '^[a-z]+://[^/]+') = substring(x.log_url FROM '^[a-z]+://[^/]+')
+         AS same_host
+FROM (VALUES (NULL), ('ID'), ('sg'), ('BR'), ('br')) AS r (region),
+     LATERAL (SELECT (:'shop'::jsonb - 'base_url') || jsonb_build_object('region', r.region) AS shop) s,
+     LATERAL (SELECT 'stock' AS kind, q.url, q.log_url
+                FROM invsync._adapter_stock_request('shopee', s.shop,
+                       '[{"listing_id": 1, "item_id": "800123", "model_id": "11", "level": 5}]', 1655714431) q
+              UNION ALL
+              SELECT 'refresh', q.url, q.log_url
+                FROM invsync._adapter_refresh_request('shopee', s.shop, 1655714431) q) x;
+-- a JSON null base_url is the same as none
+SELECT log_url
+FROM invsync._adapter_stock_request('shopee', :'shop'::jsonb || '{"base_url": null}',
+  '[{"listing_id": 1, "item_id": "800123", "model_id": "11", "level": 5}]', 1655714431);
+
 --
 -- 3. Stock update responses
 --

@@ -32,11 +32,35 @@ CREATE TABLE invsync.apps (
 		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$')
 );
 COMMENT ON TABLE invsync.apps IS
-	'marketplace app credentials (Shopee partner id and key, ...); secrets readable only by invsync_admin and the worker';
+	'marketplace app credentials (Shopee partner id and key, ...); the secrets are readable only by invsync_worker and invsync_secrets';
 COMMENT ON COLUMN invsync.apps.base_url IS
-	'API host override (tests, demo, sandbox); NULL means the channel''s production host';
+	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
 COMMENT ON COLUMN invsync.apps.push_secret IS
 	'key that signs webhooks when it differs from app_secret';
+
+/*
+ * Base URLs (src/endpoint.c): https://host[:port][/prefix], no user name
+ * or password, query or fragment, at most 512 bytes; plain http only while
+ * a superuser has set invsync.allow_insecure_http.  Checked when stored
+ * (IV023 malformed, IV024 plain http) and again by _claim() before any row
+ * of the app's shops is sent, under the setting as it is then.
+ */
+CREATE FUNCTION invsync._base_url_refusal(p_url text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_base_url_refusal'
+	LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION invsync._base_url_refusal(text) IS
+	'why the worker may not send to this base URL now, or NULL when it may (NULL means the production host)';
+
+CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'invsync_apps_check_base_url'
+	LANGUAGE C;
+COMMENT ON FUNCTION invsync._apps_check_base_url() IS
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024)';
+
+CREATE TRIGGER apps_base_url
+	BEFORE INSERT OR UPDATE OF base_url ON invsync.apps
+	FOR EACH ROW EXECUTE FUNCTION invsync._apps_check_base_url();
 
 CREATE TABLE invsync.shops (
 	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
@@ -489,11 +513,43 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 				   external_item_id text, external_model_id text,
 				   external_location_id text)
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_tenants	bigint[];
 	v_listings	bigint[];
 BEGIN
+	/*
+	 * No row goes to a base URL the worker may not use now: plain http
+	 * while invsync.allow_insecure_http is off, or a malformed one (stored
+	 * while the setting was on, or written past the check on apps).  The
+	 * due rows of such shops become dead letters carrying the reason;
+	 * retry_dead() sends them once the URL is fixed.
+	 */
+	WITH refused AS (
+		SELECT s.tenant_id, s.shop_id, r.reason
+		  FROM invsync.apps a
+		 CROSS JOIN LATERAL (SELECT invsync._base_url_refusal(a.base_url) AS reason) r
+		  JOIN invsync.shops s ON s.tenant_id = a.tenant_id AND s.app_id = a.app_id
+		 WHERE a.base_url IS NOT NULL AND r.reason IS NOT NULL
+		   AND s.enabled AND s.token_state = 'ok'
+	),
+	locked AS (
+		SELECT q.tenant_id, q.listing_id, refused.reason
+		  FROM refused
+		  JOIN invsync.sync_queue q
+			ON q.tenant_id = refused.tenant_id AND q.shop_id = refused.shop_id
+		 WHERE q.state = 'pending' AND q.due_at <= p_now
+		   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
+		 ORDER BY q.tenant_id, q.listing_id
+		   FOR UPDATE OF q SKIP LOCKED
+	)
+	UPDATE invsync.sync_queue q
+	   SET state = 'dead', lease_until = NULL,
+		   last_error_class = 'base_url', last_error = locked.reason
+	  FROM locked
+	 WHERE q.tenant_id = locked.tenant_id AND q.listing_id = locked.listing_id;
+
 	WITH slots AS (
 		SELECT s.tenant_id, s.shop_id,
 			   least(s.max_in_flight * p_max_batch,
@@ -581,6 +637,7 @@ CREATE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
 				   rate_limit_per_sec double precision, max_in_flight integer,
 				   access_expires_at timestamptz, token_state text)
 	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
 		   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
@@ -712,6 +769,7 @@ $$;
 CREATE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.sync_queue q
 	   SET lease_until = p_now + p_grace
@@ -726,6 +784,7 @@ CREATE FUNCTION invsync._release_claim(p_tenant bigint, p_listing bigint,
 									   p_claimed_version bigint)
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.sync_queue q
 	   SET lease_until = NULL, attempts = greatest(q.attempts - 1, 0)
@@ -831,6 +890,7 @@ $$;
 CREATE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
 	RETURNS bigint
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	WITH gone AS (
 		DELETE FROM invsync.sync_attempts x
@@ -921,7 +981,13 @@ $$;
 COMMENT ON FUNCTION invsync.retry_dead(bigint) IS
 	'send dead-lettered listings (of one shop, or all) again with their newest level; returns how many';
 
-/* store tokens from a (re-)authorisation and clear a reauthorize state */
+/*
+ * Store tokens from a (re-)authorisation and clear a reauthorize state.
+ * Both tokens are required: Shopee, TikTok Shop (and Tokopedia through it)
+ * and Lazada issue a refresh token with every access token, and a shop
+ * without one could never renew its access.  Tokens are 1 to 2048
+ * printable ASCII characters; messages never quote them.
+ */
 CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
 										p_refresh_token text,
 										p_access_expires_at timestamptz,
@@ -930,7 +996,25 @@ CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_name		text;
+	v_token		text;
 BEGIN
+	FOREACH v_name IN ARRAY ARRAY['access', 'refresh']
+	LOOP
+		v_token := CASE v_name WHEN 'access' THEN p_access_token ELSE p_refresh_token END;
+		IF v_token IS NULL OR v_token = '' THEN
+			RAISE EXCEPTION 'the % token is required', v_name
+				USING ERRCODE = 'IV025',
+					  HINT = 'Store the access and refresh tokens the marketplace issued for the shop''s authorisation.';
+		END IF;
+		IF octet_length(v_token) > 2048 OR v_token !~ '^[!-~]+$' THEN
+			RAISE EXCEPTION 'invalid % token', v_name
+				USING ERRCODE = 'IV025',
+					  DETAIL = 'A token is 1 to 2048 printable ASCII characters, without spaces.';
+		END IF;
+	END LOOP;
+
 	UPDATE invsync.shops s
 	   SET access_token = p_access_token, refresh_token = p_refresh_token,
 		   access_expires_at = p_access_expires_at,
@@ -996,8 +1080,8 @@ GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync._listing_levels()
 	TO invsync_reader, pg_monitor;
 GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
 	TO invsync_reader, pg_monitor;
-GRANT SELECT ON invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
-	invsync.sync_attempts TO invsync_admin;
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.sync_attempts
+	TO invsync_admin;
 GRANT INSERT, UPDATE, DELETE ON invsync.apps, invsync.shops, invsync.listings
 	TO invsync_admin;
 GRANT USAGE ON SEQUENCE invsync.channel_id_seq TO invsync_admin;
@@ -1006,27 +1090,54 @@ GRANT EXECUTE ON FUNCTION invsync.resync(bigint), invsync.retry_dead(bigint),
 	TO invsync_admin;
 
 /*
- * The sync worker's role: exactly what its transactions need, no more.
- * It reads every tenant's queue, listings, stock and channels (secrets
- * included), and writes the queue, the attempts and the shops' tokens.
+ * Secrets (apps.app_secret, apps.push_secret, shops.access_token,
+ * shops.refresh_token) are readable only by the worker's role and
+ * invsync_secrets.  Admins read every other column, and still write all of
+ * them (a secret is write-only to them).
  */
-GRANT USAGE ON SCHEMA invsync TO invsync_worker;
-GRANT EXECUTE ON FUNCTION
-	invsync._claim(timestamptz, interval, integer, integer),
-	invsync._shop_context(bigint, bigint),
-	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[], timestamptz),
-	invsync._worker_started(timestamptz, interval),
-	invsync._release_claim(bigint, bigint, bigint),
-	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
-	invsync._store_refreshed_tokens(bigint, bigint, text, text, text, timestamptz, timestamptz),
-	invsync._refresh_failed(bigint, bigint, boolean, text),
-	invsync._purge_attempts(timestamptz, integer),
-	invsync._listing_available(bigint, text, text[]),
-	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
-	invsync._expand_bundle(bigint, text)
-	TO invsync_worker;
-GRANT SELECT ON invsync.apps, invsync.listings, invsync.stock_levels,
+GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at)
+	ON invsync.apps TO invsync_admin;
+GRANT SELECT (tenant_id, shop_id, app_id, external_shop_id, region,
+			  access_expires_at, refresh_expires_at, token_state, token_error,
+			  refresh_lease_until, uses_locations, rate_limit_per_sec,
+			  max_in_flight, enabled, created_at)
+	ON invsync.shops TO invsync_admin;
+GRANT USAGE ON SCHEMA invsync TO invsync_worker, invsync_secrets;
+GRANT SELECT ON invsync.apps, invsync.shops TO invsync_worker, invsync_secrets;
+
+/*
+ * The sync worker (invsync.worker_role, a member of invsync_worker): what
+ * the internal functions it calls read and write, and nothing else.  They
+ * are SECURITY INVOKER, so these are its own privileges: it reads the
+ * catalog, queue and stock the levels come from; it updates only the
+ * queue's claim and outcome columns (never a version or a key) and a
+ * shop's tokens and their state; it writes and purges attempts.
+ */
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.stock_levels,
 	invsync.bundle_leaves TO invsync_worker;
-GRANT SELECT, UPDATE ON invsync.sync_queue, invsync.shops TO invsync_worker;
+GRANT UPDATE (target_level, lease_until, claimed_version, attempts, state,
+			  due_at, force_push, pushed_level, pushed_version, pushed_at,
+			  changed_at, correlation_ids, last_error_class, last_error)
+	ON invsync.sync_queue TO invsync_worker;
+GRANT UPDATE (access_token, refresh_token, access_expires_at,
+			  refresh_expires_at, token_state, token_error, refresh_lease_until)
+	ON invsync.shops TO invsync_worker;
 GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
 GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
+GRANT EXECUTE ON FUNCTION
+	invsync._worker_started(timestamptz, interval),
+	invsync._claim(timestamptz, interval, integer, integer),
+	invsync._shop_context(bigint, bigint),
+	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],
+						  timestamptz),
+	invsync._release_claim(bigint, bigint, bigint),
+	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
+	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
+									timestamptz, timestamptz),
+	invsync._refresh_failed(bigint, bigint, boolean, text),
+	invsync._purge_attempts(timestamptz, integer),
+	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
+	invsync._listing_available(bigint, text, text[]),
+	invsync._expand_bundle(bigint, text),
+	invsync._base_url_refusal(text)
+	TO invsync_worker;

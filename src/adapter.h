@@ -57,8 +57,9 @@ typedef struct ShopContext
 	const char *app_secret;		/* Shopee partner_key, TikTok/Lazada secret */
 	const char *access_token;	/* may be NULL when none was issued yet */
 	const char *refresh_token;	/* may be NULL */
-	const char *base_url;		/* scheme://host[:port][/prefix], no
-								 * trailing slash */
+	const char *base_url;		/* scheme://host[:port][/prefix], or NULL
+								 * for the marketplace's production host,
+								 * which the adapter chooses */
 	bool		uses_locations; /* shop has warehouses: send location ids */
 } ShopContext;
 

@@ -13,7 +13,8 @@
  *	p_listings: [{"listing_id", "item_id", "model_id", "location_id",
  *				  "level"}, ...]
  *
- * Ids may be given as JSON strings or numbers.  A stock response is read
+ * Ids may be given as JSON strings or numbers; an absent or null base_url
+ * means the marketplace's production host, as in invsync.apps.  A stock response is read
  * the way the engine does: parse_stock_update, then
  * adapter_settle_outcomes.  Having no shop, it treats each listing's
  * location_id as sent (uses_locations on); pass null for shops without
@@ -143,7 +144,7 @@ shop_from_jsonb(Jsonb *jb, const char *channel, ShopContext *shop)
 	shop->access_token = member_text(object, "p_shop", "access_token", false);
 	shop->refresh_token = member_text(object, "p_shop", "refresh_token",
 									  false);
-	shop->base_url = member_text(object, "p_shop", "base_url", true);
+	shop->base_url = member_text(object, "p_shop", "base_url", false);
 	shop->region = member_text(object, "p_shop", "region", false);
 
 	uses_locations = json_get(object, "uses_locations");

@@ -254,6 +254,39 @@ http_engine_timeout_ms(HttpEngine *engine)
 }
 
 /*
+ * invsync.test_connect_to as the list CURLOPT_CONNECT_TO takes, made again
+ * when the setting changes.  A list is never freed: transfers in flight may
+ * still point at it, and the setting exists for tests only.
+ */
+static struct curl_slist *
+test_connect_to_list(void)
+{
+	static char *made_from = NULL;
+	static struct curl_slist *list = NULL;
+	char	   *copy;
+	char	   *entry;
+	char	   *saveptr = NULL;
+
+	if (made_from != NULL && strcmp(made_from, invsync_test_connect_to) == 0)
+		return list;
+
+	list = NULL;
+	copy = pstrdup(invsync_test_connect_to);
+	for (entry = strtok_r(copy, ",", &saveptr); entry != NULL;
+		 entry = strtok_r(NULL, ",", &saveptr))
+	{
+		list = curl_slist_append(list, entry);
+		if (list == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory building invsync.test_connect_to")));
+	}
+	pfree(copy);
+	made_from = MemoryContextStrdup(TopMemoryContext, invsync_test_connect_to);
+	return list;
+}
+
+/*
  * Start one request.  The spec's buffers must stay valid until the request
  * completes (the worker keeps them in the request's own memory context).
  *
@@ -292,8 +325,19 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	transfer->easy = easy;
 
 	CURL_SETOPT(easy, CURLOPT_URL, spec->url);
-	CURL_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+
+	/*
+	 * https only, unless a superuser allowed plain http for tests
+	 * (invsync._claim() already keeps shops with an http base URL from
+	 * being sent to then); redirects are never followed.
+	 */
+	CURL_SETOPT(easy, CURLOPT_PROTOCOLS_STR,
+				invsync_allow_insecure_http ? "http,https" : "https");
+	CURL_SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	CURL_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	CURL_SETOPT(easy, CURLOPT_MAXREDIRS, 0L);
+	if (invsync_test_connect_to != NULL && invsync_test_connect_to[0] != '\0')
+		CURL_SETOPT(easy, CURLOPT_CONNECT_TO, test_connect_to_list());
 	CURL_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
 	CURL_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) invsync_http_timeout_ms);
 	CURL_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) invsync_connect_timeout_ms);

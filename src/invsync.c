@@ -43,6 +43,8 @@ int			invsync_backoff_max_ms = 300000;
 int			invsync_poll_interval_ms = 1000;
 int			invsync_attempt_retention_min = 7 * 24 * 60;
 char	   *invsync_ca_file = NULL;
+bool		invsync_allow_insecure_http = false;
+char	   *invsync_test_connect_to = NULL;
 
 static char *tenant_setting = NULL;
 static char *correlation_id_setting = NULL;
@@ -128,6 +130,58 @@ check_correlation_id(char **newval, void **extra, GucSource source)
 			return false;
 		}
 	}
+	return true;
+}
+
+/*
+ * invsync.test_connect_to, for tests only: a comma-separated list of
+ * HOST:PORT:TARGET:TARGET_PORT entries (libcurl's CURLOPT_CONNECT_TO) that
+ * send requests for a marketplace host to a simulator instead.  The target
+ * must be the loopback address, so the setting can reroute the worker's
+ * traffic to a local test double and nowhere else; TLS is still verified
+ * against the original host name.
+ */
+static bool
+check_test_connect_to(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	char	   *entry;
+	char	   *saveptr = NULL;
+
+	if (*newval == NULL || **newval == '\0')
+		return true;
+	copy = pstrdup(*newval);
+	for (entry = strtok_r(copy, ",", &saveptr); entry != NULL;
+		 entry = strtok_r(NULL, ",", &saveptr))
+	{
+		char	   *port = strrchr(entry, ':');
+		char	   *target = NULL;
+		size_t		target_len = 0;
+		int			fields = 0;
+		char	   *c;
+
+		for (c = entry; *c; c++)
+			fields += (*c == ':');
+		if (port != NULL && port > entry)
+		{
+			for (target = port - 1; target > entry && target[-1] != ':'; target--)
+				;
+			target_len = port - target;
+		}
+		if (fields != 3 || port == NULL || port[1] == '\0' ||
+			strspn(port + 1, "0123456789") != strlen(port + 1) ||
+			target == entry ||
+			!((target_len == 9 && strncmp(target, "127.0.0.1", 9) == 0) ||
+			  (target_len == 9 && strncmp(target, "localhost", 9) == 0)))
+		{
+			pfree(copy);
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errmsg("invalid entry in invsync.test_connect_to");
+			GUC_check_errdetail("Entries are HOST:PORT:127.0.0.1:PORT, separated by commas; only loopback targets are allowed.");
+			return false;
+		}
+	}
+	pfree(copy);
 	return true;
 }
 
@@ -269,6 +323,25 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("invsync.allow_insecure_http",
+							 "Allow marketplace base URLs with plain http (tests and benchmarks only).",
+							 "Plain http sends access tokens and signatures in clear text.  "
+							 "Off, http:// base URLs are refused when stored and never sent to.",
+							 &invsync_allow_insecure_http,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("invsync.test_connect_to",
+							   "For tests: send requests for HOST:PORT to a loopback address instead.",
+							   "Comma-separated HOST:PORT:127.0.0.1:PORT entries, as libcurl's CONNECT_TO; TLS is still verified for HOST.",
+							   &invsync_test_connect_to,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_NOT_IN_SAMPLE,
+							   check_test_connect_to, NULL, NULL);
 
 	MarkGUCPrefixReserved("invsync");
 

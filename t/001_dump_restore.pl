@@ -22,7 +22,7 @@ $node->safe_psql('src', 'CREATE EXTENSION invsync');
 
 # two tenants with the same codes, every kind of row: items, locations,
 # bundles, stock, every ledger operation, open, released and fulfilled
-# orders, idempotency keys
+# orders, idempotency keys, apps and shops with their secrets
 for my $tenant (0, 7)
 {
 	$node->safe_psql('src', qq{
@@ -43,6 +43,14 @@ for my $tenant (0, 7)
 		SELECT invsync.reserve('ORD-3', '[{"sku": "B", "qty": 2, "location": "W2"}]', 'res-3');
 		SELECT invsync.release('ORD-2', 'rel-2');
 		SELECT invsync.fulfill('ORD-3', 'ful-3');
+		INSERT INTO invsync.apps (channel, app_key, app_secret, push_secret, base_url)
+		VALUES ('shopee', '100$tenant', 'app-secret-$tenant', 'push-secret-$tenant', NULL),
+			   ('shopee', '200$tenant', 'app-secret-2-$tenant', NULL, 'https://sandbox.invalid/p');
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
+								   access_expires_at, token_state)
+		SELECT app_id, 'shop-' || app_key, 'ID', 'access-' || app_key, 'refresh-' || app_key,
+			   now() + interval '4 hours', 'reauthorize'
+		  FROM invsync.apps WHERE tenant_id = $tenant;
 	});
 }
 is($node->safe_psql('src', 'SELECT count(*) FROM invsync.check_consistency(true)'),
@@ -56,7 +64,7 @@ my @tables = split /\n/, $node->safe_psql('src', q{
 	 WHERE e.extname = 'invsync' AND c.relkind IN ('r', 'p')
 	 ORDER BY 1::text});
 for my $t (qw(locations items bundle_components bundle_leaves bundle_versions
-	stock_levels ledger reservation_orders reservations idempotency_keys))
+	stock_levels ledger reservation_orders reservations idempotency_keys apps shops))
 {
 	ok((grep { $_ eq "invsync.$t" } @tables), "invsync.$t is registered for pg_dump");
 }
@@ -78,6 +86,8 @@ my $source = fingerprint('src');
 # per tenant: 2 adjust, 1 set_on_hand, 2 transfer, 2 + 1 + 1 reserve,
 # 1 release, 1 fulfill
 is((split / /, $source->{'invsync.ledger'})[0], '22', 'source has 22 ledger rows');
+# the secrets are dumped too: pg_dump runs as a superuser
+is((split / /, $source->{'invsync.shops'})[0], '4', 'source has 4 shops');
 my $seq_src = $node->safe_psql('src',
 	'SELECT last_value FROM invsync.ledger_id_seq');
 my $max_src = $node->safe_psql('src', 'SELECT max(ledger_id) FROM invsync.ledger');
@@ -109,6 +119,16 @@ for my $db ('dst_custom', 'dst_plain')
 	}
 	is($node->safe_psql($db, 'SELECT count(*) FROM invsync.check_consistency(true)'),
 		'0', "$db: check_consistency() is empty");
+	is($node->safe_psql($db, q{
+			SELECT string_agg(a.app_secret || ' ' || coalesce(a.push_secret, '-') || ' '
+							  || s.access_token || ' ' || s.refresh_token, ', '
+							  ORDER BY a.tenant_id, a.app_key)
+			  FROM invsync.apps a JOIN invsync.shops s USING (tenant_id, app_id)}),
+		'app-secret-0 push-secret-0 access-1000 refresh-1000, '
+		  . 'app-secret-2-0 - access-2000 refresh-2000, '
+		  . 'app-secret-7 push-secret-7 access-1007 refresh-1007, '
+		  . 'app-secret-2-7 - access-2007 refresh-2007',
+		"$db: app secrets and shop tokens are restored");
 	is($node->safe_psql($db, 'SELECT last_value FROM invsync.ledger_id_seq'),
 		$seq_src, "$db: the ledger id sequence is restored");
 

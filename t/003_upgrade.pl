@@ -46,6 +46,7 @@ my $schema_query = q{
 		   || ' position ' || (SELECT count(*) FROM pg_attribute b
 								WHERE b.attrelid = a.attrelid AND b.attnum <= a.attnum
 								  AND b.attnum > 0 AND NOT b.attisdropped)
+		   || ' acl ' || coalesce(a.attacl::text, 'none')
 	  FROM pg_attribute a
 	  JOIN pg_class c ON c.oid = a.attrelid
 	  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

@@ -35,14 +35,18 @@ my $json = JSON::PP->new->canonical;
 my $http = HTTP::Tiny->new(timeout => 30);
 my $pki;
 
-# a CA and a server certificate for 127.0.0.1, made once per test file
+# A CA and a server certificate for 127.0.0.1, made once per test file.
+# The certificate also names Shopee's production hosts, so that a test can
+# send their requests to a simulator on loopback (invsync.test_connect_to)
+# with TLS verified as in production; only invsync.ca_file trusts this CA.
 sub test_pki
 {
 	return $pki if $pki;
 	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
 	my $conf = "$dir/san.cnf";
 	open my $fh, '>', $conf or die;
-	print $fh "subjectAltName = IP:127.0.0.1, DNS:localhost\n";
+	print $fh "subjectAltName = IP:127.0.0.1, DNS:localhost, "
+	  . "DNS:partner.shopeemobile.com, DNS:openplatform.shopee.com.br\n";
 	close $fh;
 	for my $cmd (
 		"openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=invsync-test-ca -keyout $dir/ca.key -out $dir/ca.crt",
@@ -89,7 +93,8 @@ sub start_node
 	return $node;
 }
 
-# The simulator over HTTPS; returns its base URL.
+# The simulator over HTTPS (plain http with plain => 1); returns it, with
+# its base URL and port.
 sub start_simulator
 {
 	my (%opt) = @_;
@@ -97,7 +102,8 @@ sub start_simulator
 	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
 	my $port_file = "$dir/port";
 	my @cmd = ('python3', "$repo/sim/shopee_sim.py", '--host', '127.0.0.1', '--port', '0',
-		'--port-file', $port_file, '--tls-cert', $p->{cert}, '--tls-key', $p->{key},
+		'--port-file', $port_file,
+		$opt{plain} ? () : ('--tls-cert', $p->{cert}, '--tls-key', $p->{key}),
 		'--quiet', '--seed', $opt{seed} // 1);
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
@@ -115,7 +121,8 @@ sub start_simulator
 	open my $fh, '<', $port_file or die "simulator did not start";
 	my $port = <$fh>;
 	chomp $port;
-	my $sim = { pid => $pid, url => "https://127.0.0.1:$port", log => "$dir/sim.log" };
+	my $scheme = $opt{plain} ? 'http' : 'https';
+	my $sim = { pid => $pid, port => $port, url => "$scheme://127.0.0.1:$port", log => "$dir/sim.log" };
 	push @InvsyncTest::simulators, $sim;
 	return $sim;
 }
@@ -143,7 +150,9 @@ sub sim_get { return _request('GET', @_); }
 sub sim_post { return _request('POST', @_); }
 
 # A partner, a shop and items on the simulator, and the same in invsync
-# (in the tenant given).  Returns the invsync shop id.
+# (in the tenant given).  The app's base URL is the simulator's unless
+# base_url is given (undef: NULL, the production host).  Returns the
+# invsync shop id.
 sub create_shop
 {
 	my ($node, $sim, %o) = @_;
@@ -164,15 +173,18 @@ sub create_shop
 		});
 	my $rate = $o{rate_limit} // 1000;
 	my $inflight = $o{max_in_flight} // 8;
+	my $base_url = exists $o{base_url} ? $o{base_url} : $sim->{url};
+	$base_url = defined $base_url ? "'$base_url'" : 'NULL';
+	my $region = defined $o{region} ? "'$o{region}'" : 'NULL';
 	return $node->safe_psql(
 		'postgres', qq{
 		SET invsync.tenant = '$tenant';
 		WITH app AS (
 			INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
-			VALUES ('shopee', '$partner', '$key', '$sim->{url}') RETURNING app_id)
-		INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token,
+			VALUES ('shopee', '$partner', '$key', $base_url) RETURNING app_id)
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
 								   access_expires_at, rate_limit_per_sec, max_in_flight)
-		SELECT app_id, '$shop', '$access', '$refresh', now() + interval '4 hours', $rate, $inflight
+		SELECT app_id, '$shop', $region, '$access', '$refresh', now() + interval '4 hours', $rate, $inflight
 		  FROM app RETURNING shop_id;
 	});
 }

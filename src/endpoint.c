@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * endpoint.c
+ *	  The rule for marketplace base URLs (invsync.apps.base_url): https
+ *	  only, unless a superuser set invsync.allow_insecure_http; a plain
+ *	  host name or IP address with an optional port and path prefix; no
+ *	  user name or password, query, fragment, spaces or other characters a
+ *	  request URL built on it could be confused by; at most
+ *	  ENDPOINT_BASE_URL_MAX bytes.
+ *
+ * The rule is applied twice.  A trigger on invsync.apps refuses a base URL
+ * breaking it when it is stored (IV023 malformed, IV024 plain http), and
+ * invsync._claim() asks invsync._base_url_refusal() at send time, under
+ * the setting as it is then, so that a URL stored while plain http was
+ * allowed, or written past the trigger, is never used: the rows of its
+ * shops become dead letters carrying the reason instead of requests.
+ * src/http.c enforces the same scheme rule on libcurl itself.
+ *
+ * Reasons never quote the URL: a malformed one may carry a password.
+ *
+ * Copyright (c) 2026, invsync developers
+ *
+ * IDENTIFICATION
+ *	  src/endpoint.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "endpoint.h"
+#include "invsync.h"
+
+#define ERRCODE_INVSYNC_BAD_BASE_URL		MAKE_SQLSTATE('I', 'V', '0', '2', '3')
+#define ERRCODE_INVSYNC_INSECURE_BASE_URL	MAKE_SQLSTATE('I', 'V', '0', '2', '4')
+
+PG_FUNCTION_INFO_V1(invsync_base_url_refusal);
+PG_FUNCTION_INFO_V1(invsync_apps_check_base_url);
+
+static bool host_char(char c);
+static bool path_char(char c);
+
+/* letters, digits, '-' and '.': a DNS name or an IPv4 address */
+static bool
+host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || c == '-' || c == '.';
+}
+
+/* RFC 3986 unreserved, sub-delims, ':', '%' and '/', without '@' */
+static bool
+path_char(char c)
+{
+	return host_char(c) || c == '_' || c == '~' || c == '/' || c == '%' ||
+		c == ':' || c == '!' || c == '$' || c == '&' || c == '\'' ||
+		c == '(' || c == ')' || c == '*' || c == '+' || c == ',' ||
+		c == ';' || c == '=';
+}
+
+/*
+ * Judge a base URL: scheme://host[:port][/path-prefix].  *reason is set to
+ * a sentence saying what is wrong (a static string) unless the verdict is
+ * ENDPOINT_OK.  Plain http is ENDPOINT_INSECURE unless allow_http; every
+ * other problem is ENDPOINT_MALFORMED and takes precedence.
+ */
+EndpointVerdict
+endpoint_check_base_url(const char *url, bool allow_http, const char **reason)
+{
+	const char *p;
+	const char *authority_end;
+	bool		http = false;
+
+	*reason = NULL;
+	if (strlen(url) > ENDPOINT_BASE_URL_MAX)
+	{
+		*reason = "A base URL must have at most 512 bytes.";
+		return ENDPOINT_MALFORMED;
+	}
+	if (strncmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+	{
+		p = url + 7;
+		http = true;
+	}
+	else
+	{
+		*reason = "A base URL must begin with \"https://\".";
+		return ENDPOINT_MALFORMED;
+	}
+
+	/* the authority: host, or [IPv6], then an optional port */
+	authority_end = p + strcspn(p, "/?#");
+	if (memchr(p, '@', authority_end - p) != NULL)
+	{
+		*reason = "A base URL must not carry a user name or password.";
+		return ENDPOINT_MALFORMED;
+	}
+	if (*p == '[')
+	{
+		p++;
+		while (p < authority_end && (isxdigit((unsigned char) *p) ||
+									 *p == ':' || *p == '.'))
+			p++;
+		if (p >= authority_end || *p != ']' || p[-1] == '[')
+		{
+			*reason = "The host of a base URL must be a DNS name or an IP address.";
+			return ENDPOINT_MALFORMED;
+		}
+		p++;
+	}
+	else
+	{
+		const char *host = p;
+
+		while (p < authority_end && host_char(*p))
+			p++;
+		if (p == host || *host == '-' || *host == '.')
+		{
+			*reason = "The host of a base URL must be a DNS name or an IP address.";
+			return ENDPOINT_MALFORMED;
+		}
+	}
+	if (p < authority_end && *p == ':')
+	{
+		const char *digits = ++p;
+		long		port = 0;
+
+		while (p < authority_end && *p >= '0' && *p <= '9')
+		{
+			if (port <= 65535)
+				port = port * 10 + (*p - '0');
+			p++;
+		}
+		if (p == digits || p != authority_end || port < 1 || port > 65535)
+		{
+			*reason = "The port of a base URL must be a number from 1 to 65535.";
+			return ENDPOINT_MALFORMED;
+		}
+	}
+	if (p != authority_end)
+	{
+		*reason = "The host of a base URL must be a DNS name or an IP address.";
+		return ENDPOINT_MALFORMED;
+	}
+
+	/* an optional path prefix */
+	for (; *p != '\0'; p++)
+	{
+		if (*p == '?' || *p == '#')
+		{
+			*reason = "A base URL must not carry a query or a fragment.";
+			return ENDPOINT_MALFORMED;
+		}
+		if (!path_char(*p))
+		{
+			*reason = "A base URL must hold only letters, digits and URL punctuation: no spaces, quotes, control or non-ASCII characters.";
+			return ENDPOINT_MALFORMED;
+		}
+	}
+
+	if (http && !allow_http)
+	{
+		*reason = "Plain http is refused (invsync.allow_insecure_http is off): it would send tokens and signatures in clear text.";
+		return ENDPOINT_INSECURE;
+	}
+	return ENDPOINT_OK;
+}
+
+/*
+ * SQL: invsync._base_url_refusal(p_url text) returns text.  Why the worker
+ * may not send to p_url under the current settings, or NULL when it may.
+ * STRICT: a NULL base URL means the marketplace's production host, which
+ * the adapter knows and which is always https.
+ */
+Datum
+invsync_base_url_refusal(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *reason;
+
+	if (endpoint_check_base_url(url, invsync_allow_insecure_http,
+								&reason) == ENDPOINT_OK)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(reason));
+}
+
+/*
+ * SQL: invsync._apps_check_base_url() returns trigger.  BEFORE INSERT OR
+ * UPDATE OF base_url on invsync.apps: refuse a base URL the worker could
+ * not use, IV024 for plain http while invsync.allow_insecure_http is off,
+ * IV023 for anything else wrong with it.  A NULL base URL passes.
+ */
+Datum
+invsync_apps_check_base_url(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	int			attnum;
+	bool		isnull;
+	Datum		value;
+	const char *reason;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
+		TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		elog(ERROR, "invsync._apps_check_base_url() must be a BEFORE INSERT OR UPDATE row trigger");
+
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	tupdesc = trigdata->tg_relation->rd_att;
+	attnum = SPI_fnumber(tupdesc, "base_url");
+	if (attnum <= 0)
+		elog(ERROR, "invsync._apps_check_base_url(): table has no column base_url");
+
+	value = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	if (!isnull)
+	{
+		switch (endpoint_check_base_url(TextDatumGetCString(value),
+										invsync_allow_insecure_http, &reason))
+		{
+			case ENDPOINT_OK:
+				break;
+			case ENDPOINT_INSECURE:
+				ereport(ERROR,
+						(errcode(ERRCODE_INVSYNC_INSECURE_BASE_URL),
+						 errmsg("base URL must use https"),
+						 errdetail("%s", reason),
+						 errhint("A superuser may allow plain http for tests with invsync.allow_insecure_http in postgresql.conf.")));
+				break;
+			case ENDPOINT_MALFORMED:
+				ereport(ERROR,
+						(errcode(ERRCODE_INVSYNC_BAD_BASE_URL),
+						 errmsg("invalid base URL"),
+						 errdetail("%s", reason),
+						 errhint("Give https://host[:port][/prefix], or NULL for the marketplace's production host.")));
+				break;
+		}
+	}
+	return PointerGetDatum(tuple);
+}
