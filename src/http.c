@@ -142,6 +142,7 @@ timer_callback(CURLM *multi, long timeout_ms, void *engine_arg)
 	return 0;
 }
 
+/* libcurl hands over response bytes: keep them, up to the cap */
 static size_t
 write_callback(char *data, size_t size, size_t count, void *transfer_arg)
 {

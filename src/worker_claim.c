@@ -112,6 +112,7 @@ claim_init(void)
 	reset_records();
 }
 
+/* a bigint column of the current SPI result row; 0 when NULL */
 static int64
 column_int64(HeapTuple tuple, int column)
 {
@@ -294,6 +295,7 @@ forget_row(ClaimedRow *row)
 	pfree(row);
 }
 
+/* a copy in record_context, or NULL */
 static char *
 record_strdup(const char *value)
 {
@@ -399,6 +401,7 @@ record_wait_ms(TimestampTz now)
 	return TimestampDifferenceMilliseconds(now, next_record_attempt);
 }
 
+/* a text datum of value, or a NULL one */
 static Datum
 text_or_null(const char *value, bool *isnull)
 {
@@ -406,6 +409,7 @@ text_or_null(const char *value, bool *isnull)
 	return value ? CStringGetTextDatum(value) : (Datum) 0;
 }
 
+/* a bigint[] of n values */
 static Datum
 int64_array(const int64 *values, int n)
 {

@@ -82,6 +82,7 @@ get_shop(int64 tenant_id, int64 shop_id)
 	return shop;
 }
 
+/* a copy in context, or NULL */
 static char *
 copy_or_null(MemoryContext context, const char *value)
 {
