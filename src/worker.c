@@ -123,6 +123,21 @@ static void invsync_shmem_request(void);
 static void invsync_shmem_startup(void);
 static void wake_xact_callback(XactEvent event, void *arg);
 
+/* one of invsync's background workers, connecting to a database */
+static void
+describe_worker(BackgroundWorker *worker, const char *function,
+				const char *name, int restart_seconds)
+{
+	memset(worker, 0, sizeof(BackgroundWorker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_seconds;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "invsync");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", name);
+}
+
 /*
  * Called from _PG_init in the postmaster: reserve shared memory, hook the
  * commit wake-up, and register the launcher, which starts the sync worker
@@ -140,14 +155,8 @@ invsync_worker_init(void)
 
 	RegisterXactCallback(wake_xact_callback, NULL);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = LAUNCHER_RESTART_SECONDS;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invsync");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invsync_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "invsync launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "invsync launcher");
+	describe_worker(&worker, "invsync_launcher_main", "invsync launcher",
+					LAUNCHER_RESTART_SECONDS);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -517,14 +526,9 @@ start_sync_worker(Oid database, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invsync");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invsync_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "invsync sync worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "invsync sync worker");
+	/* the launcher restarts it, after a pause (WORKER_RESTART_MS) */
+	describe_worker(&worker, "invsync_worker_main", "invsync sync worker",
+					BGW_NEVER_RESTART);
 	worker.bgw_main_arg = ObjectIdGetDatum(database);
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, handle);
