@@ -30,3 +30,30 @@ BEGIN
 	END LOOP;
 END
 $roles$;
+
+/* a NULL sku or location is reported as NULL, as adjust() reports it */
+CREATE OR REPLACE FUNCTION invsync._check_stockable(p_tenant bigint, p_sku text, p_location text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.items i
+					WHERE i.tenant_id = p_tenant AND i.sku = p_sku) THEN
+		RAISE EXCEPTION 'unknown sku %', coalesce('"' || p_sku || '"', 'NULL')
+			USING ERRCODE = 'IV001',
+				  HINT = 'Create it first with invsync.upsert_item().';
+	END IF;
+	IF NOT EXISTS (SELECT FROM invsync.locations l
+					WHERE l.tenant_id = p_tenant AND l.location = p_location) THEN
+		RAISE EXCEPTION 'unknown location %', coalesce('"' || p_location || '"', 'NULL')
+			USING ERRCODE = 'IV002',
+				  HINT = 'Create it first with invsync.upsert_location().';
+	END IF;
+	IF EXISTS (SELECT FROM invsync.bundle_components b
+				WHERE b.tenant_id = p_tenant AND b.bundle_sku = p_sku) THEN
+		RAISE EXCEPTION 'sku "%" is a bundle and holds no stock of its own', p_sku
+			USING ERRCODE = 'IV013',
+				  HINT = 'Move stock of its components instead.';
+	END IF;
+END
+$$;

@@ -280,13 +280,13 @@ CREATE FUNCTION invsync._check_stockable(p_tenant bigint, p_sku text, p_location
 BEGIN
 	IF NOT EXISTS (SELECT FROM invsync.items i
 					WHERE i.tenant_id = p_tenant AND i.sku = p_sku) THEN
-		RAISE EXCEPTION 'unknown sku "%"', p_sku
+		RAISE EXCEPTION 'unknown sku %', coalesce('"' || p_sku || '"', 'NULL')
 			USING ERRCODE = 'IV001',
 				  HINT = 'Create it first with invsync.upsert_item().';
 	END IF;
 	IF NOT EXISTS (SELECT FROM invsync.locations l
 					WHERE l.tenant_id = p_tenant AND l.location = p_location) THEN
-		RAISE EXCEPTION 'unknown location "%"', p_location
+		RAISE EXCEPTION 'unknown location %', coalesce('"' || p_location || '"', 'NULL')
 			USING ERRCODE = 'IV002',
 				  HINT = 'Create it first with invsync.upsert_location().';
 	END IF;

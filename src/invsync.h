@@ -17,6 +17,13 @@
 
 #include "postgres.h"
 
+/* the SQLSTATEs of class IV raised from C (README.md lists them all) */
+#define ERRCODE_INVSYNC_UNKNOWN_SKU			MAKE_SQLSTATE('I','V','0','0','1')
+#define ERRCODE_INVSYNC_UNKNOWN_LOCATION	MAKE_SQLSTATE('I','V','0','0','2')
+#define ERRCODE_INVSYNC_INVALID_QUANTITY	MAKE_SQLSTATE('I','V','0','0','3')
+#define ERRCODE_INVSYNC_KEY_REUSED			MAKE_SQLSTATE('I','V','0','0','5')
+#define ERRCODE_INVSYNC_INVALID_KEY			MAKE_SQLSTATE('I','V','0','1','0')
+
 /* longest correlation id accepted, in bytes */
 #define INVSYNC_CORRELATION_ID_MAX 128
 

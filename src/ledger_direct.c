@@ -634,6 +634,12 @@ adjust_directly(Movement *movement, Tuplestorestate *out, TupleDesc out_desc)
 	int64		reserved;
 	DirectResult result = DIRECT_NOT_POSTED;
 
+	/* the stock row is found by these: without them, leave it to SQL */
+	if (movement->nulls[MOVE_SKU] == 'n' ||
+		movement->nulls[MOVE_LOCATION] == 'n' ||
+		movement->nulls[MOVE_KEY] == 'n')
+		return DIRECT_KEY_NOT_TAKEN;
+
 	estate = CreateExecutorState();
 	caller_context = MemoryContextSwitchTo(estate->es_query_cxt);
 	estate->es_output_cid = GetCurrentCommandId(true);
