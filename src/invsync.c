@@ -43,6 +43,7 @@ int			invsync_backoff_max_ms = 300000;
 int			invsync_poll_interval_ms = 1000;
 int			invsync_attempt_retention_min = 7 * 24 * 60;
 char	   *invsync_ca_file = NULL;
+bool		invsync_direct_path = true;
 
 static char *tenant_setting = NULL;
 static char *correlation_id_setting = NULL;
@@ -161,6 +162,21 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   check_correlation_id, NULL, NULL);
+
+	/*
+	 * Superuser-only: it is the DBA's switch for adjust()'s direct path
+	 * (ledger_direct.c), and one that any session could turn back on
+	 * would switch nothing off.  Off costs speed only: the SQL path gives
+	 * the same results (the regress suite runs both ways).
+	 */
+	DefineCustomBoolVariable("invsync.direct_path",
+							 "Lets invsync.adjust() write its rows without SQL when it can.",
+							 "Off, adjust() always runs its SQL statements; the results are the same.",
+							 &invsync_direct_path,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.idempotency_retention",
 							"How long idempotency keys are kept before purge_idempotency_keys() may remove them.",

@@ -40,6 +40,7 @@ extern int	invsync_backoff_max_ms;
 extern int	invsync_poll_interval_ms;
 extern int	invsync_attempt_retention_min;
 extern char *invsync_ca_file;
+extern bool invsync_direct_path;
 
 /* session helpers (src/invsync.c) */
 extern int64 invsync_current_tenant(void);

@@ -568,6 +568,11 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	if (direct_path_allowed())
 		result = adjust_directly(&movement, rsinfo->setResult,
 								 rsinfo->setDesc);
+	ereport(DEBUG1,
+			(errmsg_internal("invsync.adjust() %s",
+							 result == DIRECT_POSTED ? "wrote directly" :
+							 result == DIRECT_NOT_POSTED ? "took the key directly, posts through SQL" :
+							 "runs through SQL")));
 	if (result == DIRECT_POSTED)
 		return (Datum) 0;
 

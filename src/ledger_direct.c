@@ -57,6 +57,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "invsync.h"
 #include "ledger.h"
 
 /*
@@ -711,13 +712,16 @@ sql_checks_more(List *range_table, const Relation *rels, int nrels)
 
 
 /*
- * Whether adjust() may take the direct path now: it knows READ COMMITTED's
- * rules only.  (Whether SQL would check more is decided with the tables
- * locked, in adjust_directly.)
+ * Whether adjust() may take the direct path now: unless a superuser turned
+ * it off (invsync.direct_path), in READ COMMITTED, whose rules are the
+ * only ones it knows.  (Whether SQL would check more is decided with the
+ * tables locked, in adjust_directly.)
  */
 bool
 direct_path_allowed(void)
 {
+	if (!invsync_direct_path)
+		return false;
 	look_up_direct_tables();
 	return direct_path_usable && !IsolationUsesXactSnapshot() &&
 		!XactReadOnly && !IsInParallelMode();
