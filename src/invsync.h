@@ -23,6 +23,7 @@
 #define ERRCODE_INVSYNC_INVALID_QUANTITY	MAKE_SQLSTATE('I','V','0','0','3')
 #define ERRCODE_INVSYNC_KEY_REUSED			MAKE_SQLSTATE('I','V','0','0','5')
 #define ERRCODE_INVSYNC_INVALID_KEY			MAKE_SQLSTATE('I','V','0','1','0')
+#define ERRCODE_INVSYNC_TENANT_PINNED		MAKE_SQLSTATE('I','V','0','1','6')
 
 /* longest correlation id accepted, in bytes */
 #define INVSYNC_CORRELATION_ID_MAX 128
@@ -43,8 +44,11 @@ extern char *invsync_ca_file;
 extern bool invsync_direct_path;
 
 /* session helpers (src/invsync.c) */
-extern int64 invsync_current_tenant(void);
 extern const char *invsync_current_correlation_id(void);
+
+/* the current tenant (src/tenant.c) */
+extern void invsync_define_tenant_setting(void);
+extern int64 invsync_current_tenant(void);
 
 /* the sync worker (src/worker.c) */
 extern void invsync_worker_init(void);
