@@ -323,6 +323,27 @@ COMMENT ON TABLE invsync.idempotency_keys IS
  * _take_idempotency_key, _post and adjust.
  */
 
+/*
+ * Bounded inputs (src/inputs.c): IV017 unless p_value has at most the
+ * characters allowed for p_what ('sku', 'location code', 'reason',
+ * 'reference' or 'name'); the size of a value, read from its header; and
+ * what an error message may show of a caller's value (40 bytes).
+ */
+CREATE FUNCTION invsync._check_length(p_value text, p_what text)
+	RETURNS void
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_check_length_sql';
+
+CREATE FUNCTION invsync._raw_size(p_value jsonb)
+	RETURNS bigint
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_raw_size_sql';
+
+CREATE FUNCTION invsync._clip(p_value text)
+	RETURNS text
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_clip_sql';
+
 /* quantities are positive and at most max_quantity(); IV003 otherwise */
 CREATE FUNCTION invsync._check_quantity(p_value bigint, p_what text,
 										p_allow_negative boolean DEFAULT false)
@@ -534,7 +555,13 @@ CREATE FUNCTION invsync.upsert_item(p_sku text, p_name text DEFAULT NULL)
 DECLARE
 	v_row		invsync.items;
 BEGIN
-	IF p_sku IS NULL OR p_sku !~ '^[[:graph:]]{1,128}$' THEN
+	IF p_sku IS NULL THEN
+		RAISE EXCEPTION 'invalid sku NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_sku, 'sku'), invsync._check_length(p_name, 'name');
+	IF p_sku !~ '^[[:graph:]]{1,128}$' THEN
 		RAISE EXCEPTION 'invalid sku "%"', p_sku
 			USING ERRCODE = 'IV014',
 				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
@@ -559,7 +586,14 @@ CREATE FUNCTION invsync.upsert_location(p_location text, p_name text DEFAULT NUL
 DECLARE
 	v_row		invsync.locations;
 BEGIN
-	IF p_location IS NULL OR p_location !~ '^[[:graph:]]{1,64}$' THEN
+	IF p_location IS NULL THEN
+		RAISE EXCEPTION 'invalid location code NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_name, 'name');
+	IF p_location !~ '^[[:graph:]]{1,64}$' THEN
 		RAISE EXCEPTION 'invalid location code "%"', p_location
 			USING ERRCODE = 'IV014',
 				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
@@ -659,6 +693,10 @@ DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_current	bigint;
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_reason, 'reason'),
+			invsync._check_length(p_reference, 'reference');
 	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
 		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
 			USING ERRCODE = 'IV003',
@@ -691,6 +729,10 @@ CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigin
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_from, 'location code'),
+			invsync._check_length(p_to, 'location code'),
+			invsync._check_length(p_reference, 'reference');
 	PERFORM invsync._check_quantity(p_qty, 'quantity');
 	IF p_from IS NOT DISTINCT FROM p_to THEN
 		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
@@ -749,11 +791,13 @@ BEGIN
 			USING ERRCODE = 'IV006',
 				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
 	END IF;
-	IF p_lines IS NULL OR jsonb_typeof(p_lines) <> 'array'
+	/* the size first: it is read from the value's header, not the value */
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
 		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
 		RAISE EXCEPTION 'invalid reservation lines'
 			USING ERRCODE = 'IV006',
-				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}.';
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}, of at most 1 MB.';
 	END IF;
 
 	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
@@ -768,12 +812,15 @@ BEGIN
 			RAISE EXCEPTION 'invalid reservation line %', v_line_no
 				USING ERRCODE = 'IV006',
 					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer, "location": text (optional)}.',
-												 v_line_no, v_line);
+												 v_line_no, invsync._clip(v_line::text));
 		END IF;
+		PERFORM invsync._check_length(v_line ->> 'sku', 'sku'),
+				invsync._check_length(v_line ->> 'location', 'location code');
 		v_line_qty := (v_line ->> 'qty')::numeric;
 		IF v_line_qty <> trunc(v_line_qty) OR v_line_qty < 1
 			OR v_line_qty > invsync.max_quantity() THEN
-			RAISE EXCEPTION 'invalid quantity % on reservation line %', v_line ->> 'qty', v_line_no
+			RAISE EXCEPTION 'invalid quantity % on reservation line %',
+				invsync._clip(v_line ->> 'qty'), v_line_no
 				USING ERRCODE = 'IV003',
 					  DETAIL = pg_catalog.format('A quantity is a whole number between 1 and %s.',
 												 invsync.max_quantity());
@@ -893,6 +940,11 @@ DECLARE
 	v_line		record;
 	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
 BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
 	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
 			jsonb_build_array(p_order_ref)) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
@@ -972,6 +1024,8 @@ DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_result	numeric;
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code');
 	IF NOT EXISTS (SELECT FROM invsync.items i
 					WHERE i.tenant_id = v_tenant AND i.sku = p_sku) THEN
 		RAISE EXCEPTION 'unknown sku "%"', p_sku USING ERRCODE = 'IV001';

@@ -40,8 +40,9 @@
 #include "invsync.h"
 #include "ledger.h"
 
-/* longest idempotency key, in characters */
+/* longest idempotency key and order reference, in characters */
 #define MAX_KEY_LENGTH 255
+#define MAX_ORDER_REF_LENGTH 255
 
 #define SHA256_LENGTH 32
 
@@ -193,6 +194,30 @@ check_stock_row_key(FunctionCallInfo fcinfo, int sku_argno, int location_argno)
 				 errhint("Create it first with invsync.upsert_location().")));
 }
 
+/*
+ * IV017 unless the texts of a movement fit their limits (a NULL sku or
+ * location is left to check_stock_row_key or to SQL): checked before
+ * anything is computed from them.
+ */
+static void
+check_movement_lengths(FunctionCallInfo fcinfo, int sku_argno,
+					   int location_argno, int reason_argno,
+					   int reference_argno)
+{
+	if (!PG_ARGISNULL(sku_argno))
+		invsync_check_length(PG_GETARG_DATUM(sku_argno), "sku",
+							 INVSYNC_MAX_SKU_LENGTH);
+	if (!PG_ARGISNULL(location_argno))
+		invsync_check_length(PG_GETARG_DATUM(location_argno), "location code",
+							 INVSYNC_MAX_LOCATION_LENGTH);
+	if (!PG_ARGISNULL(reason_argno))
+		invsync_check_length(PG_GETARG_DATUM(reason_argno), "reason",
+							 INVSYNC_MAX_REASON_LENGTH);
+	if (!PG_ARGISNULL(reference_argno))
+		invsync_check_length(PG_GETARG_DATUM(reference_argno), "reference",
+							 INVSYNC_MAX_REFERENCE_LENGTH);
+}
+
 /* set parameter n of a movement to a text argument of the SQL function */
 static inline void
 set_text(Movement *movement, int n, FunctionCallInfo fcinfo, int argno)
@@ -250,6 +275,7 @@ check_key(text *key)
 {
 	if (key != NULL &&
 		VARSIZE_ANY_EXHDR(key) > 0 &&
+		VARSIZE_ANY_EXHDR(key) <= MAX_KEY_LENGTH * pg_database_encoding_max_length() &&
 		pg_mbstrlen_with_len(VARDATA_ANY(key),
 							 VARSIZE_ANY_EXHDR(key)) <= MAX_KEY_LENGTH)
 		return;
@@ -482,6 +508,11 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 4, "p_reserved_change");
 	require_arg(fcinfo, 5, "p_operation");
 	require_arg(fcinfo, 9, "p_key");
+	/* the functions calling _post check these first; the ledger is forever */
+	check_movement_lengths(fcinfo, 1, 2, 6, 7);
+	if (!PG_ARGISNULL(8))
+		invsync_check_length(PG_GETARG_DATUM(8), "order reference",
+							 MAX_ORDER_REF_LENGTH);
 	init_movement(&movement, PG_GETARG_INT64(0),
 				  text_to_cstring(PG_GETARG_TEXT_PP(5)), text_arg(fcinfo, 9));
 	set_text(&movement, MOVE_SKU, fcinfo, 1);
@@ -538,6 +569,7 @@ invsync_adjust(PG_FUNCTION_ARGS)
 				   "delta", true);
 	check_key(key);
 	check_stock_row_key(fcinfo, 0, 1);
+	check_movement_lengths(fcinfo, 0, 1, 3, 5);
 
 	/* the parameters that make two calls under one key the same call */
 	initStringInfo(&params);

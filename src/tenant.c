@@ -402,7 +402,8 @@ check_tenant(char **newval, void **extra, GucSource source)
 		if (errno != 0 || *end != '\0' || end == *newval || parsed < 0)
 		{
 			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-			GUC_check_errmsg("invalid value for invsync.tenant: \"%s\"", *newval);
+			GUC_check_errmsg("invalid value for invsync.tenant: \"%s\"",
+							 invsync_clip(*newval, strlen(*newval)));
 			GUC_check_errdetail("A tenant is a non-negative bigint; unset means tenant 0.");
 			return false;
 		}
