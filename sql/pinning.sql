@@ -156,6 +156,12 @@ SELECT order_ref FROM invsync.open_reservations;
 SELECT count(*) FROM invsync.listing_levels;
 SELECT count(*) FROM invsync.sync_status;
 SELECT count(*) FROM invsync.dead_letters;
+-- also where the view runs in a parallel worker (which reads the pins
+-- for itself)
+SET force_parallel_mode = on;
+SELECT sku, location, on_hand, reserved FROM invsync.stock ORDER BY 1, 2;
+SELECT count(*) AS ledger_rows FROM invsync.ledger_entries;
+RESET force_parallel_mode;
 -- all tenants means its own
 SELECT tenant_id, sku, location FROM invsync.check_consistency(true);
 SET invsync.tenant = 42;

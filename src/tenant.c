@@ -152,7 +152,10 @@ forget_role_answers(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * Read invsync.tenant_roles, as committed now (not as the transaction's
  * snapshot saw it: what is kept must hold for later transactions too),
- * bypassing privileges and row security, as a catalog is read.  Without
+ * bypassing privileges and row security, as a catalog is read: with a
+ * catalog snapshot, which for a table without a syscache is taken afresh,
+ * and which, unlike GetLatestSnapshot(), parallel workers may take (they
+ * evaluate current_tenant() too, and read the pins for themselves).  Without
  * the table (the extension is not installed, or being installed or
  * upgraded from 0.2) there are no pins, and the table is looked for again
  * next time.
@@ -193,7 +196,7 @@ load_pins(void)
 		TupleDescAttr(RelationGetDescr(rel), tenant_att - 1)->atttypid != INT8OID)
 		elog(ERROR, "table invsync.tenant_roles does not have the expected columns");
 
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot = RegisterSnapshot(GetCatalogSnapshot(relid));
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
