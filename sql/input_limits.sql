@@ -1,7 +1,7 @@
 --
 -- input_limits: every code and text a caller passes is bounded (README
 -- lists the limits).  A value over its limit is refused before anything
--- is written (IV017; IV006 for order references and reservation lines,
+-- is written (IV027; IV006 for order references and reservation lines,
 -- IV010 for idempotency keys), on both paths of adjust(), and no error
 -- shows more than the first 40 bytes of it, however large it is, and
 -- whether it is passed directly or read compressed from a table.

@@ -193,11 +193,11 @@ COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
 
 /*
  * Bounded inputs: codes, texts, order references and reservation lines
- * have documented limits (IV017, IV006), checked before anything is
+ * have documented limits (IV027, IV006), checked before anything is
  * written, and errors never repeat an oversized value.
  */
 /*
- * Bounded inputs (src/inputs.c): IV017 unless p_value has at most the
+ * Bounded inputs (src/inputs.c): IV027 unless p_value has at most the
  * characters allowed for p_what ('sku', 'location code', 'reason',
  * 'reference' or 'name'); the size of a value, read from its header; and
  * what an error message may show of a caller's value (40 bytes).

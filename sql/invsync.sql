@@ -324,7 +324,7 @@ COMMENT ON TABLE invsync.idempotency_keys IS
  */
 
 /*
- * Bounded inputs (src/inputs.c): IV017 unless p_value has at most the
+ * Bounded inputs (src/inputs.c): IV027 unless p_value has at most the
  * characters allowed for p_what ('sku', 'location code', 'reason',
  * 'reference' or 'name'); the size of a value, read from its header; and
  * what an error message may show of a caller's value (40 bytes).

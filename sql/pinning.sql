@@ -2,7 +2,7 @@
 -- pinning: a DBA pins a role to one tenant; the role, and every role that
 -- is a member of it, then works in that tenant whatever invsync.tenant
 -- says: adjust() on both paths, every other function, every view.  SET of
--- another tenant is refused (IV016); a setting that names another tenant
+-- another tenant is refused (IV026); a setting that names another tenant
 -- anyway makes every function and view refuse.  Tenants 41 and 42.
 --
 \set VERBOSITY default

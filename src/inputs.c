@@ -8,7 +8,7 @@
  * §7): a 10 MB sku would otherwise come back in a 10 MB error message and
  * log line, and a 10 MB reason would stay in the append-only ledger for
  * good.  The limits, in characters, are in invsync.h and README.md; a
- * value over its limit is refused with IV017 before anything is written,
+ * value over its limit is refused with IV027 before anything is written,
  * and the error shows at most its first INVSYNC_CLIP_BYTES bytes.  Only
  * as much of a value as the check needs is read: its size from its
  * header, and its characters only when its size leaves the answer open.
@@ -78,7 +78,7 @@ clip_datum(Datum value)
 }
 
 /*
- * IV017 unless a text datum has at most max_chars characters; what names
+ * IV027 unless a text datum has at most max_chars characters; what names
  * it in the error ("sku", "reason", ...).
  */
 void
@@ -105,7 +105,7 @@ invsync_check_length(Datum value, const char *what, int max_chars)
 
 /*
  * SQL: invsync._check_length(p_value text, p_what text) returns void,
- * STRICT.  IV017 unless p_value fits the limit of p_what: 'sku',
+ * STRICT.  IV027 unless p_value fits the limit of p_what: 'sku',
  * 'location code', 'reason', 'reference' or 'name'.
  */
 Datum

@@ -23,11 +23,11 @@
 #define ERRCODE_INVSYNC_INVALID_QUANTITY	MAKE_SQLSTATE('I','V','0','0','3')
 #define ERRCODE_INVSYNC_KEY_REUSED			MAKE_SQLSTATE('I','V','0','0','5')
 #define ERRCODE_INVSYNC_INVALID_KEY			MAKE_SQLSTATE('I','V','0','1','0')
-#define ERRCODE_INVSYNC_TENANT_PINNED		MAKE_SQLSTATE('I','V','0','1','6')
-#define ERRCODE_INVSYNC_TOO_LONG			MAKE_SQLSTATE('I','V','0','1','7')
+#define ERRCODE_INVSYNC_TENANT_PINNED		MAKE_SQLSTATE('I','V','0','2','6')
+#define ERRCODE_INVSYNC_TOO_LONG			MAKE_SQLSTATE('I','V','0','2','7')
 
 /*
- * The longest codes and texts the functions take, in characters (IV017
+ * The longest codes and texts the functions take, in characters (IV027
  * beyond; README.md lists them with the limits SQL keeps: order references
  * and idempotency keys 255, reservation lines 1,000 and 1 MB).
  */

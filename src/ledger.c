@@ -195,7 +195,7 @@ check_stock_row_key(FunctionCallInfo fcinfo, int sku_argno, int location_argno)
 }
 
 /*
- * IV017 unless the texts of a movement fit their limits (a NULL sku or
+ * IV027 unless the texts of a movement fit their limits (a NULL sku or
  * location is left to check_stock_row_key or to SQL): checked before
  * anything is computed from them.
  */

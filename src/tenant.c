@@ -18,11 +18,11 @@
  *	  by one, does not lift a pin.
  *	- In a pinned session, invsync.tenant unset (or empty) means the
  *	  pinned tenant, and set to it is fine; SET to any other tenant is
- *	  refused (IV016), and when the setting names another tenant anyway
+ *	  refused (IV026), and when the setting names another tenant anyway
  *	  (set before SET ROLE, or by ALTER ROLE ... SET), every function and
- *	  view refuses with IV016 rather than work in either tenant.
+ *	  view refuses with IV026 rather than work in either tenant.
  *	- Pins that name two tenants for one session refuse everything
- *	  (IV016), until a DBA leaves one.
+ *	  (IV026), until a DBA leaves one.
  *
  * The pins are read once per backend, and for each role asked about, the
  * answer is kept.  A statement trigger on tenant_roles invalidates the
@@ -331,7 +331,7 @@ session_is_pinned(SessionPin *pin)
 	return pin->state != ROLE_UNPINNED;
 }
 
-/* IV016: a session pinned to two tenants */
+/* IV026: a session pinned to two tenants */
 static void
 report_pinned_twice(const SessionPin *pin)
 {
@@ -344,7 +344,7 @@ report_pinned_twice(const SessionPin *pin)
 			 errhint("A DBA pins each role to one tenant at most (invsync.tenant_roles).")));
 }
 
-/* the detail of an IV016 for a pin: which role it names */
+/* the detail of an IV026 for a pin: which role it names */
 static int
 pin_detail(const SessionPin *pin)
 {
@@ -356,7 +356,7 @@ pin_detail(const SessionPin *pin)
 
 /*
  * The tenant of the current session or transaction: the pinned tenant of a
- * pinned session (IV016 when invsync.tenant names another, or pins two),
+ * pinned session (IV026 when invsync.tenant names another, or pins two),
  * otherwise invsync.tenant, 0 when unset.
  */
 int64
@@ -473,7 +473,7 @@ invsync_current_tenant_sql(PG_FUNCTION_ARGS)
 
 /*
  * SQL: invsync._pinned_tenant() returns bigint.  The tenant this session
- * is pinned to, NULL when it is not (IV016 when pinned to two); for the
+ * is pinned to, NULL when it is not (IV026 when pinned to two); for the
  * functions that work across tenants unless the caller is pinned.
  */
 Datum
