@@ -3,7 +3,8 @@
 -- otherwise (REPEATABLE READ, a read-only transaction, tables with
 -- statement triggers); both give the same rows, chain the same balances
 -- and keep keys the same way.  What the direct path caches (compiled CHECK
--- constraints and trigger WHEN conditions) follows DDL.  Tenant 17.
+-- constraints and trigger WHEN conditions) follows DDL.  The setting
+-- invsync.direct_path turns the direct path off.  Tenant 17.
 --
 \set VERBOSITY default
 \set SHOW_CONTEXT never
@@ -125,6 +126,29 @@ ALTER TABLE invsync.stock_levels DROP CONSTRAINT regress_at_most_200;
 SELECT on_hand_after FROM invsync.adjust('PEN', 'W1', 500, 'receipt', 'chk-1');
 DROP TABLE regress_trigger_log;
 DROP FUNCTION regress_log_ledger_row(), regress_log_stock_statement();
+
+--
+-- 7. invsync.direct_path = off sends every call through SQL (the whole
+-- regress suite runs once more that way); only a superuser may change it
+--
+SET client_min_messages = debug1;
+SET invsync.direct_path = on;
+SELECT on_hand_after FROM invsync.adjust('PEN', 'W1', 1, 'receipt', 'dp-1');
+SET invsync.direct_path = off;
+SELECT on_hand_after FROM invsync.adjust('PEN', 'W1', 1, 'receipt', 'dp-2');
+BEGIN;
+SET LOCAL invsync.direct_path = on;
+SELECT on_hand_after FROM invsync.adjust('PEN', 'W1', 1, 'receipt', 'dp-3');
+COMMIT;
+SELECT on_hand_after FROM invsync.adjust('PEN', 'W1', 1, 'receipt', 'dp-4');
+RESET client_min_messages;
+RESET invsync.direct_path;
+CREATE ROLE regress_path_user;
+SET ROLE regress_path_user;
+SET invsync.direct_path = on;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+RESET ROLE;
+DROP ROLE regress_path_user;
 
 SELECT count(*) AS inconsistent FROM invsync.check_consistency();
 RESET invsync.tenant;

@@ -68,6 +68,18 @@ SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 -- an unknown component: the bundle keeps its old components
 SELECT * FROM invsync.set_bundle('K', '[{"sku": "B", "qty": 1}, {"sku": "NOPE", "qty": 1}]');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+-- a NULL sku, on adjust()'s direct path (a stock row exists, READ
+-- COMMITTED) and its SQL path, and on the other movements
+SELECT * FROM invsync.adjust(NULL, 'W1', 1, 'receipt', 'e-null-1');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM invsync.adjust(NULL, 'W1', 1, 'receipt', 'e-null-1');
+ROLLBACK;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.set_on_hand(NULL, 'W1', 1, 'count', 'e-null-2');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.transfer(NULL, 'W1', 'W2', 1, 'e-null-3');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 -- a sku of another tenant is unknown here
 SET invsync.tenant = 13;
 SELECT * FROM invsync.adjust('A', 'W1', 1, 'receipt', 'e-5');
@@ -78,6 +90,18 @@ SET invsync.tenant = 12;
 -- IV002 unknown location
 --
 SELECT * FROM invsync.adjust('A', 'NOWHERE', 1, 'receipt', 'e-6');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.adjust('A', NULL, 1, 'receipt', 'e-null-4');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM invsync.adjust('A', NULL, 1, 'receipt', 'e-null-4');
+ROLLBACK;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.adjust(NULL, NULL, 1, 'receipt', 'e-null-5');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.set_on_hand('A', NULL, 1, 'count', 'e-null-6');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+SELECT * FROM invsync.transfer('A', 'W1', NULL, 1, 'e-null-7');
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 -- the transfer_out row was already written when transfer_in fails
 SELECT * FROM invsync.transfer('A', 'W1', 'NOWHERE', 1, 'e-7');
@@ -343,6 +367,22 @@ DELETE FROM invsync.ledger WHERE tenant_id = 12;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
 TRUNCATE invsync.ledger;
 SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate, pg_temp.state() = :'s0' AS unchanged;
+
+--
+-- The internal C functions refuse the NULLs their callers never pass
+-- (only the owner may call them)
+--
+SELECT invsync._check_quantity(1, NULL);
+SELECT invsync._take_idempotency_key(NULL, 'e-null-8', 'adjust', '[]');
+SELECT invsync._take_idempotency_key(12, 'e-null-8', NULL, '[]');
+SELECT invsync._take_idempotency_key(12, 'e-null-8', 'adjust', NULL);
+SELECT * FROM invsync._post(NULL, 'A', 'W1', 1, 0, 'adjust', NULL, NULL, NULL, 'e-null-9');
+SELECT * FROM invsync._post(12, 'A', 'W1', NULL, 0, 'adjust', NULL, NULL, NULL, 'e-null-9');
+SELECT * FROM invsync._post(12, 'A', 'W1', 1, NULL, 'adjust', NULL, NULL, NULL, 'e-null-9');
+SELECT * FROM invsync._post(12, 'A', 'W1', 1, 0, NULL, NULL, NULL, NULL, 'e-null-9');
+SELECT * FROM invsync._post(12, 'A', 'W1', 1, 0, 'adjust', NULL, NULL, NULL, NULL);
+SELECT * FROM invsync._post(12, NULL, 'W1', 1, 0, 'adjust', NULL, NULL, NULL, 'e-null-9');
+SELECT pg_temp.state() = :'s0' AS unchanged;
 
 --
 -- IV016 bundles nested deeper than max_bundle_depth(): N1 = [N2], N2 =

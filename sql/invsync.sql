@@ -5,7 +5,7 @@
  *
  * Conventions: every user-data table leads its keys with tenant_id (DESIGN
  * §6); the current tenant is invsync.current_tenant(), read from the
- * invsync.tenant setting.  Tables are written only by the SECURITY DEFINER
+ * invsync.tenant setting, or the tenant a DBA pinned the role to.  Tables are written only by the SECURITY DEFINER
  * functions below, which pin search_path and qualify every name.  Errors a
  * caller can cause raise SQLSTATEs of class IV, listed in README.md.
  */
@@ -41,7 +41,14 @@ CREATE FUNCTION invsync.current_tenant() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'invsync_current_tenant_sql'
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION invsync.current_tenant() IS
-	'the tenant invsync functions work in: the invsync.tenant setting, 0 when unset';
+	'the tenant invsync functions work in: the tenant the role is pinned to, else the invsync.tenant setting, 0 when unset';
+
+/* the tenant this session is pinned to, NULL when it is not */
+CREATE FUNCTION invsync._pinned_tenant() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'invsync_pinned_tenant_sql'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION invsync._pinned_tenant() IS
+	'the tenant the calling role is pinned to (see invsync.tenant_roles), NULL when it is not pinned';
 
 CREATE FUNCTION invsync.correlation_id() RETURNS text
 	AS 'MODULE_PATHNAME', 'invsync_correlation_id_sql'
@@ -74,6 +81,85 @@ CREATE FUNCTION invsync.max_bundle_size() RETURNS integer
 	AS $$ SELECT 1000 $$;
 COMMENT ON FUNCTION invsync.max_bundle_size() IS
 	'the most components one set_bundle call may list, and the most different stocked skus one bundle may consume through all its nesting';
+
+/* ---------------------------------------------------------------------
+ * Roles pinned to a tenant (src/tenant.c has the rules)
+ *
+ * Keyed by role, not tenant: a role is a cluster-wide object, and this is
+ * the DBA's security setting, not a tenant's data.  With Citus it would be
+ * a reference table.  A role's OID follows renames; a dropped role's pin
+ * stays behind (as a bare OID) until unpin_role() removes it.
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.tenant_roles (
+	role		regrole PRIMARY KEY,
+	tenant_id	bigint NOT NULL,
+	pinned_at	timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT tenant_roles_tenant_range CHECK (tenant_id >= 0)
+);
+COMMENT ON TABLE invsync.tenant_roles IS
+	'roles pinned to one tenant: each, and every role that is a member of it, works in that tenant whatever invsync.tenant says';
+
+/* pins are cached per backend: a change invalidates them everywhere */
+CREATE FUNCTION invsync._tenant_roles_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'invsync_tenant_roles_changed'
+	LANGUAGE C;
+
+CREATE TRIGGER tenant_roles_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON invsync.tenant_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION invsync._tenant_roles_changed();
+
+/*
+ * Pin a role to a tenant, or move its pin.  Not SECURITY DEFINER and
+ * granted to no role: only the extension's owner (or a superuser) pins.
+ * Pinning a role that reads invsync's tables directly (invsync_admin)
+ * confines its functions and views only, and says so.
+ */
+CREATE FUNCTION invsync.pin_role(p_role regrole, p_tenant bigint)
+	RETURNS invsync.tenant_roles
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		invsync.tenant_roles;
+BEGIN
+	IF p_role IS NULL OR p_role OPERATOR(pg_catalog.=) 0 THEN
+		RAISE EXCEPTION 'invalid role NULL'
+			USING ERRCODE = 'IV014';
+	END IF;
+	IF p_tenant IS NULL OR p_tenant < 0 THEN
+		RAISE EXCEPTION 'invalid tenant %', coalesce(p_tenant::text, 'NULL')
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A tenant is a non-negative bigint.';
+	END IF;
+	IF has_table_privilege(p_role, 'invsync.ledger', 'SELECT') THEN
+		RAISE WARNING 'role "%" reads invsync''s tables directly', p_role
+			USING DETAIL = 'The pin confines what the role does through invsync''s functions and views, not what it reads from the tables.',
+				  HINT = 'Pin roles granted invsync_reader, invsync_writer or invsync_webhook.';
+	END IF;
+	INSERT INTO invsync.tenant_roles AS t (role, tenant_id)
+	VALUES (p_role, p_tenant)
+	ON CONFLICT (role) DO UPDATE
+		SET tenant_id = excluded.tenant_id, pinned_at = now()
+	RETURNING * INTO v_row;
+	RETURN v_row;
+END
+$$;
+COMMENT ON FUNCTION invsync.pin_role(regrole, bigint) IS
+	'pin a role (and its members) to one tenant: from its next transaction on, it works in that tenant whatever it sets invsync.tenant to';
+
+/* remove a role's pin; returns whether it had one */
+CREATE FUNCTION invsync.unpin_role(p_role regrole)
+	RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM invsync.tenant_roles t WHERE t.role OPERATOR(pg_catalog.=) p_role;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION invsync.unpin_role(regrole) IS
+	'remove a role''s pin to a tenant; returns whether it had one';
 
 /* ---------------------------------------------------------------------
  * Catalog
@@ -294,6 +380,27 @@ COMMENT ON TABLE invsync.idempotency_keys IS
  * _take_idempotency_key, _post and adjust.
  */
 
+/*
+ * Bounded inputs (src/inputs.c): IV027 unless p_value has at most the
+ * characters allowed for p_what ('sku', 'location code', 'reason',
+ * 'reference' or 'name'); the size of a value, read from its header; and
+ * what an error message may show of a caller's value (40 bytes).
+ */
+CREATE FUNCTION invsync._check_length(p_value text, p_what text)
+	RETURNS void
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_check_length_sql';
+
+CREATE FUNCTION invsync._raw_size(p_value jsonb)
+	RETURNS bigint
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_raw_size_sql';
+
+CREATE FUNCTION invsync._clip(p_value text)
+	RETURNS text
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_clip_sql';
+
 /* quantities are positive and at most max_quantity(); IV003 otherwise */
 CREATE FUNCTION invsync._check_quantity(p_value bigint, p_what text,
 										p_allow_negative boolean DEFAULT false)
@@ -337,13 +444,13 @@ CREATE FUNCTION invsync._check_stockable(p_tenant bigint, p_sku text, p_location
 BEGIN
 	IF NOT EXISTS (SELECT FROM invsync.items i
 					WHERE i.tenant_id = p_tenant AND i.sku = p_sku) THEN
-		RAISE EXCEPTION 'unknown sku "%"', p_sku
+		RAISE EXCEPTION 'unknown sku %', coalesce('"' || p_sku || '"', 'NULL')
 			USING ERRCODE = 'IV001',
 				  HINT = 'Create it first with invsync.upsert_item().';
 	END IF;
 	IF NOT EXISTS (SELECT FROM invsync.locations l
 					WHERE l.tenant_id = p_tenant AND l.location = p_location) THEN
-		RAISE EXCEPTION 'unknown location "%"', p_location
+		RAISE EXCEPTION 'unknown location %', coalesce('"' || p_location || '"', 'NULL')
 			USING ERRCODE = 'IV002',
 				  HINT = 'Create it first with invsync.upsert_location().';
 	END IF;
@@ -556,7 +663,13 @@ CREATE FUNCTION invsync.upsert_item(p_sku text, p_name text DEFAULT NULL)
 DECLARE
 	v_row		invsync.items;
 BEGIN
-	IF p_sku IS NULL OR p_sku !~ '^[[:graph:]]{1,128}$' THEN
+	IF p_sku IS NULL THEN
+		RAISE EXCEPTION 'invalid sku NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_sku, 'sku'), invsync._check_length(p_name, 'name');
+	IF p_sku !~ '^[[:graph:]]{1,128}$' THEN
 		RAISE EXCEPTION 'invalid sku "%"', p_sku
 			USING ERRCODE = 'IV014',
 				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
@@ -581,7 +694,14 @@ CREATE FUNCTION invsync.upsert_location(p_location text, p_name text DEFAULT NUL
 DECLARE
 	v_row		invsync.locations;
 BEGIN
-	IF p_location IS NULL OR p_location !~ '^[[:graph:]]{1,64}$' THEN
+	IF p_location IS NULL THEN
+		RAISE EXCEPTION 'invalid location code NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_name, 'name');
+	IF p_location !~ '^[[:graph:]]{1,64}$' THEN
 		RAISE EXCEPTION 'invalid location code "%"', p_location
 			USING ERRCODE = 'IV014',
 				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
@@ -734,6 +854,10 @@ DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_current	bigint;
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_reason, 'reason'),
+			invsync._check_length(p_reference, 'reference');
 	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
 		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
 			USING ERRCODE = 'IV003',
@@ -766,6 +890,10 @@ CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigin
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_from, 'location code'),
+			invsync._check_length(p_to, 'location code'),
+			invsync._check_length(p_reference, 'reference');
 	PERFORM invsync._check_quantity(p_qty, 'quantity');
 	IF p_from IS NOT DISTINCT FROM p_to THEN
 		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
@@ -824,11 +952,13 @@ BEGIN
 			USING ERRCODE = 'IV006',
 				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
 	END IF;
-	IF p_lines IS NULL OR jsonb_typeof(p_lines) <> 'array'
+	/* the size first: it is read from the value's header, not the value */
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
 		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
 		RAISE EXCEPTION 'invalid reservation lines'
 			USING ERRCODE = 'IV006',
-				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}.';
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}, of at most 1 MB.';
 	END IF;
 
 	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
@@ -843,12 +973,15 @@ BEGIN
 			RAISE EXCEPTION 'invalid reservation line %', v_line_no
 				USING ERRCODE = 'IV006',
 					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer, "location": text (optional)}.',
-												 v_line_no, v_line);
+												 v_line_no, invsync._clip(v_line::text));
 		END IF;
+		PERFORM invsync._check_length(v_line ->> 'sku', 'sku'),
+				invsync._check_length(v_line ->> 'location', 'location code');
 		v_line_qty := (v_line ->> 'qty')::numeric;
 		IF v_line_qty <> trunc(v_line_qty) OR v_line_qty < 1
 			OR v_line_qty > invsync.max_quantity() THEN
-			RAISE EXCEPTION 'invalid quantity % on reservation line %', v_line ->> 'qty', v_line_no
+			RAISE EXCEPTION 'invalid quantity % on reservation line %',
+				invsync._clip(v_line ->> 'qty'), v_line_no
 				USING ERRCODE = 'IV003',
 					  DETAIL = pg_catalog.format('A quantity is a whole number between 1 and %s.',
 												 invsync.max_quantity());
@@ -968,6 +1101,11 @@ DECLARE
 	v_line		record;
 	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
 BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
 	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
 			jsonb_build_array(p_order_ref)) THEN
 		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
@@ -1047,6 +1185,8 @@ DECLARE
 	v_tenant	bigint := invsync.current_tenant();
 	v_result	numeric;
 BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code');
 	IF NOT EXISTS (SELECT FROM invsync.items i
 					WHERE i.tenant_id = v_tenant AND i.sku = p_sku) THEN
 		RAISE EXCEPTION 'unknown sku "%"', p_sku USING ERRCODE = 'IV001';
@@ -1103,7 +1243,8 @@ COMMENT ON VIEW invsync.open_reservations IS
 /*
  * Every (sku, location) where stock_levels differs from the ledger: the sum
  * of the changes, or the balance the newest ledger row recorded.  Empty,
- * always; anything it returns is a bug or tampering.
+ * always; anything it returns is a bug or tampering.  For a role pinned to
+ * a tenant, all tenants means its own.
  */
 CREATE FUNCTION invsync.check_consistency(p_all_tenants boolean DEFAULT false)
 	RETURNS TABLE (tenant_id bigint, sku text, location text,
@@ -1118,14 +1259,16 @@ CREATE FUNCTION invsync.check_consistency(p_all_tenants boolean DEFAULT false)
 			   sum(l.on_hand_change) AS on_hand, sum(l.reserved_change) AS reserved,
 			   max(l.ledger_id) AS last_id
 		  FROM invsync.ledger l
-		 WHERE p_all_tenants OR l.tenant_id = invsync.current_tenant()
+		 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
+			OR l.tenant_id = invsync.current_tenant()
 		 GROUP BY l.tenant_id, l.sku, l.location
 	)
 	SELECT coalesce(s.tenant_id, m.tenant_id), coalesce(s.sku, m.sku),
 		   coalesce(s.location, m.location), s.on_hand, s.reserved,
 		   m.on_hand, m.reserved, last.on_hand_after, last.reserved_after
 	  FROM (SELECT * FROM invsync.stock_levels x
-			 WHERE p_all_tenants OR x.tenant_id = invsync.current_tenant()) s
+			 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
+				OR x.tenant_id = invsync.current_tenant()) s
 	  FULL JOIN sums m
 		ON m.tenant_id = s.tenant_id AND m.sku = s.sku AND m.location = s.location
 	  LEFT JOIN invsync.ledger last
@@ -1190,6 +1333,7 @@ SELECT pg_catalog.pg_extension_config_dump('invsync.ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('invsync.reservation_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('invsync.reservations', '');
 SELECT pg_catalog.pg_extension_config_dump('invsync.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.tenant_roles', '');
 
 /* ---------------------------------------------------------------------
  * Privileges

@@ -3,7 +3,8 @@
  * invsync.c
  *	  Module load: the preload requirement, the invsync.* settings, and the
  *	  small SQL-callable helpers every invsync function builds on: the
- *	  current tenant, the current correlation id and the calling role.
+ *	  current correlation id and the calling role.  (The current tenant
+ *	  and its setting are tenant.c's.)
  *
  * invsync must be in shared_preload_libraries because it hosts a
  * background worker and a commit hook that wakes it; loading it any other
@@ -45,13 +46,10 @@ int			invsync_attempt_retention_min = 7 * 24 * 60;
 char	   *invsync_ca_file = NULL;
 bool		invsync_allow_insecure_http = false;
 char	   *invsync_test_connect_to = NULL;
+bool		invsync_direct_path = true;
 
-static char *tenant_setting = NULL;
 static char *correlation_id_setting = NULL;
 static int	idempotency_retention_min = 7 * 24 * 60;
-
-/* tenant_setting parsed by its assign hook; see check_tenant */
-static int64 current_tenant = 0;
 
 /* the correlation id generated for a transaction that set none */
 static LocalTransactionId generated_for_lxid = InvalidLocalTransactionId;
@@ -59,47 +57,8 @@ static char generated_correlation_id[37];
 
 void		_PG_init(void);
 
-PG_FUNCTION_INFO_V1(invsync_current_tenant_sql);
 PG_FUNCTION_INFO_V1(invsync_correlation_id_sql);
 PG_FUNCTION_INFO_V1(invsync_caller_sql);
-
-/*
- * invsync.tenant holds a bigint, which an integer setting cannot: accept
- * the empty string (tenant 0) or a non-negative 64-bit integer, and parse it
- * once here so that invsync_current_tenant() costs nothing.
- */
-static bool
-check_tenant(char **newval, void **extra, GucSource source)
-{
-	int64		parsed = 0;
-	int64	   *result;
-	char	   *end;
-
-	if (*newval != NULL && **newval != '\0')
-	{
-		errno = 0;
-		parsed = strtoi64(*newval, &end, 10);
-		if (errno != 0 || *end != '\0' || end == *newval || parsed < 0)
-		{
-			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-			GUC_check_errmsg("invalid value for invsync.tenant: \"%s\"", *newval);
-			GUC_check_errdetail("A tenant is a non-negative bigint; unset means tenant 0.");
-			return false;
-		}
-	}
-	result = (int64 *) malloc(sizeof(int64));
-	if (result == NULL)
-		return false;
-	*result = parsed;
-	*extra = result;
-	return true;
-}
-
-static void
-assign_tenant(const char *newval, void *extra)
-{
-	current_tenant = *(int64 *) extra;
-}
 
 /*
  * A correlation id travels into HTTP headers and log records, so only
@@ -198,14 +157,7 @@ _PG_init(void)
 				 errmsg("invsync must be loaded via shared_preload_libraries"),
 				 errhint("Add invsync to shared_preload_libraries in postgresql.conf and restart the server.")));
 
-	DefineCustomStringVariable("invsync.tenant",
-							   "The tenant whose rows invsync functions read and write.",
-							   "Unset or empty means tenant 0.",
-							   &tenant_setting,
-							   "",
-							   PGC_USERSET,
-							   0,
-							   check_tenant, assign_tenant, NULL);
+	invsync_define_tenant_setting();
 
 	DefineCustomStringVariable("invsync.correlation_id",
 							   "Correlation id stored with every change this session makes.",
@@ -215,6 +167,21 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   check_correlation_id, NULL, NULL);
+
+	/*
+	 * Superuser-only: it is the DBA's switch for adjust()'s direct path
+	 * (ledger_direct.c), and one that any session could turn back on
+	 * would switch nothing off.  Off costs speed only: the SQL path gives
+	 * the same results (the regress suite runs both ways).
+	 */
+	DefineCustomBoolVariable("invsync.direct_path",
+							 "Lets invsync.adjust() write its rows without SQL when it can.",
+							 "Off, adjust() always runs its SQL statements; the results are the same.",
+							 &invsync_direct_path,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invsync.idempotency_retention",
 							"How long idempotency keys are kept before purge_idempotency_keys() may remove them.",
@@ -348,13 +315,6 @@ _PG_init(void)
 	invsync_worker_init();
 }
 
-/* the tenant of the current session or transaction (invsync.tenant) */
-int64
-invsync_current_tenant(void)
-{
-	return current_tenant;
-}
-
 /*
  * The correlation id of the current transaction: invsync.correlation_id
  * when set, otherwise a random UUID made once per transaction, so that all
@@ -385,13 +345,6 @@ invsync_current_correlation_id(void)
 		generated_for_lxid = MyProc->lxid;
 	}
 	return generated_correlation_id;
-}
-
-/* SQL: invsync.current_tenant() returns bigint */
-Datum
-invsync_current_tenant_sql(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(invsync_current_tenant());
 }
 
 /* SQL: invsync.correlation_id() returns text */

@@ -17,6 +17,29 @@
 
 #include "postgres.h"
 
+/* the SQLSTATEs of class IV raised from C (README.md lists them all) */
+#define ERRCODE_INVSYNC_UNKNOWN_SKU			MAKE_SQLSTATE('I','V','0','0','1')
+#define ERRCODE_INVSYNC_UNKNOWN_LOCATION	MAKE_SQLSTATE('I','V','0','0','2')
+#define ERRCODE_INVSYNC_INVALID_QUANTITY	MAKE_SQLSTATE('I','V','0','0','3')
+#define ERRCODE_INVSYNC_KEY_REUSED			MAKE_SQLSTATE('I','V','0','0','5')
+#define ERRCODE_INVSYNC_INVALID_KEY			MAKE_SQLSTATE('I','V','0','1','0')
+#define ERRCODE_INVSYNC_TENANT_PINNED		MAKE_SQLSTATE('I','V','0','2','6')
+#define ERRCODE_INVSYNC_TOO_LONG			MAKE_SQLSTATE('I','V','0','2','7')
+
+/*
+ * The longest codes and texts the functions take, in characters (IV027
+ * beyond; README.md lists them with the limits SQL keeps: order references
+ * and idempotency keys 255, reservation lines 1,000 and 1 MB).
+ */
+#define INVSYNC_MAX_SKU_LENGTH			128
+#define INVSYNC_MAX_LOCATION_LENGTH		64
+#define INVSYNC_MAX_REASON_LENGTH		500
+#define INVSYNC_MAX_REFERENCE_LENGTH	255
+#define INVSYNC_MAX_NAME_LENGTH			200
+
+/* the most of a caller's value an error message shows, in bytes */
+#define INVSYNC_CLIP_BYTES				40
+
 /* longest correlation id accepted, in bytes */
 #define INVSYNC_CORRELATION_ID_MAX 128
 
@@ -35,10 +58,18 @@ extern int	invsync_attempt_retention_min;
 extern char *invsync_ca_file;
 extern bool invsync_allow_insecure_http;
 extern char *invsync_test_connect_to;
+extern bool invsync_direct_path;
 
 /* session helpers (src/invsync.c) */
-extern int64 invsync_current_tenant(void);
 extern const char *invsync_current_correlation_id(void);
+
+/* bounded inputs (src/inputs.c) */
+extern void invsync_check_length(Datum value, const char *what, int max_chars);
+extern char *invsync_clip(const char *value, int len);
+
+/* the current tenant (src/tenant.c) */
+extern void invsync_define_tenant_setting(void);
+extern int64 invsync_current_tenant(void);
 
 /* the sync worker (src/worker.c) */
 extern void invsync_worker_init(void);

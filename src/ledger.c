@@ -40,8 +40,9 @@
 #include "invsync.h"
 #include "ledger.h"
 
-/* longest idempotency key, in characters */
+/* longest idempotency key and order reference, in characters */
 #define MAX_KEY_LENGTH 255
+#define MAX_ORDER_REF_LENGTH 255
 
 #define SHA256_LENGTH 32
 
@@ -160,6 +161,63 @@ text_arg(FunctionCallInfo fcinfo, int argno)
 	return PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno);
 }
 
+/*
+ * ERROR unless argument argno of an internal function is given: its
+ * callers always pass it, and a NULL would be read as a pointer or as 0.
+ */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+}
+
+/*
+ * IV001 / IV002 unless a movement's sku and location are given.  Either
+ * path would fail later anyway, but the direct path looks the stock row
+ * up by them first.
+ */
+static void
+check_stock_row_key(FunctionCallInfo fcinfo, int sku_argno, int location_argno)
+{
+	if (PG_ARGISNULL(sku_argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_UNKNOWN_SKU),
+				 errmsg("unknown sku NULL"),
+				 errhint("Create it first with invsync.upsert_item().")));
+	if (PG_ARGISNULL(location_argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_UNKNOWN_LOCATION),
+				 errmsg("unknown location NULL"),
+				 errhint("Create it first with invsync.upsert_location().")));
+}
+
+/*
+ * IV027 unless the texts of a movement fit their limits (a NULL sku or
+ * location is left to check_stock_row_key or to SQL): checked before
+ * anything is computed from them.
+ */
+static void
+check_movement_lengths(FunctionCallInfo fcinfo, int sku_argno,
+					   int location_argno, int reason_argno,
+					   int reference_argno)
+{
+	if (!PG_ARGISNULL(sku_argno))
+		invsync_check_length(PG_GETARG_DATUM(sku_argno), "sku",
+							 INVSYNC_MAX_SKU_LENGTH);
+	if (!PG_ARGISNULL(location_argno))
+		invsync_check_length(PG_GETARG_DATUM(location_argno), "location code",
+							 INVSYNC_MAX_LOCATION_LENGTH);
+	if (!PG_ARGISNULL(reason_argno))
+		invsync_check_length(PG_GETARG_DATUM(reason_argno), "reason",
+							 INVSYNC_MAX_REASON_LENGTH);
+	if (!PG_ARGISNULL(reference_argno))
+		invsync_check_length(PG_GETARG_DATUM(reference_argno), "reference",
+							 INVSYNC_MAX_REFERENCE_LENGTH);
+}
+
 /* set parameter n of a movement to a text argument of the SQL function */
 static inline void
 set_text(Movement *movement, int n, FunctionCallInfo fcinfo, int argno)
@@ -201,7 +259,7 @@ check_quantity(bool isnull, int64 value, const char *what,
 		return;
 
 	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE('I', 'V', '0', '0', '3')),
+			(errcode(ERRCODE_INVSYNC_INVALID_QUANTITY),
 			 isnull ? errmsg("invalid %s NULL", what)
 			 : errmsg("invalid %s " INT64_FORMAT, what, value),
 			 allow_negative
@@ -217,12 +275,13 @@ check_key(text *key)
 {
 	if (key != NULL &&
 		VARSIZE_ANY_EXHDR(key) > 0 &&
+		VARSIZE_ANY_EXHDR(key) <= MAX_KEY_LENGTH * pg_database_encoding_max_length() &&
 		pg_mbstrlen_with_len(VARDATA_ANY(key),
 							 VARSIZE_ANY_EXHDR(key)) <= MAX_KEY_LENGTH)
 		return;
 
 	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE('I', 'V', '0', '1', '0')),
+			(errcode(ERRCODE_INVSYNC_INVALID_KEY),
 			 errmsg("invalid idempotency key"),
 			 errdetail("An idempotency key is a non-empty string of at most %d characters.",
 					   MAX_KEY_LENGTH),
@@ -297,7 +356,7 @@ take_idempotency_key(int64 tenant, text *key, const char *operation,
 			memcmp(VARDATA_ANY(stored_fingerprint), VARDATA(fingerprint),
 				   SHA256_LENGTH) != 0)
 			ereport(ERROR,
-					(errcode(MAKE_SQLSTATE('I', 'V', '0', '0', '5')),
+					(errcode(ERRCODE_INVSYNC_KEY_REUSED),
 					 errmsg("idempotency key \"%s\" was already used with different parameters",
 							text_to_cstring(key)),
 					 errdetail("The key was first used by %s; this call is %s with other parameters.",
@@ -393,6 +452,7 @@ ledger_row_as_result(HeapTuple tuple, TupleDesc tuple_desc,
 Datum
 invsync_check_quantity_sql(PG_FUNCTION_ARGS)
 {
+	require_arg(fcinfo, 1, "p_what");
 	check_quantity(PG_ARGISNULL(0), PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
 				   text_to_cstring(PG_GETARG_TEXT_PP(1)),
 				   !PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
@@ -407,11 +467,15 @@ Datum
 invsync_take_idempotency_key_sql(PG_FUNCTION_ARGS)
 {
 	text	   *key = text_arg(fcinfo, 1);
-	Jsonb	   *params = PG_GETARG_JSONB_P(3);
+	Jsonb	   *params;
 	char	   *params_text;
 	bool		taken;
 
+	require_arg(fcinfo, 0, "p_tenant");
+	require_arg(fcinfo, 2, "p_operation");
+	require_arg(fcinfo, 3, "p_params");
 	check_key(key);
+	params = PG_GETARG_JSONB_P(3);
 	params_text = JsonbToCString(NULL, &params->root, VARSIZE(params));
 	connect_spi();
 	taken = take_idempotency_key(PG_GETARG_INT64(0), key,
@@ -438,6 +502,17 @@ invsync_post_sql(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "invsync._post must return a row type");
+	/* a NULL sku or location is refused by _prepare_stock_row() */
+	require_arg(fcinfo, 0, "p_tenant");
+	require_arg(fcinfo, 3, "p_on_hand_change");
+	require_arg(fcinfo, 4, "p_reserved_change");
+	require_arg(fcinfo, 5, "p_operation");
+	require_arg(fcinfo, 9, "p_key");
+	/* the functions calling _post check these first; the ledger is forever */
+	check_movement_lengths(fcinfo, 1, 2, 6, 7);
+	if (!PG_ARGISNULL(8))
+		invsync_check_length(PG_GETARG_DATUM(8), "order reference",
+							 MAX_ORDER_REF_LENGTH);
 	init_movement(&movement, PG_GETARG_INT64(0),
 				  text_to_cstring(PG_GETARG_TEXT_PP(5)), text_arg(fcinfo, 9));
 	set_text(&movement, MOVE_SKU, fcinfo, 1);
@@ -493,6 +568,8 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	check_quantity(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
 				   "delta", true);
 	check_key(key);
+	check_stock_row_key(fcinfo, 0, 1);
+	check_movement_lengths(fcinfo, 0, 1, 3, 5);
 
 	/* the parameters that make two calls under one key the same call */
 	initStringInfo(&params);
@@ -523,6 +600,11 @@ invsync_adjust(PG_FUNCTION_ARGS)
 	if (direct_path_allowed())
 		result = adjust_directly(&movement, rsinfo->setResult,
 								 rsinfo->setDesc);
+	ereport(DEBUG1,
+			(errmsg_internal("invsync.adjust() %s",
+							 result == DIRECT_POSTED ? "wrote directly" :
+							 result == DIRECT_NOT_POSTED ? "took the key directly, posts through SQL" :
+							 "runs through SQL")));
 	if (result == DIRECT_POSTED)
 		return (Datum) 0;
 

@@ -13,8 +13,10 @@
  * ExecSimpleRelationInsert() (the executor's entry points for logical
  * replication).  Constraints, indexes, row triggers and AFTER triggers
  * work as they do for SQL, planning and executor start-up are skipped.
- * Everything else, and any table with statement triggers, takes the SQL
- * path, which gives the same result.
+ * Everything else takes the SQL path, which gives the same result, and so
+ * does every call for which SQL would check more than the direct path
+ * does (DESIGN §7): a table with statement triggers or row security, or
+ * adjust()'s owner lacking a privilege the SQL statements need.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -44,15 +46,18 @@
 #include "rewrite/rewriteManip.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "invsync.h"
 #include "ledger.h"
 
 /*
@@ -594,27 +599,129 @@ open_target(EState *estate, DirectTableId id, Index rtindex,
 	target->slot = table_slot_create(target->rel, &estate->es_tupleTable);
 }
 
-/* a range table entry for a table the direct path writes */
+/* some columns of a table, by their indexes in its DirectTable */
+static Bitmapset *
+column_set(DirectTableId id, const int *columns, int ncolumns)
+{
+	Bitmapset  *set = NULL;
+
+	for (int i = 0; i < ncolumns; i++)
+		set = bms_add_member(set, direct_tables[id].attnums[columns[i]] -
+							 FirstLowInvalidHeapAttributeNumber);
+	return set;
+}
+
+/*
+ * A range table entry for a table the direct path writes, asking for the
+ * privileges the SQL path's statements need on it (checked as the current
+ * user, adjust()'s owner): on the keys, INSERT and (to find a used key)
+ * SELECT; on the stock row, SELECT and UPDATE; on the ledger, INSERT and
+ * SELECT (RETURNING *).  The columns are those the statements name.
+ */
 static RangeTblEntry *
 make_rte(DirectTableId id)
 {
+	static const int key_inserted[] = {
+		KEY_TENANT, KEY_KEY, KEY_OPERATION, KEY_FINGERPRINT, KEY_CORRELATION
+	};
+	static const int key_selected[] = {
+		KEY_TENANT, KEY_KEY, KEY_OPERATION, KEY_FINGERPRINT
+	};
+	static const int stock_selected[] = {
+		STOCK_TENANT, STOCK_SKU, STOCK_LOCATION, STOCK_ON_HAND, STOCK_RESERVED
+	};
+	static const int stock_updated[] = {
+		STOCK_ON_HAND, STOCK_RESERVED, STOCK_UPDATED
+	};
+	static const int ledger_inserted[] = {
+		LEDGER_TENANT, LEDGER_SKU, LEDGER_LOCATION, LEDGER_OPERATION,
+		LEDGER_ON_HAND_CHANGE, LEDGER_RESERVED_CHANGE, LEDGER_ON_HAND_AFTER,
+		LEDGER_RESERVED_AFTER, LEDGER_REASON, LEDGER_REFERENCE,
+		LEDGER_ORDER_REF, LEDGER_KEY, LEDGER_CORRELATION, LEDGER_ACTOR
+	};
+	static const int ledger_selected[] = {
+		LEDGER_TENANT, LEDGER_ID, LEDGER_SKU, LEDGER_LOCATION,
+		LEDGER_OPERATION, LEDGER_ON_HAND_CHANGE, LEDGER_RESERVED_CHANGE,
+		LEDGER_ON_HAND_AFTER, LEDGER_RESERVED_AFTER, LEDGER_REASON,
+		LEDGER_REFERENCE, LEDGER_ORDER_REF, LEDGER_KEY, LEDGER_CORRELATION,
+		LEDGER_ACTOR, LEDGER_RECORDED
+	};
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 
 	rte->rtekind = RTE_RELATION;
 	rte->relid = direct_tables[id].relid;
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
+	rte->checkAsUser = InvalidOid;
+	switch (id)
+	{
+		case KEYS_TABLE:
+			rte->requiredPerms = ACL_INSERT | ACL_SELECT;
+			rte->insertedCols = column_set(id, key_inserted,
+										   lengthof(key_inserted));
+			rte->selectedCols = column_set(id, key_selected,
+										   lengthof(key_selected));
+			break;
+		case STOCK_TABLE:
+			rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
+			rte->selectedCols = column_set(id, stock_selected,
+										   lengthof(stock_selected));
+			/* also what UPDATE OF triggers compare with */
+			rte->updatedCols = column_set(id, stock_updated,
+										  lengthof(stock_updated));
+			break;
+		case LEDGER_TABLE:
+			rte->requiredPerms = ACL_INSERT | ACL_SELECT;
+			rte->insertedCols = column_set(id, ledger_inserted,
+										   lengthof(ledger_inserted));
+			rte->selectedCols = column_set(id, ledger_selected,
+										   lengthof(ledger_selected));
+			break;
+		default:
+			elog(ERROR, "unexpected direct table %d", id);
+	}
 	return rte;
+}
+
+/*
+ * Whether the SQL path would check something here that the direct path
+ * does not (DESIGN §7): a privilege the current user (adjust()'s owner,
+ * when it runs as SECURITY DEFINER) lacks on one of the tables, as
+ * ExecCheckRTPerms() checks them for SQL, or on the ledger's sequence, as
+ * nextval() checks it; or row security applying to one of the tables.
+ * Then the SQL path runs, and refuses or filters as it should.  Checked
+ * on every call, with the tables locked: a privilege check costs a cached
+ * catalog lookup, and GRANT, REVOKE and role membership take effect at
+ * once, as for SQL.
+ */
+static bool
+sql_checks_more(List *range_table, const Relation *rels, int nrels)
+{
+	if (!ExecCheckRTPerms(range_table, false))
+		return true;
+	if (pg_class_aclcheck(ledger_sequence, GetUserId(),
+						  ACL_USAGE | ACL_UPDATE) != ACLCHECK_OK)
+		return true;
+	for (int r = 0; r < nrels; r++)
+		if (rels[r]->rd_rel->relrowsecurity &&
+			check_enable_rls(RelationGetRelid(rels[r]), InvalidOid,
+							 true) == RLS_ENABLED)
+			return true;
+	return false;
 }
 
 
 /*
- * Whether adjust() may take the direct path now: it knows READ COMMITTED's
- * rules only, and makes none of the checks SQL makes before writing.
+ * Whether adjust() may take the direct path now: unless a superuser turned
+ * it off (invsync.direct_path), in READ COMMITTED, whose rules are the
+ * only ones it knows.  (Whether SQL would check more is decided with the
+ * tables locked, in adjust_directly.)
  */
 bool
 direct_path_allowed(void)
 {
+	if (!invsync_direct_path)
+		return false;
 	look_up_direct_tables();
 	return direct_path_usable && !IsolationUsesXactSnapshot() &&
 		!XactReadOnly && !IsInParallelMode();
@@ -626,7 +733,8 @@ adjust_directly(Movement *movement, Tuplestorestate *out, TupleDesc out_desc)
 {
 	EState	   *estate;
 	MemoryContext caller_context;
-	RangeTblEntry *stock_rte;
+	List	   *range_table;
+	Relation	rels[DIRECT_NTABLES];
 	DirectTarget keys;
 	DirectTarget stock;
 	DirectTarget ledger;
@@ -634,33 +742,38 @@ adjust_directly(Movement *movement, Tuplestorestate *out, TupleDesc out_desc)
 	int64		reserved;
 	DirectResult result = DIRECT_NOT_POSTED;
 
+	/* the stock row is found by these: without them, leave it to SQL */
+	if (movement->nulls[MOVE_SKU] == 'n' ||
+		movement->nulls[MOVE_LOCATION] == 'n' ||
+		movement->nulls[MOVE_KEY] == 'n')
+		return DIRECT_KEY_NOT_TAKEN;
+
 	estate = CreateExecutorState();
 	caller_context = MemoryContextSwitchTo(estate->es_query_cxt);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	estate->es_snapshot = GetActiveSnapshot();
 
-	stock_rte = make_rte(STOCK_TABLE);
-	stock_rte->updatedCols =
-		bms_make_singleton(direct_tables[STOCK_TABLE].attnums[STOCK_ON_HAND] -
-						   FirstLowInvalidHeapAttributeNumber);
-	stock_rte->updatedCols =
-		bms_add_member(stock_rte->updatedCols,
-					   direct_tables[STOCK_TABLE].attnums[STOCK_UPDATED] -
-					   FirstLowInvalidHeapAttributeNumber);
-	ExecInitRangeTable(estate, list_make3(make_rte(KEYS_TABLE), stock_rte,
-										  make_rte(LEDGER_TABLE)));
+	range_table = list_make3(make_rte(KEYS_TABLE), make_rte(STOCK_TABLE),
+							 make_rte(LEDGER_TABLE));
+	ExecInitRangeTable(estate, range_table);
 	open_target(estate, KEYS_TABLE, 1, &keys);
 	open_target(estate, STOCK_TABLE, 2, &stock);
 	open_target(estate, LEDGER_TABLE, 3, &ledger);
+	rels[KEYS_TABLE] = keys.rel;
+	rels[STOCK_TABLE] = stock.rel;
+	rels[LEDGER_TABLE] = ledger.rel;
 	AfterTriggerBeginQuery();
 
 	/*
 	 * DDL that committed while we waited for our locks may have changed
 	 * the tables from what direct_tables says: then leave it all to SQL.
+	 * So do statement triggers, privileges and row security (checked once
+	 * the tables are locked, as SQL checks them).
 	 */
 	if (!direct_tables_known ||
 		keys.rri->ri_TrigDesc != NULL || has_statement_triggers(&stock) ||
 		has_statement_triggers(&ledger) ||
+		sql_checks_more(range_table, rels, DIRECT_NTABLES) ||
 		!insert_key_directly(estate, &keys, movement))
 		result = DIRECT_KEY_NOT_TAKEN;
 	else if (lock_stock_row(&stock, movement) &&
