@@ -2,11 +2,11 @@
 -- secrets: app secrets and shop tokens are readable only by invsync_worker
 -- and invsync_secrets, not by invsync_admin, who still manages apps and
 -- shops; the sync worker's role holds exactly what the internal functions
--- it calls need, and each of them runs under it.  Tenant 42.
+-- it calls need, and each of them runs under it.  Tenant 43.
 --
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET invsync.tenant = 42;
+SET invsync.tenant = 43;
 
 CREATE ROLE regress_sec_admin IN ROLE invsync_admin;
 CREATE ROLE regress_sec_secrets IN ROLE invsync_secrets;
@@ -45,20 +45,20 @@ INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token
 						   access_expires_at)
 SELECT app_id, '4202', 'access-4202-not-for-admins', 'refresh-4202-not-for-admins',
 	   now() + interval '4 hours'
-  FROM invsync.apps WHERE tenant_id = 42
+  FROM invsync.apps WHERE tenant_id = 43
 RETURNING external_shop_id, token_state;
-SELECT app_key, base_url FROM invsync.apps WHERE tenant_id = 42;
-SELECT external_shop_id, token_state, enabled FROM invsync.shops WHERE tenant_id = 42;
-UPDATE invsync.apps SET app_secret = 'app-secret-4201-rotated' WHERE tenant_id = 42;
+SELECT app_key, base_url FROM invsync.apps WHERE tenant_id = 43;
+SELECT external_shop_id, token_state, enabled FROM invsync.shops WHERE tenant_id = 43;
+UPDATE invsync.apps SET app_secret = 'app-secret-4201-rotated' WHERE tenant_id = 43;
 UPDATE invsync.shops SET refresh_token = 'refresh-4202-replaced', rate_limit_per_sec = 5
- WHERE tenant_id = 42;
+ WHERE tenant_id = 43;
 -- no read, not even indirectly
-SELECT app_secret FROM invsync.apps WHERE tenant_id = 42;
-SELECT * FROM invsync.shops WHERE tenant_id = 42;
+SELECT app_secret FROM invsync.apps WHERE tenant_id = 43;
+SELECT * FROM invsync.shops WHERE tenant_id = 43;
 SELECT count(*) FROM invsync.shops WHERE access_token LIKE 'a%';
-UPDATE invsync.shops SET access_token = access_token || 'x' WHERE tenant_id = 42;
-UPDATE invsync.apps SET name = 'x' WHERE tenant_id = 42 RETURNING app_secret;
-SELECT * FROM invsync._shop_context(42, 0);
+UPDATE invsync.shops SET access_token = access_token || 'x' WHERE tenant_id = 43;
+UPDATE invsync.apps SET name = 'x' WHERE tenant_id = 43 RETURNING app_secret;
+SELECT * FROM invsync._shop_context(43, 0);
 RESET ROLE;
 
 -- a reader sees neither the tables nor the secrets
@@ -71,9 +71,9 @@ RESET ROLE;
 SET ROLE regress_sec_secrets;
 SELECT a.app_secret, a.push_secret, s.access_token, s.refresh_token
   FROM invsync.apps a JOIN invsync.shops s USING (tenant_id, app_id)
- WHERE a.tenant_id = 42;
+ WHERE a.tenant_id = 43;
 SELECT count(*) FROM invsync.listings;
-UPDATE invsync.shops SET access_token = 'x' WHERE tenant_id = 42;
+UPDATE invsync.shops SET access_token = 'x' WHERE tenant_id = 43;
 RESET ROLE;
 
 --
@@ -122,7 +122,7 @@ SELECT FROM invsync.upsert_item('KIT');
 SELECT FROM invsync.set_bundle('KIT', '[{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]');
 SELECT FROM invsync.adjust('A', 'W1', 10, 'receipt', 'sec-a');
 SELECT FROM invsync.adjust('B', 'W1', 3, 'receipt', 'sec-b');
-SELECT shop_id AS shop FROM invsync.shops WHERE tenant_id = 42 \gset
+SELECT shop_id AS shop FROM invsync.shops WHERE tenant_id = 43 \gset
 INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
 VALUES (:shop, 'A', '1', '1'), (:shop, 'KIT', '1', '2');
 
@@ -132,34 +132,34 @@ SELECT l.sku, c.target_level, c.attempts, c.channel, c.external_item_id,
 	   c.external_model_id
   FROM invsync._claim(now(), interval '1 minute', 1000, 50) c
   JOIN invsync.listings l USING (tenant_id, listing_id)
- WHERE c.tenant_id = 42 ORDER BY l.sku;
+ WHERE c.tenant_id = 43 ORDER BY l.sku;
 SELECT channel, external_shop_id, app_key, app_secret, access_token, refresh_token,
 	   base_url, token_state
-  FROM invsync._shop_context(42, :shop);
+  FROM invsync._shop_context(43, :shop);
 SELECT q.listing_id AS listing_a, q.claimed_version AS version_a
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
- WHERE q.tenant_id = 42 AND l.sku = 'A' \gset
+ WHERE q.tenant_id = 43 AND l.sku = 'A' \gset
 SELECT q.listing_id AS listing_kit, q.claimed_version AS version_kit
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
- WHERE q.tenant_id = 42 AND l.sku = 'KIT' \gset
+ WHERE q.tenant_id = 43 AND l.sku = 'KIT' \gset
 SELECT * FROM invsync._record_batch(
-	ARRAY[ROW(42, :listing_a, :version_a, 10, 'ok', 0, NULL, NULL)::invsync.worker_outcome],
-	ARRAY[ROW(42, :shop, 'shopee', 'stock_update', ARRAY[:listing_a]::bigint[],
+	ARRAY[ROW(43, :listing_a, :version_a, 10, 'ok', 0, NULL, NULL)::invsync.worker_outcome],
+	ARRAY[ROW(43, :shop, 'shopee', 'stock_update', ARRAY[:listing_a]::bigint[],
 			  ARRAY[:version_a]::bigint[], ARRAY[10]::bigint[], 'sec-1',
 			  'https://127.0.0.1:9/api/v2/product/update_stock?sign=[redacted]',
 			  200, 'ok', NULL, NULL, NULL, 1.5,
 			  '2023-11-14 22:13:20+00')::invsync.worker_attempt],
 	now());
-SELECT invsync._release_claim(42, :listing_kit, :version_kit);
+SELECT invsync._release_claim(43, :listing_kit, :version_kit);
 SELECT l.sku, q.state, q.pushed_level, q.lease_until IS NULL AS released
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
- WHERE q.tenant_id = 42 ORDER BY l.sku;
-SELECT invsync._take_refresh_lease(42, :shop, now(), interval '10 seconds');
-SELECT invsync._store_refreshed_tokens(42, :shop, 'refresh-4202-replaced',
+ WHERE q.tenant_id = 43 ORDER BY l.sku;
+SELECT invsync._take_refresh_lease(43, :shop, now(), interval '10 seconds');
+SELECT invsync._store_refreshed_tokens(43, :shop, 'refresh-4202-replaced',
 	'access-4202-refreshed', 'refresh-4202-refreshed', now() + interval '4 hours', NULL);
-SELECT invsync._refresh_failed(42, :shop, false, 'error_server: try later');
+SELECT invsync._refresh_failed(43, :shop, false, 'error_server: try later');
 SELECT access_token, refresh_token, token_state, token_error
-  FROM invsync.shops WHERE tenant_id = 42;
+  FROM invsync.shops WHERE tenant_id = 43;
 SELECT invsync._purge_attempts(now() - interval '1000 years', 10);
 SELECT invsync._purge_attempts(now() + interval '1 day', 10) >= 1 AS purged;
 -- and nothing beyond: no stock function, no version bump, no listing
@@ -173,8 +173,8 @@ ROLLBACK;
 -- the admin's writes are all there
 SELECT a.app_secret, a.push_secret, s.access_token, s.refresh_token, s.rate_limit_per_sec
   FROM invsync.apps a JOIN invsync.shops s USING (tenant_id, app_id)
- WHERE a.tenant_id = 42;
+ WHERE a.tenant_id = 43;
 
-DELETE FROM invsync.shops WHERE tenant_id = 42;
-DELETE FROM invsync.apps WHERE tenant_id = 42;
+DELETE FROM invsync.shops WHERE tenant_id = 43;
+DELETE FROM invsync.apps WHERE tenant_id = 43;
 DROP ROLE regress_sec_admin, regress_sec_secrets, regress_sec_reader;
