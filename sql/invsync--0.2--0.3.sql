@@ -1477,3 +1477,23 @@ BEGIN
 	RETURN v_result::bigint;
 END
 $$;
+
+/* every function a trigger, the worker or another function runs pins search_path */
+ALTER FUNCTION invsync._append_correlation_id(text[], text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._check_stockable(bigint, text, text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._close_order(text, text, text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._enqueue_skus(bigint, text[], text, boolean)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._is_published(bigint, text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._mark_published(bigint, text[])
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._prepare_stock_row(bigint, text, text, bigint, bigint)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._publish_level(bigint, bigint, numeric, bigint, bigint)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION invsync._replay(bigint, text)
+	SET search_path = pg_catalog, pg_temp;

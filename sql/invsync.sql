@@ -425,6 +425,7 @@ CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT l.*
 	  FROM invsync.ledger l
@@ -440,6 +441,7 @@ $$;
 CREATE FUNCTION invsync._check_stockable(p_tenant bigint, p_sku text, p_location text)
 	RETURNS void
 	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM invsync.items i
@@ -476,6 +478,7 @@ CREATE FUNCTION invsync._prepare_stock_row(p_tenant bigint, p_sku text, p_locati
 										   p_on_hand_change bigint, p_reserved_change bigint)
 	RETURNS void
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_on_hand	bigint;
@@ -1094,6 +1097,7 @@ CREATE FUNCTION invsync._close_order(p_order_ref text, p_idempotency_key text,
 									 p_operation text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();

@@ -154,6 +154,7 @@ CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
 									   p_min_level bigint, p_max_level bigint)
 	RETURNS bigint
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT CASE
 			 WHEN p_min_level IS NOT NULL AND level < p_min_level THEN 0
@@ -251,6 +252,7 @@ COMMENT ON VIEW invsync.listing_levels IS
 CREATE FUNCTION invsync._append_correlation_id(p_ids text[], p_id text)
 	RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT CASE
 			 WHEN p_id = ANY (p_ids) THEN p_ids
@@ -295,6 +297,7 @@ CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
 									  p_location text, p_force boolean DEFAULT false)
 	RETURNS integer
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	v_count		integer;
@@ -346,6 +349,7 @@ COMMENT ON COLUMN invsync.stock_levels.published IS
 CREATE FUNCTION invsync._is_published(p_tenant bigint, p_sku text)
 	RETURNS boolean
 	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT EXISTS (SELECT FROM invsync.listings l
 					WHERE l.tenant_id = p_tenant
@@ -356,6 +360,7 @@ $$;
 CREATE FUNCTION invsync._mark_published(p_tenant bigint, p_skus text[])
 	RETURNS void
 	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 	UPDATE invsync.stock_levels s
 	   SET published = true
