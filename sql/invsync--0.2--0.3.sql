@@ -1493,7 +1493,51 @@ ALTER FUNCTION invsync._mark_published(bigint, text[])
 	SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION invsync._prepare_stock_row(bigint, text, text, bigint, bigint)
 	SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION invsync._publish_level(bigint, bigint, numeric, bigint, bigint)
-	SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION invsync._replay(bigint, text)
 	SET search_path = pg_catalog, pg_temp;
+
+/*
+ * The helpers the claim runs once per listing have SQL-standard bodies:
+ * their names are resolved when they are created, so no search_path can
+ * redirect them, and the planner can still inline them (a SET clause would
+ * stop that and cost a settings change per listing).
+ */
+CREATE OR REPLACE FUNCTION invsync._expand_bundle(p_tenant bigint, p_sku text)
+	RETURNS TABLE (sku text, qty numeric)
+	LANGUAGE sql STABLE
+BEGIN ATOMIC
+	SELECT f.component_sku, f.qty::numeric
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku
+	UNION ALL
+	SELECT p_sku, 1::numeric
+	 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
+						WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku);
+END;
+
+CREATE OR REPLACE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
+										   p_source_locations text[])
+	RETURNS bigint
+	LANGUAGE sql STABLE
+BEGIN ATOMIC
+	SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	  FROM invsync._expand_bundle(p_tenant, p_sku) e
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
+			   AND (p_source_locations IS NULL
+					OR s.location = ANY (p_source_locations))) a ON true;
+END;
+
+CREATE OR REPLACE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
+									   p_allocation_percent numeric,
+									   p_min_level bigint, p_max_level bigint)
+	RETURNS bigint
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (CASE
+			  WHEN greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))
+				   < coalesce(p_min_level, 0) THEN 0
+			  ELSE least(greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100)),
+						 p_max_level)
+			END)::bigint;

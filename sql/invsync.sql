@@ -546,16 +546,15 @@ CREATE FUNCTION invsync._post(p_tenant bigint, p_sku text, p_location text,
 CREATE FUNCTION invsync._expand_bundle(p_tenant bigint, p_sku text)
 	RETURNS TABLE (sku text, qty numeric)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
+BEGIN ATOMIC
 	SELECT f.component_sku, f.qty::numeric
 	  FROM invsync.bundle_leaves f
 	 WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku
 	UNION ALL
 	SELECT p_sku, 1::numeric
 	 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
-						WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku)
-$$;
+						WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku);
+END;
 
 /*
  * Rewrite the flat lists (bundle_leaves) of the given bundles from their

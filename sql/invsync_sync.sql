@@ -138,7 +138,7 @@ CREATE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
 										   p_source_locations text[])
 	RETURNS bigint
 	LANGUAGE sql STABLE
-	AS $$
+BEGIN ATOMIC
 	SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
 	  FROM invsync._expand_bundle(p_tenant, p_sku) e
 	  LEFT JOIN LATERAL (
@@ -146,24 +146,20 @@ CREATE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
 			  FROM invsync.stock_levels s
 			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
 			   AND (p_source_locations IS NULL
-					OR s.location = ANY (p_source_locations))) a ON true
-$$;
+					OR s.location = ANY (p_source_locations))) a ON true;
+END;
 
 CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
 									   p_allocation_percent numeric,
 									   p_min_level bigint, p_max_level bigint)
 	RETURNS bigint
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-	SELECT CASE
-			 WHEN p_min_level IS NOT NULL AND level < p_min_level THEN 0
-			 WHEN p_max_level IS NOT NULL AND level > p_max_level THEN p_max_level
-			 ELSE level
-		   END
-	  FROM (SELECT greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))::bigint
-				   AS level) l
-$$;
+	RETURN (CASE
+			  WHEN greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))
+				   < coalesce(p_min_level, 0) THEN 0
+			  ELSE least(greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100)),
+						 p_max_level)
+			END)::bigint;
 
 /*
  * The view reads through a SECURITY DEFINER function: readers may see
