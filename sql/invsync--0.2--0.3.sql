@@ -895,3 +895,53 @@ GRANT EXECUTE ON FUNCTION
 	invsync._expand_bundle(bigint, text),
 	invsync._base_url_refusal(text)
 	TO invsync_worker;
+
+/*
+ * pg_dump and restore keep every row: the triggers pass over rows loaded
+ * from a dump (a creation time other than now(); see "Rows loaded from a
+ * dump" in the install script), whose effects the dump holds already.
+ * Listings loaded are not queued (their queue rows are loaded after them),
+ * and stock rows loaded keep their published flag and are not queued.
+ */
+CREATE OR REPLACE FUNCTION invsync._stock_row_created() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
+	RETURN NEW;
+END
+$$;
+
+DROP TRIGGER stock_levels_published ON invsync.stock_levels;
+CREATE TRIGGER stock_levels_published
+	BEFORE INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_row_created();
+DROP TRIGGER stock_levels_enqueue_insert ON invsync.stock_levels;
+CREATE TRIGGER stock_levels_enqueue_insert
+	AFTER INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved
+					   AND NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_changed();
+
+CREATE OR REPLACE FUNCTION invsync._listing_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'shops' THEN
+		PERFORM invsync._enqueue_skus(NEW.tenant_id,
+									  ARRAY(SELECT l.sku FROM invsync.listings l
+											 WHERE l.tenant_id = NEW.tenant_id
+											   AND l.shop_id = NEW.shop_id),
+									  NULL);
+	ELSE
+		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
+		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
+			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
