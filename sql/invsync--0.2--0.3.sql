@@ -901,7 +901,8 @@ GRANT EXECUTE ON FUNCTION
  * from a dump (a creation time other than now(); see "Rows loaded from a
  * dump" in the install script), whose effects the dump holds already.
  * Listings loaded are not queued (their queue rows are loaded after them),
- * and stock rows loaded keep their published flag and are not queued.
+ * stock rows loaded keep their published flag and are not queued, and apps
+ * loaded keep the base URL they were stored with (_claim() checks it).
  */
 CREATE OR REPLACE FUNCTION invsync._stock_row_created() RETURNS trigger
 	LANGUAGE plpgsql
@@ -945,3 +946,8 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+ALTER FUNCTION invsync._apps_check_base_url()
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invsync._apps_check_base_url() IS
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';

@@ -43,7 +43,9 @@ COMMENT ON COLUMN invsync.apps.push_secret IS
  * or password, query or fragment, at most 512 bytes; plain http only while
  * a superuser has set invsync.allow_insecure_http.  Checked when stored
  * (IV023 malformed, IV024 plain http) and again by _claim() before any row
- * of the app's shops is sent, under the setting as it is then.
+ * of the app's shops is sent, under the setting as it is then.  A row
+ * loaded from a dump (its created_at is not now(): see "Rows loaded from a
+ * dump" below) is kept as it was stored; _claim() still checks it.
  */
 CREATE FUNCTION invsync._base_url_refusal(p_url text)
 	RETURNS text
@@ -54,9 +56,10 @@ COMMENT ON FUNCTION invsync._base_url_refusal(text) IS
 
 CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'invsync_apps_check_base_url'
-	LANGUAGE C;
+	LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION invsync._apps_check_base_url() IS
-	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024)';
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';
 
 CREATE TRIGGER apps_base_url
 	BEFORE INSERT OR UPDATE OF base_url ON invsync.apps
