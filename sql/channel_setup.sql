@@ -88,6 +88,16 @@ SELECT app_key, base_url FROM invsync.apps WHERE tenant_id = 41 AND app_key = '2
 UPDATE invsync.apps SET base_url = NULL WHERE tenant_id = 41 AND app_key = '2';
 UPDATE invsync.apps SET name = 'renamed' WHERE tenant_id = 41 AND app_key = '3';
 
+-- an app loaded from a dump (created before this transaction) keeps the
+-- base URL it was stored with; the worker checks it before sending
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, created_at)
+VALUES ('shopee', '7', 'secret-of-app-7', 'http://127.0.0.1:8080', now() - interval '1 day');
+SELECT app_key, base_url, invsync._base_url_refusal(base_url) IS NOT NULL AS refused_at_send
+  FROM invsync.apps WHERE tenant_id = 41 AND app_key = '7';
+-- created now, the same URL is refused
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, created_at)
+VALUES ('shopee', '8', 'secret-of-app-8', 'http://127.0.0.1:8080', now());
+
 -- what the worker is told at send time (NULL: it may send)
 SELECT u.url IS NULL AS is_null, invsync._base_url_refusal(u.url) AS refusal
 FROM (VALUES (NULL), ('https://partner.shopeemobile.com'),

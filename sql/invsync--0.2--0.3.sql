@@ -1541,3 +1541,59 @@ CREATE OR REPLACE FUNCTION invsync._publish_level(p_available bigint, p_buffer b
 			  ELSE least(greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100)),
 						 p_max_level)
 			END)::bigint;
+
+/*
+ * pg_dump and restore keep every row: the triggers pass over rows loaded
+ * from a dump (a creation time other than now(); see "Rows loaded from a
+ * dump" in the install script), whose effects the dump holds already.
+ * Listings loaded are not queued (their queue rows are loaded after them),
+ * stock rows loaded keep their published flag and are not queued, and apps
+ * loaded keep the base URL they were stored with (_claim() checks it).
+ */
+CREATE OR REPLACE FUNCTION invsync._stock_row_created() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
+	RETURN NEW;
+END
+$$;
+
+DROP TRIGGER stock_levels_published ON invsync.stock_levels;
+CREATE TRIGGER stock_levels_published
+	BEFORE INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_row_created();
+DROP TRIGGER stock_levels_enqueue_insert ON invsync.stock_levels;
+CREATE TRIGGER stock_levels_enqueue_insert
+	AFTER INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved
+					   AND NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_changed();
+
+CREATE OR REPLACE FUNCTION invsync._listing_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'shops' THEN
+		PERFORM invsync._enqueue_skus(NEW.tenant_id,
+									  ARRAY(SELECT l.sku FROM invsync.listings l
+											 WHERE l.tenant_id = NEW.tenant_id
+											   AND l.shop_id = NEW.shop_id),
+									  NULL);
+	ELSE
+		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
+		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
+			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION invsync._apps_check_base_url()
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invsync._apps_check_base_url() IS
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';

@@ -43,7 +43,9 @@ COMMENT ON COLUMN invsync.apps.push_secret IS
  * or password, query or fragment, at most 512 bytes; plain http only while
  * a superuser has set invsync.allow_insecure_http.  Checked when stored
  * (IV023 malformed, IV024 plain http) and again by _claim() before any row
- * of the app's shops is sent, under the setting as it is then.
+ * of the app's shops is sent, under the setting as it is then.  A row
+ * loaded from a dump (its created_at is not now(): see "Rows loaded from a
+ * dump" below) is kept as it was stored; _claim() still checks it.
  */
 CREATE FUNCTION invsync._base_url_refusal(p_url text)
 	RETURNS text
@@ -54,9 +56,10 @@ COMMENT ON FUNCTION invsync._base_url_refusal(text) IS
 
 CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'invsync_apps_check_base_url'
-	LANGUAGE C;
+	LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION invsync._apps_check_base_url() IS
-	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024)';
+	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';
 
 CREATE TRIGGER apps_base_url
 	BEFORE INSERT OR UPDATE OF base_url ON invsync.apps
@@ -365,8 +368,28 @@ CREATE FUNCTION invsync._mark_published(p_tenant bigint, p_skus text[])
 						   LATERAL invsync._expand_bundle(p_tenant, u.sku) e)
 $$;
 
+/*
+ * Rows loaded from a dump.  pg_dump writes the rows of the extension's
+ * tables after CREATE EXTENSION, and pg_restore or psql load them with the
+ * triggers below enabled, one table after another in the order of the
+ * foreign keys between them (listings before sync_queue; stock after
+ * listings), each in its own transaction or all in one.  What those
+ * triggers would do is in the dump already: the published flags, and the
+ * queue rows with their versions, leases, outcomes and dead letters.
+ * Queueing a loaded listing or stock row would collide with its dumped
+ * queue row, loaded later.  So the triggers that react to a new row pass
+ * over a loaded one, and the restored tables equal the dumped ones.
+ *
+ * A row the extension creates takes its creation time by default, now():
+ * created_at of a listing, updated_at of a stock row (_prepare_stock_row
+ * creates them empty).  A loaded row brings the time it was created at in
+ * the source.  So a row inserted with another creation time than this
+ * transaction's start is a loaded one.  The test costs the hot path
+ * nothing: stock changes are UPDATEs, and the queue has no trigger.
+ */
 CREATE FUNCTION invsync._stock_row_created() RETURNS trigger
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
@@ -374,9 +397,11 @@ BEGIN
 END
 $$;
 
+/* a stock row created, not loaded: whether a listing publishes it */
 CREATE TRIGGER stock_levels_published
 	BEFORE INSERT ON invsync.stock_levels
-	FOR EACH ROW EXECUTE FUNCTION invsync._stock_row_created();
+	FOR EACH ROW WHEN (NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_row_created();
 
 /* stock_levels trigger: only a change of available stock can move a level */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger
@@ -390,7 +415,8 @@ $$;
 
 CREATE TRIGGER stock_levels_enqueue_insert
 	AFTER INSERT ON invsync.stock_levels
-	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved)
+	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved
+					   AND NEW.updated_at = pg_catalog.now())
 	EXECUTE FUNCTION invsync._stock_changed();
 CREATE TRIGGER stock_levels_enqueue_update
 	AFTER UPDATE ON invsync.stock_levels
@@ -399,8 +425,11 @@ CREATE TRIGGER stock_levels_enqueue_update
 	EXECUTE FUNCTION invsync._stock_changed();
 
 /*
- * A listing's own terms changed, or a listing or shop was (re-)enabled.
- * SECURITY DEFINER: the admin editing listings may not write the queue.
+ * A listing was created, its own terms changed, or a listing or shop was
+ * (re-)enabled.  A listing loaded from a dump (see above) comes with its
+ * queue row and is not queued; its stock is still marked published, which
+ * changes nothing when the flags were loaded too.  SECURITY DEFINER: the
+ * admin editing listings may not write the queue.
  */
 CREATE FUNCTION invsync._listing_changed() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -415,7 +444,9 @@ BEGIN
 									  NULL);
 	ELSE
 		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
-		PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
+			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+		END IF;
 	END IF;
 	RETURN NULL;
 END

@@ -82,6 +82,19 @@ SELECT invsync._publish_level(10, 0, 100, NULL, NULL) AS plain,
 	   invsync._publish_level(10, 0, 100, NULL, 4) AS capped,
 	   invsync._publish_level(1, 5, 100, NULL, NULL) AS never_negative;
 
+-- a listing loaded from a dump (created before this transaction) comes
+-- with its queue row: it is not queued, but its stock is marked published;
+-- a change of its terms queues it
+SELECT sku, published FROM invsync.stock_levels WHERE tenant_id = 31 AND sku = 'C';
+INSERT INTO invsync.listings (shop_id, sku, external_item_id, created_at)
+VALUES (:shop, 'C', '3', now() - interval '1 day');
+SELECT sku, published FROM invsync.stock_levels WHERE tenant_id = 31 AND sku = 'C';
+SELECT count(*) AS queued FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE q.tenant_id = 31 AND l.sku = 'C';
+UPDATE invsync.listings SET buffer = 1 WHERE tenant_id = 31 AND sku = 'C';
+SELECT q.state, q.version FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE q.tenant_id = 31 AND l.sku = 'C';
+
 -- operating functions refuse an unknown shop
 SELECT invsync.resync(-1);
 SELECT invsync.set_shop_tokens(-1, 'a', 'b', now());

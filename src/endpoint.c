@@ -12,8 +12,9 @@
  * breaking it when it is stored (IV023 malformed, IV024 plain http), and
  * invsync._claim() asks invsync._base_url_refusal() at send time, under
  * the setting as it is then, so that a URL stored while plain http was
- * allowed, or written past the trigger, is never used: the rows of its
- * shops become dead letters carrying the reason instead of requests.
+ * allowed, written past the trigger, or loaded from a dump (which the
+ * trigger lets pass), is never used: the rows of its shops become dead
+ * letters carrying the reason instead of requests.
  * src/http.c enforces the same scheme rule on libcurl itself.
  *
  * Reasons never quote the URL: a malformed one may carry a password.
@@ -29,10 +30,12 @@
 
 #include <ctype.h>
 
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "endpoint.h"
 #include "invsync.h"
@@ -196,7 +199,13 @@ invsync_base_url_refusal(PG_FUNCTION_ARGS)
  * SQL: invsync._apps_check_base_url() returns trigger.  BEFORE INSERT OR
  * UPDATE OF base_url on invsync.apps: refuse a base URL the worker could
  * not use, IV024 for plain http while invsync.allow_insecure_http is off,
- * IV023 for anything else wrong with it.  A NULL base URL passes.
+ * IV023 for anything else wrong with it.  A NULL base URL passes, and so
+ * does a row loaded from a dump: one inserted with a created_at other than
+ * now(), the default every app created takes (see "Rows loaded from a
+ * dump" in invsync_sync.sql).  It was stored under the rule of its source
+ * (or before there was one), and refusing it would lose the app, its shops
+ * and their listings from the restore; _claim() checks it again before
+ * anything is sent to it.
  */
 Datum
 invsync_apps_check_base_url(PG_FUNCTION_ARGS)
@@ -222,6 +231,18 @@ invsync_apps_check_base_url(PG_FUNCTION_ARGS)
 	attnum = SPI_fnumber(tupdesc, "base_url");
 	if (attnum <= 0)
 		elog(ERROR, "invsync._apps_check_base_url(): table has no column base_url");
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		int			created_attnum = SPI_fnumber(tupdesc, "created_at");
+
+		if (created_attnum <= 0)
+			elog(ERROR, "invsync._apps_check_base_url(): table has no column created_at");
+		value = heap_getattr(tuple, created_attnum, tupdesc, &isnull);
+		if (!isnull &&
+			DatumGetTimestampTz(value) != GetCurrentTransactionStartTimestamp())
+			return PointerGetDatum(tuple);
+	}
 
 	value = heap_getattr(tuple, attnum, tupdesc, &isnull);
 	if (!isnull)
