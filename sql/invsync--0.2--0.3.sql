@@ -1597,3 +1597,15 @@ ALTER FUNCTION invsync._apps_check_base_url()
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION invsync._apps_check_base_url() IS
 	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';
+
+/* constants with SQL-standard bodies; the stock trigger pins search_path */
+CREATE OR REPLACE FUNCTION invsync.max_quantity() RETURNS bigint
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 1000000000::bigint;
+CREATE OR REPLACE FUNCTION invsync.max_bundle_depth() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 32;
+CREATE OR REPLACE FUNCTION invsync.max_bundle_size() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 1000;
+ALTER FUNCTION invsync._stock_changed() SET search_path = pg_catalog, pg_temp;

@@ -65,20 +65,20 @@ COMMENT ON FUNCTION invsync._caller() IS
 /* largest quantity one movement may carry, and largest level one stock row may hold */
 CREATE FUNCTION invsync.max_quantity() RETURNS bigint
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT 1000000000::bigint $$;
+	RETURN 1000000000::bigint;
 COMMENT ON FUNCTION invsync.max_quantity() IS
 	'the largest quantity one movement may carry and the largest level a stock row may hold';
 
 /* how deep bundles nest, and how many stocked skus one bundle consumes */
 CREATE FUNCTION invsync.max_bundle_depth() RETURNS integer
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT 32 $$;
+	RETURN 32;
 COMMENT ON FUNCTION invsync.max_bundle_depth() IS
 	'the deepest a bundle may nest: a bundle of plain items is 1 level deep, a bundle containing it 2';
 
 CREATE FUNCTION invsync.max_bundle_size() RETURNS integer
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT 1000 $$;
+	RETURN 1000;
 COMMENT ON FUNCTION invsync.max_bundle_size() IS
 	'the most components one set_bundle call may list, and the most different stocked skus one bundle may consume through all its nesting';
 

@@ -406,6 +406,7 @@ CREATE TRIGGER stock_levels_published
 /* stock_levels trigger: only a change of available stock can move a level */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger
 	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
