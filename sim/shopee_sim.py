@@ -941,12 +941,17 @@ def write_port_file(path, port):
     os.replace(tmp, path)
 
 
-class _Stop(Exception):
-    pass
+def _stop_on_signal(server):
+    """Stop serve_forever() on SIGTERM or SIGINT.
 
-
-def _stop(signum, frame):
-    raise _Stop()
+    An exception raised from the handler could land inside a request's
+    handling, where socketserver catches and prints it and serves on; so the
+    handler asks for shutdown() instead, from a thread of its own, since
+    shutdown() waits for serve_forever() to return."""
+    def stop(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def main(argv=None):
@@ -973,8 +978,7 @@ def main(argv=None):
     state = SimState(args.seed, args.log_limit)
     server = SimServer((args.host, args.port), state, args.quiet, context)
     port = server.server_address[1]
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    _stop_on_signal(server)
     if args.port_file:
         write_port_file(args.port_file, port)
     if not args.quiet:
@@ -983,8 +987,6 @@ def main(argv=None):
               file=sys.stderr, flush=True)
     try:
         server.serve_forever()
-    except _Stop:
-        pass
     finally:
         server.server_close()
         if args.port_file:
