@@ -175,6 +175,32 @@ release_late_rows(TimestampTz now)
 	}
 }
 
+/* true when some waiting row is too late to be sent within its lease */
+static bool
+late_rows_waiting(TimestampTz now)
+{
+	HASH_SEQ_STATUS status;
+	ShopState  *shop;
+
+	hash_seq_init(&status, shop_table());
+	while ((shop = hash_seq_search(&status)) != NULL)
+	{
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &shop->waiting)
+		{
+			ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
+
+			if (row->send_by <= now)
+			{
+				hash_seq_term(&status);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
 /*
  * Claim due rows and put them on their shops' waiting lists; reload the
  * shops they belong to.  One short transaction.
@@ -189,11 +215,6 @@ claim_rows(void)
 	int			limit;
 	uint64		i;
 
-	/* hold no more than two batches locally */
-	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
-	if (limit <= 0)
-		return;
-
 	/*
 	 * A claimed row must be sent early enough for its request to end before
 	 * its lease does; else the row could be claimed again while still
@@ -202,6 +223,10 @@ claim_rows(void)
 	send_window = (int64) invsync_lease_ms - invsync_http_timeout_ms -
 		invsync_connect_timeout_ms;
 	send_window = Max(send_window, invsync_lease_ms / 2);
+
+	/* nothing to claim and nothing to hand back: no transaction */
+	if (2 * invsync_batch_size - rows_held <= 0 && !late_rows_waiting(now))
+		return;
 
 	begin_work("invsync: claim");
 	if (!check_extension())
@@ -226,9 +251,20 @@ claim_rows(void)
 		worker_start_recorded = true;
 	}
 
-	/* rows that waited too long to be sent within their lease go back */
+	/*
+	 * Rows that waited too long to be sent within their lease go back, also
+	 * when no new row is to be claimed: a full local queue of late rows
+	 * would otherwise never drain.
+	 */
 	release_late_rows(now);
+
+	/* hold no more than two batches locally */
 	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
+	if (limit <= 0)
+	{
+		end_work();
+		return;
+	}
 
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = interval_ms_datum(invsync_lease_ms);

@@ -26,6 +26,7 @@
 
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -230,8 +231,12 @@ take_batch(ShopState *shop, PushRequest *request)
 	return n;
 }
 
-/* build and send one stock update of the shop's waiting rows */
-static void
+/*
+ * Build and send one stock update of the shop's waiting rows.  False when
+ * none of them could go: every one is too late for its lease (the next
+ * claim hands them back) or was refused.
+ */
+static bool
 start_stock_update(ShopState *shop)
 {
 	PushRequest *request = new_request(shop);
@@ -246,7 +251,7 @@ start_stock_update(ShopState *shop)
 	if (n == 0)
 	{
 		free_request(request);
-		return;
+		return false;
 	}
 
 	old = MemoryContextSwitchTo(request->context);
@@ -260,6 +265,7 @@ start_stock_update(ShopState *shop)
 	shop->tokens -= 1;
 	http_engine_start(worker_engine, &request->spec, request->correlation_header,
 					  false, request);
+	return true;
 }
 
 /*
@@ -363,11 +369,20 @@ dispatch(void)
 		if (shop->refreshing)
 			continue;
 
+		/*
+		 * Rows too late for their lease stay on the list until the next
+		 * claim hands them back: stop at the first request that carries
+		 * nothing, rather than build empty ones for ever.
+		 */
 		while (!dlist_is_empty(&shop->waiting) &&
 			   shop->in_flight < shop->max_in_flight &&
 			   http_engine_running(worker_engine) < invsync_max_in_flight &&
 			   shop->tokens >= 1.0)
-			start_stock_update(shop);
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!start_stock_update(shop))
+				break;
+		}
 
 		if (!dlist_is_empty(&shop->waiting) && shop->tokens < 1.0)
 		{
