@@ -1609,3 +1609,90 @@ CREATE OR REPLACE FUNCTION invsync.max_bundle_size() RETURNS integer
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN 1000;
 ALTER FUNCTION invsync._stock_changed() SET search_path = pg_catalog, pg_temp;
+
+/* one lock of a shop's row, without waiting, for the token writes */
+/*
+ * Lock a shop's row for the worker without waiting: 'locked', 'busy' when
+ * someone else holds it (the worker writes later), 'stale' when the shop is
+ * gone.
+ */
+CREATE FUNCTION invsync._lock_shop_row(p_tenant bigint, p_shop bigint)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM FROM invsync.shops s
+	  WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	  FOR UPDATE SKIP LOCKED;
+	IF FOUND THEN
+		RETURN 'locked';
+	END IF;
+	IF EXISTS (SELECT FROM invsync.shops s
+				WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop) THEN
+		RETURN 'busy';
+	END IF;
+	RETURN 'stale';
+END
+$$;
+
+/*
+ * Store refreshed tokens.  Returns 'stored'; 'stale' when the refresh
+ * token is no longer the one spent (a new authorisation came in) or the
+ * shop is gone; 'busy' when someone holds the shop's row, to try later.
+ */
+CREATE OR REPLACE FUNCTION invsync._store_refreshed_tokens(p_tenant bigint, p_shop bigint,
+												p_spent_refresh_token text,
+												p_access_token text,
+												p_refresh_token text,
+												p_access_expires_at timestamptz,
+												p_refresh_expires_at timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		text;
+BEGIN
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
+	END IF;
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token,
+		   refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = coalesce(p_refresh_expires_at, s.refresh_expires_at),
+		   refresh_lease_until = NULL,
+		   token_error = NULL
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	   AND s.refresh_token = p_spent_refresh_token;
+	RETURN CASE WHEN FOUND THEN 'stored' ELSE 'stale' END;
+END
+$$;
+
+/* record a failed refresh: 'stored', 'stale' (shop gone) or 'busy' */
+CREATE OR REPLACE FUNCTION invsync._refresh_failed(p_tenant bigint, p_shop bigint,
+										p_reauthorize boolean, p_error text)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		text;
+BEGIN
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
+	END IF;
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = NULL,
+		   token_state = CASE WHEN p_reauthorize THEN 'reauthorize' ELSE s.token_state END,
+		   token_error = p_error
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+	RETURN 'stored';
+END
+$$;
+
+REVOKE ALL ON FUNCTION invsync._lock_shop_row(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._lock_shop_row(bigint, bigint) TO invsync_worker;

@@ -854,6 +854,31 @@ CREATE FUNCTION invsync._take_refresh_lease(p_tenant bigint, p_shop bigint,
 $$;
 
 /*
+ * Lock a shop's row for the worker without waiting: 'locked', 'busy' when
+ * someone else holds it (the worker writes later), 'stale' when the shop is
+ * gone.
+ */
+CREATE FUNCTION invsync._lock_shop_row(p_tenant bigint, p_shop bigint)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM FROM invsync.shops s
+	  WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	  FOR UPDATE SKIP LOCKED;
+	IF FOUND THEN
+		RETURN 'locked';
+	END IF;
+	IF EXISTS (SELECT FROM invsync.shops s
+				WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop) THEN
+		RETURN 'busy';
+	END IF;
+	RETURN 'stale';
+END
+$$;
+
+/*
  * Store refreshed tokens.  Returns 'stored'; 'stale' when the refresh
  * token is no longer the one spent (a new authorisation came in) or the
  * shop is gone; 'busy' when someone holds the shop's row, to try later.
@@ -868,16 +893,12 @@ CREATE FUNCTION invsync._store_refreshed_tokens(p_tenant bigint, p_shop bigint,
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_row		text;
 BEGIN
-	PERFORM FROM invsync.shops s
-	  WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
-	  FOR UPDATE SKIP LOCKED;
-	IF NOT FOUND THEN
-		IF EXISTS (SELECT FROM invsync.shops s
-					WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop) THEN
-			RETURN 'busy';
-		END IF;
-		RETURN 'stale';
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
 	END IF;
 	UPDATE invsync.shops s
 	   SET access_token = p_access_token,
@@ -899,16 +920,12 @@ CREATE FUNCTION invsync._refresh_failed(p_tenant bigint, p_shop bigint,
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_row		text;
 BEGIN
-	PERFORM FROM invsync.shops s
-	  WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
-	  FOR UPDATE SKIP LOCKED;
-	IF NOT FOUND THEN
-		IF EXISTS (SELECT FROM invsync.shops s
-					WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop) THEN
-			RETURN 'busy';
-		END IF;
-		RETURN 'stale';
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
 	END IF;
 	UPDATE invsync.shops s
 	   SET refresh_lease_until = NULL,
@@ -1168,6 +1185,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
 									timestamptz, timestamptz),
 	invsync._refresh_failed(bigint, bigint, boolean, text),
+	invsync._lock_shop_row(bigint, bigint),
 	invsync._purge_attempts(timestamptz, integer),
 	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
 	invsync._listing_available(bigint, text, text[]),

@@ -106,7 +106,7 @@ SELECT p.oid::regprocedure AS worker_function, p.prosecdef, p.proconfig
  WHERE p.pronamespace = 'invsync'::regnamespace
    AND p.proname IN ('_claim', '_record_batch', '_release_claim', '_worker_started',
 					 '_shop_context', '_take_refresh_lease', '_store_refreshed_tokens',
-					 '_refresh_failed', '_purge_attempts')
+					 '_refresh_failed', '_purge_attempts', '_lock_shop_row')
  ORDER BY p.oid::regprocedure::text;
 
 --
