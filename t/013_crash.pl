@@ -159,17 +159,17 @@ $load->finish;
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM invsync.ledger WHERE reason = 'load'}), '>', 0,
 	'the background sessions committed changes around the crash');
 
-# changes after the restart, converging while requests are still slow, so
-# that the overlap check below has pairs to look at however busy the machine
+# changes after the restart, each published by a slow request and then
+# changed again, so that the overlap check below has a pair for every
+# listing however few requests were out when the worker died
 change_all();
-usleep(1_000_000);
-change_all();
-
 my $inflight = grep { $_->{time} < $killed_at && $_->{time} > $killed_at - 1.4 && $_->{status} eq '200' }
   @{ sim_get($sim, '/_sim/log?since=0&limit=100000')->{entries} };
 cmp_ok($inflight, '>', 0, "$inflight requests were in flight when the worker died, and still applied");
 
 ok(wait_for($node, $synced, "$listings", 60), '(a) every listing converges after the worker crash');
+change_all();
+ok(wait_for($node, $synced, "$listings", 60), '(a) and again after one more change');
 sim_post($sim, '/_sim/faults', { rules => [] });
 check_marketplace('(a)');
 
