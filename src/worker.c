@@ -647,7 +647,6 @@ invsync_worker_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	shops_init();
 	claim_init();
-	dispatch_init();
 	worker_engine = http_engine_create();
 
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);

@@ -44,13 +44,6 @@ static dlist_head requests_in_flight = DLIST_STATIC_INIT(requests_in_flight);
 /* the finished transfer being handled, freed by abort_requests on ERROR */
 static HttpTransfer *transfer_in_hand = NULL;
 
-/* nothing to set up but the list; kept for symmetry with the other parts */
-void
-dispatch_init(void)
-{
-	dlist_init(&requests_in_flight);
-}
-
 /*
  * Delay before retrying a row that failed attempts times: exponential from
  * invsync.backoff_base, capped by invsync.backoff_max, with "equal jitter"

@@ -180,13 +180,11 @@ extern void shop_store_tokens(ShopState *shop, const char *spent_refresh_token,
 							  const TokenRefreshResult *refresh);
 extern void shop_refresh_failed(ShopState *shop, bool reauthorize,
 								const char *error);
-extern bool shop_changes_pending(void);
 extern void save_shop_changes(void);
 extern void reset_shops(void);
 extern struct HTAB *shop_table(void);
 
 /* worker_dispatch.c */
-extern void dispatch_init(void);
 extern void dispatch(void);
 extern void handle_finished(void);
 extern void abort_requests(void);

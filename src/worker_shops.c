@@ -38,6 +38,9 @@
 
 static HTAB *shops = NULL;
 
+/* shops with tokens or a refresh failure not written yet */
+static int	shops_with_changes = 0;
+
 /* create the shop cache; once per worker */
 void
 shops_init(void)
@@ -207,6 +210,8 @@ take_refresh_lease(ShopState *shop)
 static void
 clear_unsaved(UnsavedShopChange *unsaved)
 {
+	if (unsaved->tokens || unsaved->failure)
+		shops_with_changes--;
 	if (unsaved->spent_refresh_token)
 		pfree(unsaved->spent_refresh_token);
 	if (unsaved->access_token)
@@ -230,6 +235,7 @@ shop_store_tokens(ShopState *shop, const char *spent_refresh_token,
 
 	clear_unsaved(unsaved);
 	unsaved->tokens = true;
+	shops_with_changes++;
 	unsaved->spent_refresh_token = MemoryContextStrdup(TopMemoryContext, spent_refresh_token);
 	unsaved->access_token = MemoryContextStrdup(TopMemoryContext, refresh->access_token);
 	unsaved->refresh_token = MemoryContextStrdup(TopMemoryContext, refresh->refresh_token);
@@ -252,29 +258,9 @@ shop_refresh_failed(ShopState *shop, bool reauthorize, const char *error)
 
 	clear_unsaved(unsaved);
 	unsaved->failure = true;
+	shops_with_changes++;
 	unsaved->reauthorize = reauthorize;
 	unsaved->error = MemoryContextStrdup(TopMemoryContext, error ? error : "");
-}
-
-/* true when some shop has a change to write */
-bool
-shop_changes_pending(void)
-{
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
-	bool		pending = false;
-
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
-	{
-		if (shop->unsaved.tokens || shop->unsaved.failure)
-		{
-			pending = true;
-			hash_seq_term(&status);
-			break;
-		}
-	}
-	return pending;
 }
 
 /* write one shop's change; false when its row was busy */
@@ -347,9 +333,14 @@ save_shop_changes(void)
 {
 	HASH_SEQ_STATUS status;
 	ShopState  *shop;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	bool		started = false;
 
+	/* the usual case, twice a turn: no scan of every shop */
+	if (shops_with_changes == 0)
+		return;
+
+	now = GetCurrentTimestamp();
 	hash_seq_init(&status, shops);
 	while ((shop = hash_seq_search(&status)) != NULL)
 	{
