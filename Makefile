@@ -8,7 +8,7 @@
 #                      adjust()'s direct path off
 
 EXTENSION = invsync
-EXTVERSION = 0.3
+EXTVERSION = 0.4
 
 MODULE_big = invsync
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c adapters/*.c)))

@@ -14,12 +14,14 @@
  * signs the path it serves, and whatever sits in front of it must strip the
  * prefix anyway.  The body is not signed.
  *
- * Shopee ids are int64 and go out as JSON integers, so a listing whose
- * item or model id is not a decimal integer can never be sent: the
- * check_listing hook settles it as PERMANENT before batching, the builder
- * leaves it out of any body and the parser marks it again.  Classification
- * branches on Shopee's "error" field first and on the HTTP status only
- * where the body says nothing, as the documentation advises.
+ * Shopee ids are int64 and go out as JSON integers: the listing attributes
+ * item_id and model_id are declared integers, so invsync stores them
+ * canonical and the engine never hands this adapter anything else.  A
+ * listing without variants has model_id 0.  Classification branches on
+ * Shopee's "error" field first and on the HTTP status only where the body
+ * says nothing, as the documentation advises; transport-level answers (429,
+ * a body that is not JSON) are classified by response_json for every
+ * channel.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -38,8 +40,14 @@
 
 #define SHOPEE_STOCK_PATH		"/api/v2/product/update_stock"
 #define SHOPEE_REFRESH_PATH		"/api/v2/auth/access_token/get"
+#define SHOPEE_MODEL_LIST_PATH	"/api/v2/product/get_model_list"
+#define SHOPEE_ITEM_INFO_PATH	"/api/v2/product/get_item_base_info"
 #define SHOPEE_MAX_MODELS		50
-#define SHOPEE_REDACTED			"[redacted]"
+
+/* the listing attributes, by index */
+#define SHOPEE_ITEM_ID			0
+#define SHOPEE_MODEL_ID			1
+#define SHOPEE_LOCATION_ID		2
 
 /*
  * Production hosts (marketplace-apis.md section 1.1): servers near
@@ -82,21 +90,16 @@ static const char *const shopee_permanent_errors[] = {
 	NULL
 };
 
-static bool shopee_id_valid(const char *id, bool empty_is_zero, int64 *value);
-static bool shopee_check_listing(ListingPush *item);
-static bool shopee_same_id(const char *a, const char *b);
-static bool shopee_can_batch(const ListingPush *a, const ListingPush *b);
-static bool shopee_sendable(const ListingPush *items, int nitems, int i);
+static const char *shopee_api_base_url(const char *region);
 static const char *shopee_location(const ShopContext *shop,
 								   const ListingPush *item);
-static const char *shopee_default_base_url(const ShopContext *shop);
-static void shopee_append_base(StringInfo buf, const ShopContext *shop,
-							   const char *path);
+static void shopee_sign_request(const ShopContext *shop,
+								HttpRequestSpec *request, const char *path,
+								int64 now_ms, bool shop_api);
 static void shopee_append_int(StringInfo buf, const char *id);
-static void shopee_build_stock_update(const ShopContext *shop,
-									  const ListingPush *items, int nitems,
-									  int64 now_seconds,
-									  HttpRequestSpec *request);
+static void shopee_build_push(const ShopContext *shop,
+							  const ListingPush *items, int nitems,
+							  int64 now_ms, HttpRequestSpec *request);
 static bool in_list(const char *code, const char *const *list);
 static bool contains_ci(const char *haystack, const char *needle);
 static const char *error_suffix(const char *error);
@@ -104,140 +107,64 @@ static SyncOutcome shopee_classify_error(long status, const char *error,
 										 const char *message, bool refresh);
 static const JsonValue *shopee_read_envelope(const ShopContext *shop,
 											 const HttpResponseView *response,
-											 char *request_id,
-											 const char **error,
-											 const char **message);
+											 CallResult *result,
+											 bool refresh);
 static const JsonValue *shopee_find_entry(const JsonValue *list,
 										  const ListingPush *item,
 										  const char *location);
-static void shopee_parse_stock_update(const ShopContext *shop,
-									  ListingPush *items, int nitems,
-									  const HttpResponseView *response,
-									  StockCallResult *result);
-static void shopee_build_token_refresh(const ShopContext *shop,
-									   int64 now_seconds,
-									   HttpRequestSpec *request);
-static void shopee_parse_token_refresh(const ShopContext *shop,
-									   const HttpResponseView *response,
-									   TokenRefreshResult *result);
+static void shopee_parse_push(const ShopContext *shop,
+							  ListingPush *items, int nitems,
+							  const HttpResponseView *response,
+							  CallResult *result);
+static void shopee_build_read_levels(const ShopContext *shop,
+									 const ListingPush *items, int nitems,
+									 int64 now_ms, HttpRequestSpec *request);
+static void shopee_parse_read_levels(const ShopContext *shop,
+									 ListingPush *items, int nitems,
+									 const HttpResponseView *response,
+									 CallResult *result);
+static void shopee_build_refresh(const ShopContext *shop, int64 now_ms,
+								 HttpRequestSpec *request);
+static void shopee_parse_refresh(const ShopContext *shop,
+								 const HttpResponseView *response,
+								 TokenRefreshResult *result);
+
+static const ListingAttribute shopee_attributes[] = {
+	[SHOPEE_ITEM_ID] = {"item_id", LISTING_SLOT_ITEM, LISTING_ID_INTEGER, true, NULL},
+	[SHOPEE_MODEL_ID] = {"model_id", LISTING_SLOT_VARIANT, LISTING_ID_INTEGER, true, "0"},
+	[SHOPEE_LOCATION_ID] = {"location_id", LISTING_SLOT_LOCATION, LISTING_ID_TEXT, false, NULL},
+};
 
 const ChannelAdapter shopee_adapter = {
 	.channel = "shopee",
+	.attributes = shopee_attributes,
+	.nattributes = lengthof(shopee_attributes),
+	.batch_by = LISTING_ATTRIBUTE(SHOPEE_ITEM_ID),
+	.siblings_by = 0,
+	.default_batch = SHOPEE_MAX_MODELS,
 	.max_batch = SHOPEE_MAX_MODELS,
-	.can_batch = shopee_can_batch,
-	.check_listing = shopee_check_listing,
-	.build_stock_update = shopee_build_stock_update,
-	.parse_stock_update = shopee_parse_stock_update,
-	.build_token_refresh = shopee_build_token_refresh,
-	.parse_token_refresh = shopee_parse_token_refresh
+	.max_read_batch = SHOPEE_MAX_MODELS,
+	.read_by = LISTING_ATTRIBUTE(SHOPEE_ITEM_ID),
+	.api_base_url = shopee_api_base_url,
+	.auth_base_url = NULL,
+	.build_push = shopee_build_push,
+	.parse_push = shopee_parse_push,
+	.build_read_levels = shopee_build_read_levels,
+	.parse_read_levels = shopee_parse_read_levels,
+	.build_refresh = shopee_build_refresh,
+	.parse_refresh = shopee_parse_refresh
 };
 
 /*
- * Is id a Shopee id, i.e. a non-negative int64 written in decimal digits?
- * Model ids may be NULL or "" for items without variants, meaning 0.
+ * Shopee's production host for a region: SHOPEE_HOST_BRAZIL for "BR",
+ * else SHOPEE_HOST_GLOBAL.  Token calls go to the same host.
  */
-static bool
-shopee_id_valid(const char *id, bool empty_is_zero, int64 *value)
+static const char *
+shopee_api_base_url(const char *region)
 {
-	int64		v;
-
-	if (id == NULL || id[0] == '\0')
-	{
-		if (!empty_is_zero)
-			return false;
-		v = 0;
-	}
-	else if (id[0] == '-' || !json_parse_int64_text(id, &v))
-		return false;
-	if (value != NULL)
-		*value = v;
-	return true;
-}
-
-/*
- * check_listing: a listing whose ids are not integers can never be sent,
- * because Shopee's body carries them as JSON integers.
- */
-static bool
-shopee_check_listing(ListingPush *item)
-{
-	const char *code = NULL;
-	const char *message = NULL;
-
-	if (!shopee_id_valid(item->external_item_id, false, NULL))
-	{
-		code = "invalid_item_id";
-		message = "Shopee item_id must be a non-negative decimal integer";
-	}
-	else if (!shopee_id_valid(item->external_model_id, true, NULL))
-	{
-		code = "invalid_model_id";
-		message = "Shopee model_id must be a non-negative decimal integer";
-	}
-	if (code == NULL)
-		return true;
-
-	item->outcome = SYNC_OUTCOME_PERMANENT;
-	strlcpy(item->error_code, code, SYNC_ERROR_CODE_LEN);
-	strlcpy(item->error_message, message, SYNC_ERROR_MESSAGE_LEN);
-	return false;
-}
-
-/*
- * Do two ids name the same Shopee object?  Numerically when both are
- * valid ("007" is 7), NULL and "" both meaning 0; else as strings.
- */
-static bool
-shopee_same_id(const char *a, const char *b)
-{
-	int64		va;
-	int64		vb;
-
-	if (shopee_id_valid(a, true, &va) && shopee_id_valid(b, true, &vb))
-		return va == vb;
-	return strcmp(a ? a : "", b ? b : "") == 0;
-}
-
-/*
- * can_batch: one item per call, and one entry per (model, location), so
- * two listings of the same model travel together only when both name
- * different warehouses.
- */
-static bool
-shopee_can_batch(const ListingPush *a, const ListingPush *b)
-{
-	const char *la = a->external_location_id;
-	const char *lb = b->external_location_id;
-
-	if (!shopee_same_id(a->external_item_id, b->external_item_id))
-		return false;
-	if (!shopee_same_id(a->external_model_id, b->external_model_id))
-		return true;
-	return la != NULL && la[0] != '\0' && lb != NULL && lb[0] != '\0' &&
-		strcmp(la, lb) != 0;
-}
-
-/*
- * Does items[i] go on the wire?  Its ids must be valid, and it must be of
- * the item of the first valid listing: the engine never batches others,
- * but the builder and the parser must agree on what was sent if it did.
- */
-static bool
-shopee_sendable(const ListingPush *items, int nitems, int i)
-{
-	int			first;
-
-	if (!shopee_id_valid(items[i].external_item_id, false, NULL) ||
-		!shopee_id_valid(items[i].external_model_id, true, NULL))
-		return false;
-	for (first = 0; first < i; first++)
-	{
-		if (shopee_id_valid(items[first].external_item_id, false, NULL) &&
-			shopee_id_valid(items[first].external_model_id, true, NULL))
-			return shopee_same_id(items[first].external_item_id,
-								  items[i].external_item_id);
-	}
-	return true;
+	if (region != NULL && pg_strcasecmp(region, "BR") == 0)
+		return SHOPEE_HOST_BRAZIL;
+	return SHOPEE_HOST_GLOBAL;
 }
 
 /*
@@ -247,40 +174,48 @@ shopee_sendable(const ListingPush *items, int nitems, int i)
 static const char *
 shopee_location(const ShopContext *shop, const ListingPush *item)
 {
-	if (shop->uses_locations && item->external_location_id != NULL &&
-		item->external_location_id[0] != '\0')
-		return item->external_location_id;
+	const char *location = item->ids[SHOPEE_LOCATION_ID];
+
+	if (shop->uses_locations && location != NULL && location[0] != '\0')
+		return location;
 	return NULL;
 }
 
 /*
- * The host to call when the app sets no base_url: Shopee's production host
- * for the shop's region (SHOPEE_HOST_BRAZIL for region "BR", else
- * SHOPEE_HOST_GLOBAL).  Always https.
- */
-static const char *
-shopee_default_base_url(const ShopContext *shop)
-{
-	if (shop->region != NULL && pg_strcasecmp(shop->region, "BR") == 0)
-		return SHOPEE_HOST_BRAZIL;
-	return SHOPEE_HOST_GLOBAL;
-}
-
-/*
- * Append base_url (less any trailing slash), or the production host when
- * the app has none, and the API path.
+ * Add the common parameters and the sign: partner_id, timestamp and, for
+ * a Shop API call, access_token and shop_id.  The sign is lower-hex
+ * HMAC-SHA256(partner_key, partner_id + path + timestamp [+ access_token +
+ * shop_id]) over the API path alone, whatever prefix the base URL has.
  */
 static void
-shopee_append_base(StringInfo buf, const ShopContext *shop, const char *path)
+shopee_sign_request(const ShopContext *shop, HttpRequestSpec *request,
+					const char *path, int64 now_ms, bool shop_api)
 {
-	const char *base = shop->base_url ? shop->base_url :
-		shopee_default_base_url(shop);
-	size_t		len = strlen(base);
+	StringInfoData base;
+	char		sign[HMAC_SHA256_HEX_LEN + 1];
+	char		timestamp[32];
+	const char *secret = shop->app_secret ? shop->app_secret : "";
 
-	while (len > 0 && base[len - 1] == '/')
-		len--;
-	appendBinaryStringInfo(buf, base, len);
-	appendStringInfoString(buf, path);
+	snprintf(timestamp, sizeof(timestamp), INT64_FORMAT, now_ms / 1000);
+	initStringInfo(&base);
+	appendStringInfo(&base, "%s%s%s", shop->app_key ? shop->app_key : "",
+					 path, timestamp);
+	if (shop_api)
+		appendStringInfo(&base, "%s%s",
+						 shop->access_token ? shop->access_token : "",
+						 shop->external_shop_id ? shop->external_shop_id : "");
+	if (!hmac_sha256_hex(secret, strlen(secret), base.data, base.len, false, sign))
+		sign[0] = '\0';			/* Shopee answers error_sign: PERMANENT */
+	pfree(base.data);
+
+	request_add_query(request, "partner_id", shop->app_key, false);
+	request_add_query(request, "timestamp", timestamp, false);
+	if (shop_api)
+	{
+		request_add_query(request, "access_token", shop->access_token, true);
+		request_add_query(request, "shop_id", shop->external_shop_id, false);
+	}
+	request_add_query(request, "sign", sign, true);
 }
 
 /*
@@ -293,72 +228,61 @@ shopee_append_int(StringInfo buf, const char *id)
 {
 	int64		value;
 
-	if (shopee_id_valid(id, false, &value))
+	if (id != NULL && id[0] != '-' && json_parse_int64_text(id, &value))
 		appendStringInfo(buf, INT64_FORMAT, value);
 	else
 		json_append_string(buf, id ? id : "");
 }
 
+/* an id the engine checked: a canonical integer, "0" when absent */
+static const char *
+shopee_id(const ListingPush *item, int attribute)
+{
+	const char *value = item->ids[attribute];
+
+	return value != NULL && value[0] != '\0' ? value : "0";
+}
+
 /*
- * build_stock_update: POST {base_url}/api/v2/product/update_stock with the
- * Shop API common parameters in the query and
+ * build_push: POST {base}/api/v2/product/update_stock with the Shop API
+ * common parameters in the query and
  * {"item_id":I,"stock_list":[{"model_id":M,"seller_stock":[{"location_id":
  * "L","stock":N}]},...]} as the body, listings of one model grouped into
- * one stock_list entry.  Negative levels are sent as 0: Shopee refuses
- * negative stock and "none left" is what they mean.
+ * one stock_list entry.  The engine batches one item per call.  Negative
+ * levels are sent as 0: Shopee refuses negative stock and "none left" is
+ * what they mean.
  */
 static void
-shopee_build_stock_update(const ShopContext *shop,
-						  const ListingPush *items, int nitems,
-						  int64 now_seconds, HttpRequestSpec *request)
+shopee_build_push(const ShopContext *shop, const ListingPush *items,
+				  int nitems, int64 now_ms, HttpRequestSpec *request)
 {
-	StringInfoData base;
-	StringInfoData url;
-	StringInfoData log_url;
 	StringInfoData body;
-	char		sign[HMAC_SHA256_HEX_LEN + 1];
-	char		timestamp[32];
 	bool	   *done;
 	bool		first_model = true;
-	int64		item_id = 0;
 	int			i;
 	int			j;
 
-	/* the body */
 	done = palloc0(sizeof(bool) * Max(nitems, 1));
-	for (i = 0; i < nitems; i++)
-	{
-		if (shopee_sendable(items, nitems, i))
-		{
-			shopee_id_valid(items[i].external_item_id, false, &item_id);
-			break;
-		}
-	}
 	initStringInfo(&body);
-	appendStringInfo(&body, "{\"item_id\":" INT64_FORMAT ",\"stock_list\":[",
-					 item_id);
+	appendStringInfo(&body, "{\"item_id\":%s,\"stock_list\":[",
+					 nitems > 0 ? shopee_id(&items[0], SHOPEE_ITEM_ID) : "0");
 	for (i = 0; i < nitems; i++)
 	{
-		int64		model_id = 0;
 		bool		first_stock = true;
 
-		if (done[i] || !shopee_sendable(items, nitems, i))
+		if (done[i])
 			continue;
-		shopee_id_valid(items[i].external_model_id, true, &model_id);
-
 		if (!first_model)
 			appendStringInfoChar(&body, ',');
 		first_model = false;
-		appendStringInfo(&body,
-						 "{\"model_id\":" INT64_FORMAT ",\"seller_stock\":[",
-						 model_id);
+		appendStringInfo(&body, "{\"model_id\":%s,\"seller_stock\":[",
+						 shopee_id(&items[i], SHOPEE_MODEL_ID));
 		for (j = i; j < nitems; j++)
 		{
 			const char *location;
 
-			if (done[j] || !shopee_sendable(items, nitems, j) ||
-				!shopee_same_id(items[i].external_model_id,
-								items[j].external_model_id))
+			if (done[j] || strcmp(shopee_id(&items[i], SHOPEE_MODEL_ID),
+								  shopee_id(&items[j], SHOPEE_MODEL_ID)) != 0)
 				continue;
 			done[j] = true;
 			location = shopee_location(shop, &items[j]);
@@ -381,46 +305,9 @@ shopee_build_stock_update(const ShopContext *shop,
 	appendStringInfoString(&body, "]}");
 	pfree(done);
 
-	/* the signature over partner_id + path + timestamp + token + shop_id */
-	snprintf(timestamp, sizeof(timestamp), INT64_FORMAT, now_seconds);
-	initStringInfo(&base);
-	appendStringInfo(&base, "%s%s%s%s%s",
-					 shop->app_key ? shop->app_key : "",
-					 SHOPEE_STOCK_PATH, timestamp,
-					 shop->access_token ? shop->access_token : "",
-					 shop->external_shop_id ? shop->external_shop_id : "");
-	if (!hmac_sha256_hex(shop->app_secret ? shop->app_secret : "",
-						 shop->app_secret ? strlen(shop->app_secret) : 0,
-						 base.data, base.len, false, sign))
-		sign[0] = '\0';			/* Shopee answers error_sign: PERMANENT */
-	pfree(base.data);
-
-	/* the URL, and the same URL with the token and the sign redacted */
-	initStringInfo(&url);
-	shopee_append_base(&url, shop, SHOPEE_STOCK_PATH);
-	appendStringInfoString(&url, "?partner_id=");
-	url_escape_append(&url, shop->app_key);
-	appendStringInfo(&url, "&timestamp=%s&access_token=", timestamp);
-
-	initStringInfo(&log_url);
-	appendBinaryStringInfo(&log_url, url.data, url.len);
-	appendStringInfoString(&log_url, SHOPEE_REDACTED);
-
-	url_escape_append(&url, shop->access_token);
-	appendStringInfoString(&url, "&shop_id=");
-	url_escape_append(&url, shop->external_shop_id);
-	appendStringInfo(&url, "&sign=%s", sign);
-
-	appendStringInfoString(&log_url, "&shop_id=");
-	url_escape_append(&log_url, shop->external_shop_id);
-	appendStringInfoString(&log_url, "&sign=" SHOPEE_REDACTED);
-
-	request->method = "POST";
-	request->url = url.data;
-	request->log_url = log_url.data;
-	request->body = body.data;
-	request->body_len = body.len;
-	request->content_type = "application/json";
+	request_init(request, "POST", shop->api_base_url, SHOPEE_STOCK_PATH);
+	shopee_sign_request(shop, request, SHOPEE_STOCK_PATH, now_ms, true);
+	request_set_body(request, body.data, body.len, "application/json");
 }
 
 /*
@@ -471,7 +358,7 @@ error_suffix(const char *error)
  * Classify a non-empty Shopee "error" for a whole call.  Order matters:
  * throttling and transient failures first (whatever else the message says),
  * then the clock ("Invalid timestamp" comes as error_param but only means
- * our timestamp was stale when it arrived), then for stock calls the
+ * our timestamp was stale when it arrived), then for shop calls the
  * access token (refresh and retry once), then known permanent errors.  An
  * error this code does not know is transient with a 5xx status and
  * permanent otherwise: Shopee's unknowns are overwhelmingly business
@@ -505,25 +392,56 @@ shopee_classify_error(long status, const char *error, const char *message,
 }
 
 /*
- * Parse Shopee's envelope {"request_id", "error", "message", ...}: the
- * object, or NULL when the body is not a JSON object.  *error is set only
- * when the error string is non-empty.
+ * Read Shopee's envelope {"request_id", "error", "message", ...}.  Returns
+ * the object when the call went through: no error, or
+ * error_busi_update_stock_failed, which only says "see failure_list".
+ * Otherwise result is decided (transport-level answer, Shopee error, or a
+ * non-2xx status without one) and NULL is returned.
  */
 static const JsonValue *
 shopee_read_envelope(const ShopContext *shop, const HttpResponseView *response,
-					 char *request_id, const char **error, const char **message)
+					 CallResult *result, bool refresh)
 {
-	JsonValue  *root = json_parse(response->body, response->body_len);
-	const char *code;
+	const JsonValue *root = response_json(shop, response, result);
+	const char *error;
+	const char *message;
 
-	if (root == NULL || root->kind != JSON_KIND_OBJECT)
+	if (root == NULL)
 		return NULL;
-	adapter_copy_message(request_id, SYNC_REQUEST_ID_LEN,
+	adapter_copy_message(result->request_id, SYNC_REQUEST_ID_LEN,
 						 json_get_string(root, "request_id"), shop);
-	code = json_get_string(root, "error");
-	if (code != NULL && code[0] != '\0')
-		*error = code;
-	*message = json_get_string(root, "message");
+	error = json_get_string(root, "error");
+	if (error != NULL && error[0] == '\0')
+		error = NULL;
+	message = json_get_string(root, "message");
+
+	if (result->outcome == SYNC_OUTCOME_THROTTLED)
+	{
+		if (error != NULL)
+			adapter_set_result(result, SYNC_OUTCOME_THROTTLED, error,
+							   message, shop);
+		return NULL;
+	}
+	if (error != NULL &&
+		(refresh || strcmp(error_suffix(error), SHOPEE_ALL_FAILED) != 0))
+	{
+		adapter_set_result(result,
+						   shopee_classify_error(response->status, error,
+												 message, refresh),
+						   error, message, shop);
+		return NULL;
+	}
+	if (error == NULL && (response->status < 200 || response->status >= 300))
+	{
+		char		code[32];
+		char		text[64];
+
+		snprintf(code, sizeof(code), "http_%ld", response->status);
+		snprintf(text, sizeof(text), "HTTP %ld without a Shopee error",
+				 response->status);
+		adapter_set_result(result, SYNC_OUTCOME_RETRY, code, text, shop);
+		return NULL;
+	}
 	return root;
 }
 
@@ -542,7 +460,7 @@ shopee_find_entry(const JsonValue *list, const ListingPush *item,
 
 	if (list == NULL)
 		return NULL;
-	shopee_id_valid(item->external_model_id, true, &model_id);
+	json_parse_int64_text(shopee_id(item, SHOPEE_MODEL_ID), &model_id);
 	for (i = 0; i < list->count; i++)
 	{
 		const JsonValue *entry = list->items[i];
@@ -566,106 +484,26 @@ shopee_find_entry(const JsonValue *list, const ListingPush *item,
 }
 
 /*
- * parse_stock_update: see shopee_classify_error for call-level errors.
- * When the call as a whole went through (no error, or
- * error_busi_update_stock_failed which only says "see failure_list"), each
- * listing is decided by the lists: failure_list is PERMANENT with Shopee's
- * failed_reason, success_list is OK, and a listing in neither is retried.
+ * parse_push: see shopee_classify_error for call-level errors.  When the
+ * call as a whole went through, each listing is decided by the lists:
+ * failure_list is PERMANENT with Shopee's failed_reason, success_list is
+ * OK, and a listing in neither is retried.
  */
 static void
-shopee_parse_stock_update(const ShopContext *shop,
-						  ListingPush *items, int nitems,
-						  const HttpResponseView *response,
-						  StockCallResult *result)
+shopee_parse_push(const ShopContext *shop, ListingPush *items, int nitems,
+				  const HttpResponseView *response, CallResult *result)
 {
 	const JsonValue *root;
-	const char *error = NULL;
-	const char *message = NULL;
 	const JsonValue *lists;
 	const JsonValue *success_list;
 	const JsonValue *failure_list;
-	char		status_code[32];
+	const char *error;
 	int			i;
 
-	result->outcome = SYNC_OUTCOME_NONE;
-	result->request_id[0] = '\0';
-	result->error_code[0] = '\0';
-	result->error_message[0] = '\0';
-	result->retry_after_ms = adapter_retry_after_ms(response->retry_after);
-	snprintf(status_code, sizeof(status_code), "http_%ld", response->status);
-
-	/* listings that were never sent */
-	for (i = 0; i < nitems; i++)
-	{
-		if (items[i].outcome != SYNC_OUTCOME_NONE)
-			continue;
-		if (!shopee_check_listing(&items[i]))
-			continue;
-		if (!shopee_sendable(items, nitems, i))
-		{
-			items[i].outcome = SYNC_OUTCOME_RETRY;
-			strlcpy(items[i].error_code, "not_sent", SYNC_ERROR_CODE_LEN);
-			strlcpy(items[i].error_message,
-					"listing of another item was batched with this one",
-					SYNC_ERROR_MESSAGE_LEN);
-		}
-	}
-
-	root = shopee_read_envelope(shop, response, result->request_id,
-								&error, &message);
-
-	if (response->status == 429)
-	{
-		result->outcome = SYNC_OUTCOME_THROTTLED;
-		adapter_copy_message(result->error_code, SYNC_ERROR_CODE_LEN,
-							 error ? error : status_code, shop);
-		adapter_copy_message(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-							 message ? message : "HTTP 429 Too Many Requests",
-							 shop);
-		return;
-	}
-
+	root = shopee_read_envelope(shop, response, result, false);
 	if (root == NULL)
-	{
-		result->outcome = SYNC_OUTCOME_RETRY;
-		if (response->status >= 500)
-		{
-			strlcpy(result->error_code, status_code, SYNC_ERROR_CODE_LEN);
-			snprintf(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-					 "HTTP %ld", response->status);
-		}
-		else
-		{
-			strlcpy(result->error_code, "malformed_response",
-					SYNC_ERROR_CODE_LEN);
-			snprintf(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-					 "HTTP %ld with a body that is not a JSON object",
-					 response->status);
-		}
 		return;
-	}
 
-	if (error != NULL && strcmp(error_suffix(error), SHOPEE_ALL_FAILED) != 0)
-	{
-		result->outcome = shopee_classify_error(response->status, error,
-												message, false);
-		adapter_copy_message(result->error_code, SYNC_ERROR_CODE_LEN,
-							 error, shop);
-		adapter_copy_message(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-							 message, shop);
-		return;
-	}
-
-	if (error == NULL && (response->status < 200 || response->status >= 300))
-	{
-		result->outcome = SYNC_OUTCOME_RETRY;
-		strlcpy(result->error_code, status_code, SYNC_ERROR_CODE_LEN);
-		snprintf(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-				 "HTTP %ld without a Shopee error", response->status);
-		return;
-	}
-
-	/* the call went through: decide each listing from the two lists */
 	lists = json_get_object(root, "response");
 	success_list = json_get_array(lists, "success_list");
 	failure_list = json_get_array(lists, "failure_list");
@@ -681,53 +519,160 @@ shopee_parse_stock_update(const ShopContext *shop,
 		{
 			const char *reason = json_get_string(entry, "failed_reason");
 
-			item->outcome = SYNC_OUTCOME_PERMANENT;
-			strlcpy(item->error_code, "update_stock_failed",
-					SYNC_ERROR_CODE_LEN);
-			adapter_copy_message(item->error_message, SYNC_ERROR_MESSAGE_LEN,
-								 reason ? reason : "listed in failure_list",
-								 shop);
+			adapter_set_listing(item, SYNC_OUTCOME_PERMANENT,
+								"update_stock_failed",
+								reason ? reason : "listed in failure_list",
+								shop);
 		}
 		else if (shopee_find_entry(success_list, item, location) != NULL)
 			item->outcome = SYNC_OUTCOME_OK;
 		else
-		{
-			item->outcome = SYNC_OUTCOME_RETRY;
-			strlcpy(item->error_code, "missing_from_response",
-					SYNC_ERROR_CODE_LEN);
-			strlcpy(item->error_message,
-					"model in neither success_list nor failure_list",
-					SYNC_ERROR_MESSAGE_LEN);
-		}
+			adapter_set_listing(item, SYNC_OUTCOME_RETRY,
+								"missing_from_response",
+								"model in neither success_list nor failure_list",
+								NULL);
 	}
 
-	if (error == NULL)
+	error = json_get_string(root, "error");
+	if (error == NULL || error[0] == '\0')
 		result->outcome = SYNC_OUTCOME_OK;
 	else
+		adapter_set_result(result, SYNC_OUTCOME_PERMANENT, error,
+						   json_get_string(root, "message"), shop);
+}
+
+/*
+ * build_read_levels: GET v2.product.get_item_base_info for an item without
+ * variants (every listing's model_id is 0), else v2.product.get_model_list;
+ * both Shop API calls on one item.
+ */
+static void
+shopee_build_read_levels(const ShopContext *shop, const ListingPush *items,
+						 int nitems, int64 now_ms, HttpRequestSpec *request)
+{
+	const char *item_id = nitems > 0 ? shopee_id(&items[0], SHOPEE_ITEM_ID) : "0";
+	bool		variants = false;
+	int			i;
+
+	for (i = 0; i < nitems; i++)
+		variants |= strcmp(shopee_id(&items[i], SHOPEE_MODEL_ID), "0") != 0;
+
+	if (variants)
 	{
-		result->outcome = SYNC_OUTCOME_PERMANENT;
-		adapter_copy_message(result->error_code, SYNC_ERROR_CODE_LEN,
-							 error, shop);
-		adapter_copy_message(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-							 message, shop);
+		request_init(request, "GET", shop->api_base_url, SHOPEE_MODEL_LIST_PATH);
+		shopee_sign_request(shop, request, SHOPEE_MODEL_LIST_PATH, now_ms, true);
+		request_add_query(request, "item_id", item_id, false);
+	}
+	else
+	{
+		request_init(request, "GET", shop->api_base_url, SHOPEE_ITEM_INFO_PATH);
+		shopee_sign_request(shop, request, SHOPEE_ITEM_INFO_PATH, now_ms, true);
+		request_add_query(request, "item_id_list", item_id, false);
 	}
 }
 
 /*
- * build_token_refresh: POST {base_url}/api/v2/auth/access_token/get, a
- * Public API (sign over partner_id + path + timestamp), body
+ * The stock of one listing in a stock_info_v2 object: the seller_stock
+ * entry of its warehouse, or the sum of them all when the listing names
+ * none; -1 when there is no seller_stock.
+ */
+static int64
+shopee_stock_of(const JsonValue *stock_info, const char *location)
+{
+	const JsonValue *seller_stock = json_get_array(stock_info, "seller_stock");
+	int64		total = 0;
+	bool		found = false;
+	int			i;
+
+	if (seller_stock == NULL)
+		return -1;
+	for (i = 0; i < seller_stock->count; i++)
+	{
+		const JsonValue *entry = seller_stock->items[i];
+		const char *entry_location = json_get_string(entry, "location_id");
+		int64		stock;
+
+		if (!json_get_int64(entry, "stock", &stock))
+			continue;
+		if (location != NULL &&
+			(entry_location == NULL || strcmp(entry_location, location) != 0))
+			continue;
+		total += stock;
+		found = true;
+	}
+	return found ? total : -1;
+}
+
+/*
+ * parse_read_levels: response.model[] (get_model_list) or
+ * response.item_list[] (get_item_base_info), each with stock_info_v2.  A
+ * listing the answer does not mention is PERMANENT: the marketplace does
+ * not know it.
+ */
+static void
+shopee_parse_read_levels(const ShopContext *shop, ListingPush *items,
+						 int nitems, const HttpResponseView *response,
+						 CallResult *result)
+{
+	const JsonValue *root = shopee_read_envelope(shop, response, result, false);
+	const JsonValue *payload;
+	const JsonValue *models;
+	const JsonValue *item_list;
+	int			i;
+	int			k;
+
+	if (root == NULL)
+		return;
+	payload = json_get_object(root, "response");
+	models = json_get_array(payload, "model");
+	item_list = json_get_array(payload, "item_list");
+
+	for (i = 0; i < nitems; i++)
+	{
+		ListingPush *item = &items[i];
+		const char *location = shopee_location(shop, item);
+		const JsonValue *stock_info = NULL;
+
+		item->read_level = -1;
+		if (models != NULL)
+		{
+			int64		wanted;
+
+			json_parse_int64_text(shopee_id(item, SHOPEE_MODEL_ID), &wanted);
+			for (k = 0; k < models->count && stock_info == NULL; k++)
+			{
+				int64		model_id;
+
+				if (json_get_int64(models->items[k], "model_id", &model_id) &&
+					model_id == wanted)
+					stock_info = json_get_object(models->items[k], "stock_info_v2");
+			}
+		}
+		else if (item_list != NULL && item_list->count > 0)
+			stock_info = json_get_object(item_list->items[0], "stock_info_v2");
+
+		if (stock_info != NULL)
+			item->read_level = shopee_stock_of(stock_info, location);
+		if (item->read_level >= 0)
+			item->outcome = SYNC_OUTCOME_OK;
+		else
+			adapter_set_listing(item, SYNC_OUTCOME_PERMANENT, "not_found",
+								"the answer has no stock for this listing",
+								NULL);
+	}
+	result->outcome = SYNC_OUTCOME_OK;
+}
+
+/*
+ * build_refresh: POST {base}/api/v2/auth/access_token/get, a Public API
+ * call (sign over partner_id + path + timestamp), body
  * {"refresh_token":"..","partner_id":P,"shop_id":S}.
  */
 static void
-shopee_build_token_refresh(const ShopContext *shop, int64 now_seconds,
-						   HttpRequestSpec *request)
+shopee_build_refresh(const ShopContext *shop, int64 now_ms,
+					 HttpRequestSpec *request)
 {
-	StringInfoData base;
-	StringInfoData url;
-	StringInfoData log_url;
 	StringInfoData body;
-	char		sign[HMAC_SHA256_HEX_LEN + 1];
-	char		timestamp[32];
 
 	initStringInfo(&body);
 	appendStringInfoString(&body, "{\"refresh_token\":");
@@ -738,37 +683,13 @@ shopee_build_token_refresh(const ShopContext *shop, int64 now_seconds,
 	shopee_append_int(&body, shop->external_shop_id);
 	appendStringInfoChar(&body, '}');
 
-	snprintf(timestamp, sizeof(timestamp), INT64_FORMAT, now_seconds);
-	initStringInfo(&base);
-	appendStringInfo(&base, "%s%s%s", shop->app_key ? shop->app_key : "",
-					 SHOPEE_REFRESH_PATH, timestamp);
-	if (!hmac_sha256_hex(shop->app_secret ? shop->app_secret : "",
-						 shop->app_secret ? strlen(shop->app_secret) : 0,
-						 base.data, base.len, false, sign))
-		sign[0] = '\0';
-	pfree(base.data);
-
-	initStringInfo(&url);
-	shopee_append_base(&url, shop, SHOPEE_REFRESH_PATH);
-	appendStringInfoString(&url, "?partner_id=");
-	url_escape_append(&url, shop->app_key);
-	appendStringInfo(&url, "&timestamp=%s&sign=", timestamp);
-
-	initStringInfo(&log_url);
-	appendBinaryStringInfo(&log_url, url.data, url.len);
-	appendStringInfoString(&log_url, SHOPEE_REDACTED);
-	appendStringInfoString(&url, sign);
-
-	request->method = "POST";
-	request->url = url.data;
-	request->log_url = log_url.data;
-	request->body = body.data;
-	request->body_len = body.len;
-	request->content_type = "application/json";
+	request_init(request, "POST", shop->auth_base_url, SHOPEE_REFRESH_PATH);
+	shopee_sign_request(shop, request, SHOPEE_REFRESH_PATH, now_ms, false);
+	request_set_body(request, body.data, body.len, "application/json");
 }
 
 /*
- * parse_token_refresh: OK only with a new access_token, a new (rotated)
+ * parse_refresh: OK only with a new access_token, a new (rotated)
  * refresh_token and a positive expire_in; the access token's expiry is
  * counted from now, when the answer is read.  Shopee does not say when the
  * refresh token expires (30 days after issue, per its guide), so
@@ -777,78 +698,33 @@ shopee_build_token_refresh(const ShopContext *shop, int64 now_seconds,
  * attempt can tell.
  */
 static void
-shopee_parse_token_refresh(const ShopContext *shop,
-						   const HttpResponseView *response,
-						   TokenRefreshResult *result)
+shopee_parse_refresh(const ShopContext *shop, const HttpResponseView *response,
+					 TokenRefreshResult *result)
 {
 	const JsonValue *root;
-	const char *error = NULL;
-	const char *message = NULL;
 	const char *access_token;
 	const char *refresh_token;
 	int64		expire_in = 0;
-	char		status_code[32];
 
-	result->outcome = SYNC_OUTCOME_NONE;
 	result->access_token = NULL;
 	result->refresh_token = NULL;
 	result->access_expires_at = 0;
 	result->refresh_expires_at = 0;
-	result->request_id[0] = '\0';
-	result->error_code[0] = '\0';
-	result->error_message[0] = '\0';
-	snprintf(status_code, sizeof(status_code), "http_%ld", response->status);
 
-	root = shopee_read_envelope(shop, response, result->request_id,
-								&error, &message);
-
-	if (response->status == 429)
-	{
-		result->outcome = SYNC_OUTCOME_THROTTLED;
-		adapter_copy_message(result->error_code, SYNC_ERROR_CODE_LEN,
-							 error ? error : status_code, shop);
-		adapter_copy_message(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-							 message ? message : "HTTP 429 Too Many Requests",
-							 shop);
-		return;
-	}
+	root = shopee_read_envelope(shop, response, &result->call, true);
 	if (root == NULL)
-	{
-		result->outcome = SYNC_OUTCOME_RETRY;
-		strlcpy(result->error_code,
-				response->status >= 500 ? status_code : "malformed_response",
-				SYNC_ERROR_CODE_LEN);
-		snprintf(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-				 "HTTP %ld with a body that is not a JSON object",
-				 response->status);
 		return;
-	}
-	if (error != NULL)
-	{
-		result->outcome = shopee_classify_error(response->status, error,
-												message, true);
-		adapter_copy_message(result->error_code, SYNC_ERROR_CODE_LEN,
-							 error, shop);
-		adapter_copy_message(result->error_message, SYNC_ERROR_MESSAGE_LEN,
-							 message, shop);
-		return;
-	}
 
 	access_token = json_get_string(root, "access_token");
 	refresh_token = json_get_string(root, "refresh_token");
-	if (response->status < 200 || response->status >= 300 ||
-		access_token == NULL || access_token[0] == '\0' ||
+	if (access_token == NULL || access_token[0] == '\0' ||
 		refresh_token == NULL || refresh_token[0] == '\0' ||
 		!json_get_int64(root, "expire_in", &expire_in) || expire_in <= 0)
 	{
-		result->outcome = SYNC_OUTCOME_RETRY;
-		strlcpy(result->error_code,
-				response->status >= 200 && response->status < 300 ?
-				"malformed_response" : status_code,
-				SYNC_ERROR_CODE_LEN);
-		strlcpy(result->error_message,
-				"no error, but no access_token, refresh_token and expire_in",
-				SYNC_ERROR_MESSAGE_LEN);
+		adapter_set_result(&result->call, SYNC_OUTCOME_RETRY,
+						   "malformed_response",
+						   "no error, but no access_token, refresh_token and expire_in",
+						   NULL);
 		return;
 	}
 
@@ -856,7 +732,7 @@ shopee_parse_token_refresh(const ShopContext *shop,
 	if (expire_in > SHOPEE_MAX_EXPIRE_IN)
 		expire_in = SHOPEE_MAX_EXPIRE_IN;
 
-	result->outcome = SYNC_OUTCOME_OK;
+	result->call.outcome = SYNC_OUTCOME_OK;
 	result->access_token = pstrdup(access_token);
 	result->refresh_token = pstrdup(refresh_token);
 	result->access_expires_at = (int64) time(NULL) + expire_in;

@@ -15,6 +15,12 @@
  * --------------------------------------------------------------------- */
 CREATE SEQUENCE invsync.channel_id_seq AS bigint;
 
+/* the channels of the adapter registry (src/adapter.c) */
+CREATE FUNCTION invsync._is_channel(p_channel text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'invsync_is_channel'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE TABLE invsync.apps (
 	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
 	app_id		bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
@@ -25,16 +31,24 @@ CREATE TABLE invsync.apps (
 	push_secret text,
 	base_url	text,
 	created_at	timestamptz NOT NULL DEFAULT now(),
+	auth_base_url text,
+	batch_size	integer,
 	PRIMARY KEY (tenant_id, app_id),
-	CONSTRAINT app_channel
-		CHECK (channel IN ('shopee', 'tiktok', 'tokopedia', 'lazada')),
+	CONSTRAINT app_channel CHECK (invsync._is_channel(channel)),
 	CONSTRAINT app_base_url
-		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$')
+		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$'),
+	CONSTRAINT app_auth_base_url
+		CHECK (auth_base_url IS NULL OR auth_base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$'),
+	CONSTRAINT app_batch_size CHECK (batch_size > 0)
 );
 COMMENT ON TABLE invsync.apps IS
 	'marketplace app credentials (Shopee partner id and key, ...); the secrets are readable only by invsync_worker and invsync_secrets';
 COMMENT ON COLUMN invsync.apps.base_url IS
 	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
+COMMENT ON COLUMN invsync.apps.auth_base_url IS
+	'host override for token calls (TikTok''s and Lazada''s differ from the API host); NULL means the channel''s production auth host, or for Shopee the API host';
+COMMENT ON COLUMN invsync.apps.batch_size IS
+	'listings per stock update; NULL means the channel''s default (invsync.channel_attributes()); at most the channel''s largest';
 COMMENT ON COLUMN invsync.apps.push_secret IS
 	'key that signs webhooks when it differs from app_secret';
 
@@ -59,10 +73,10 @@ CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
 	LANGUAGE C
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION invsync._apps_check_base_url() IS
-	'refuse a malformed base URL (IV023), or a plain http one while invsync.allow_insecure_http is off (IV024); rows loaded from a dump pass';
+	'refuse a malformed base URL (IV023), a plain http one while invsync.allow_insecure_http is off (IV024), a batch size the channel does not take (IV029); rows loaded from a dump pass';
 
 CREATE TRIGGER apps_base_url
-	BEFORE INSERT OR UPDATE OF base_url ON invsync.apps
+	BEFORE INSERT OR UPDATE OF channel, base_url, auth_base_url, batch_size ON invsync.apps
 	FOR EACH ROW EXECUTE FUNCTION invsync._apps_check_base_url();
 
 CREATE TABLE invsync.shops (
@@ -110,6 +124,9 @@ CREATE TABLE invsync.listings (
 	max_level	bigint,
 	enabled		boolean NOT NULL DEFAULT true,
 	created_at	timestamptz NOT NULL DEFAULT now(),
+	external_ids jsonb NOT NULL DEFAULT '{}',
+	batch_key	text,
+	sibling_key text,
 	PRIMARY KEY (tenant_id, listing_id),
 	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
 	FOREIGN KEY (tenant_id, sku) REFERENCES invsync.items (tenant_id, sku),
@@ -124,12 +141,105 @@ CREATE UNIQUE INDEX listings_external_key
 						 coalesce(external_model_id, ''),
 						 coalesce(external_location_id, ''));
 CREATE INDEX listings_sku_idx ON invsync.listings (tenant_id, sku);
+CREATE INDEX listings_siblings_idx ON invsync.listings (tenant_id, shop_id, sibling_key)
+	WHERE sibling_key IS NOT NULL;
 COMMENT ON TABLE invsync.listings IS
 	'a sku offered in a shop: the marketplace''s ids for it and the terms of the level it publishes';
 COMMENT ON COLUMN invsync.listings.source_locations IS
 	'locations whose stock backs this listing; NULL means all';
+COMMENT ON COLUMN invsync.listings.external_ids IS
+	'the marketplace''s ids for the listing, by the channel''s attribute names (invsync.channel_attributes()): Shopee item_id, model_id, location_id; TikTok and Tokopedia product_id, sku_id, warehouse_id; Lazada item_id, sku_id, seller_sku, warehouse_code. Mirrored in external_item_id, external_model_id and external_location_id, which may be written instead';
+COMMENT ON COLUMN invsync.listings.batch_key IS
+	'set from external_ids: listings of one shop with equal keys may share a stock update';
+COMMENT ON COLUMN invsync.listings.sibling_key IS
+	'set from external_ids: listings of one shop with equal keys are sent together, all or none (TikTok: every warehouse of a SKU)';
 COMMENT ON COLUMN invsync.listings.min_level IS
 	'below this the listing publishes 0, keeping the last units for other channels';
+
+/*
+ * The identifiers of listings.  Each channel's adapter declares the
+ * attributes of its listings; invsync.channel_attributes() lists them.
+ */
+CREATE FUNCTION invsync.channel_attributes()
+	RETURNS TABLE (channel text, attribute text, attribute_position integer,
+				   mirrored_in text, kind text, required boolean,
+				   default_value text, batch boolean, siblings boolean,
+				   default_batch integer, max_batch integer)
+	AS 'MODULE_PATHNAME', 'invsync_channel_attributes'
+	LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION invsync.channel_attributes() IS
+	'the listing attributes of each channel (keys of listings.external_ids), the generic column each is mirrored in, and the channel''s batch sizes';
+
+CREATE FUNCTION invsync._listing_ids(p_channel text, p_ids jsonb, p_item text,
+									 p_model text, p_location text,
+									 p_use_ids boolean, p_use_columns boolean,
+									 OUT external_ids jsonb, OUT item_id text,
+									 OUT model_id text, OUT location_id text,
+									 OUT batch_key text, OUT sibling_key text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_listing_ids'
+	LANGUAGE C STABLE;
+COMMENT ON FUNCTION invsync._listing_ids(text, jsonb, text, text, text, boolean, boolean) IS
+	'check a listing''s ids against its channel''s attributes (IV028) and return them canonical, mirrored and keyed';
+
+/*
+ * A listing's ids may be given in external_ids, in the generic columns, or
+ * both when they agree; on UPDATE, the side that changed wins.  A row
+ * loaded from a dump (see "Rows loaded from a dump" below) is kept as it
+ * was stored.
+ */
+CREATE FUNCTION invsync._listings_check_ids() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_ids_changed boolean;
+	v_columns_changed boolean;
+	r			record;
+BEGIN
+	IF TG_OP = 'INSERT' AND NEW.created_at <> pg_catalog.now() THEN
+		RETURN NEW;
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = NEW.tenant_id AND s.shop_id = NEW.shop_id;
+	IF NOT FOUND THEN
+		RETURN NEW;				/* the foreign key reports it */
+	END IF;
+	IF TG_OP = 'INSERT' THEN
+		v_ids_changed := true;
+		v_columns_changed := true;
+	ELSE
+		v_ids_changed := NEW.external_ids IS DISTINCT FROM OLD.external_ids;
+		v_columns_changed :=
+			NEW.external_item_id IS DISTINCT FROM OLD.external_item_id
+			OR NEW.external_model_id IS DISTINCT FROM OLD.external_model_id
+			OR NEW.external_location_id IS DISTINCT FROM OLD.external_location_id;
+		IF NOT v_ids_changed AND NOT v_columns_changed THEN
+			v_ids_changed := true;	/* another shop: check them again */
+		END IF;
+	END IF;
+	SELECT * INTO r
+	  FROM invsync._listing_ids(v_channel, NEW.external_ids, NEW.external_item_id,
+								NEW.external_model_id, NEW.external_location_id,
+								v_ids_changed, v_columns_changed);
+	NEW.external_ids := r.external_ids;
+	NEW.external_item_id := r.item_id;
+	NEW.external_model_id := r.model_id;
+	NEW.external_location_id := r.location_id;
+	NEW.batch_key := r.batch_key;
+	NEW.sibling_key := r.sibling_key;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER listings_ids
+	BEFORE INSERT OR UPDATE OF shop_id, external_ids, external_item_id,
+		external_model_id, external_location_id
+	ON invsync.listings
+	FOR EACH ROW EXECUTE FUNCTION invsync._listings_check_ids();
 
 /*
  * The level a listing publishes: available stock over its source
@@ -175,7 +285,7 @@ CREATE FUNCTION invsync._listing_levels()
 				   source_locations text[], available bigint, buffer bigint,
 				   allocation_percent numeric, min_level bigint, max_level bigint,
 				   level bigint, enabled boolean, sync_state text,
-				   pushed_level bigint, pushed_at timestamptz)
+				   pushed_level bigint, pushed_at timestamptz, external_ids jsonb)
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -185,7 +295,8 @@ CREATE FUNCTION invsync._listing_levels()
 		   l.min_level, l.max_level,
 		   invsync._publish_level(v.available, l.buffer, l.allocation_percent,
 								  l.min_level, l.max_level),
-		   l.enabled AND s.enabled, q.state, q.pushed_level, q.pushed_at
+		   l.enabled AND s.enabled, q.state, q.pushed_level, q.pushed_at,
+		   l.external_ids
 	  FROM invsync.listings l
 	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
@@ -456,7 +567,7 @@ $$;
 CREATE TRIGGER listings_enqueue
 	AFTER INSERT OR UPDATE OF sku, external_item_id, external_model_id,
 		external_location_id, source_locations, buffer, allocation_percent,
-		min_level, max_level, enabled
+		min_level, max_level, enabled, external_ids
 	ON invsync.listings
 	FOR EACH ROW EXECUTE FUNCTION invsync._listing_changed();
 CREATE TRIGGER shops_enqueue
@@ -543,8 +654,7 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
 				   version bigint, target_level bigint, attempts integer,
 				   correlation_ids text[], channel text,
-				   external_item_id text, external_model_id text,
-				   external_location_id text)
+				   external_ids jsonb, sibling_key text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -562,9 +672,12 @@ BEGIN
 	WITH refused AS (
 		SELECT s.tenant_id, s.shop_id, r.reason
 		  FROM invsync.apps a
-		 CROSS JOIN LATERAL (SELECT invsync._base_url_refusal(a.base_url) AS reason) r
+		 CROSS JOIN LATERAL (SELECT coalesce(invsync._base_url_refusal(a.base_url),
+											 invsync._base_url_refusal(a.auth_base_url))
+									AS reason) r
 		  JOIN invsync.shops s ON s.tenant_id = a.tenant_id AND s.app_id = a.app_id
-		 WHERE a.base_url IS NOT NULL AND r.reason IS NOT NULL
+		 WHERE (a.base_url IS NOT NULL OR a.auth_base_url IS NOT NULL)
+		   AND r.reason IS NOT NULL
 		   AND s.enabled AND s.token_state = 'ok'
 	),
 	locked AS (
@@ -618,6 +731,77 @@ BEGIN
 	END IF;
 
 	/*
+	 * Siblings (listings the marketplace wants in one call: TikTok lists
+	 * every warehouse of a SKU) are claimed with the row that needs them,
+	 * all or none.  A group with a member another transaction has locked,
+	 * or leased to a request in flight, is left for a later claim: its
+	 * picked rows wait a moment rather than be picked again at once.
+	 */
+	IF EXISTS (SELECT FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				 JOIN invsync.listings l
+				   ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				WHERE l.sibling_key IS NOT NULL) THEN
+		WITH picked AS (
+			SELECT l.tenant_id, l.listing_id, l.shop_id, l.sibling_key
+			  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+			  JOIN invsync.listings l
+				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+		),
+		members AS (
+			SELECT DISTINCT g.tenant_id, g.shop_id, g.sibling_key, l.listing_id
+			  FROM picked g
+			  JOIN invsync.listings l
+				ON l.tenant_id = g.tenant_id AND l.shop_id = g.shop_id
+			   AND l.sibling_key = g.sibling_key
+			 WHERE l.enabled
+		),
+		locked AS (
+			SELECT q.tenant_id, q.listing_id
+			  FROM members m
+			  JOIN invsync.sync_queue q
+				ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
+			 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
+			 ORDER BY q.tenant_id, q.listing_id
+			   FOR UPDATE OF q SKIP LOCKED
+		),
+		complete AS (
+			SELECT m.tenant_id, m.shop_id, m.sibling_key
+			  FROM members m
+			  LEFT JOIN locked k
+				ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
+			 GROUP BY m.tenant_id, m.shop_id, m.sibling_key
+			HAVING count(*) = count(k.listing_id)
+		),
+		kept AS (
+			SELECT g.tenant_id, g.listing_id
+			  FROM picked g
+			 WHERE g.sibling_key IS NULL
+			UNION
+			SELECT m.tenant_id, m.listing_id
+			  FROM members m
+			  JOIN complete USING (tenant_id, shop_id, sibling_key)
+		),
+		postponed AS (			/* data-modifying: runs whether read or not */
+			UPDATE invsync.sync_queue q
+			   SET due_at = p_now + interval '250 milliseconds'
+			  FROM picked g
+			 WHERE q.tenant_id = g.tenant_id AND q.listing_id = g.listing_id
+			   AND g.sibling_key IS NOT NULL
+			   AND NOT EXISTS (SELECT FROM complete
+								WHERE complete.tenant_id = g.tenant_id
+								  AND complete.shop_id = g.shop_id
+								  AND complete.sibling_key = g.sibling_key)
+		)
+		SELECT array_agg(kept.tenant_id), array_agg(kept.listing_id)
+		  INTO v_tenants, v_listings
+		  FROM kept;
+
+		IF v_tenants IS NULL THEN
+			RETURN;
+		END IF;
+	END IF;
+
+	/*
 	 * A new statement, so a new snapshot: see the comment above.  The lease
 	 * is taken here too, in the one UPDATE: a second UPDATE of a row this
 	 * transaction already updated costs a row version and a foreign-key
@@ -637,19 +821,34 @@ BEGIN
 				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id) lv
 	 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id;
 
-	/* nothing to publish: the marketplace already shows this level */
+	/*
+	 * Nothing to publish: the marketplace already shows this level.  A
+	 * sibling stays in its group unless the whole group is unchanged.
+	 */
 	UPDATE invsync.sync_queue q
 	   SET state = 'synced', lease_until = NULL, attempts = 0,
 		   pushed_version = q.version, changed_at = p_now,
 		   last_error_class = NULL, last_error = NULL
 	  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+	  JOIN invsync.listings l
+		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
 	 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
-	   AND NOT q.force_push AND q.pushed_level = q.target_level;
+	   AND NOT q.force_push AND q.pushed_level = q.target_level
+	   AND (l.sibling_key IS NULL
+			OR NOT EXISTS (
+				SELECT FROM unnest(v_tenants, v_listings) AS c2 (tenant_id, listing_id)
+				  JOIN invsync.listings l2
+					ON l2.tenant_id = c2.tenant_id AND l2.listing_id = c2.listing_id
+				  JOIN invsync.sync_queue q2
+					ON q2.tenant_id = c2.tenant_id AND q2.listing_id = c2.listing_id
+				 WHERE l2.tenant_id = l.tenant_id AND l2.shop_id = l.shop_id
+				   AND l2.sibling_key = l.sibling_key
+				   AND (q2.force_push OR q2.pushed_level IS DISTINCT FROM q2.target_level)));
 
 	RETURN QUERY
 		SELECT q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
-			   q.attempts, q.correlation_ids, a.channel, l.external_item_id,
-			   l.external_model_id, l.external_location_id
+			   q.attempts, q.correlation_ids, a.channel, l.external_ids,
+			   l.sibling_key
 		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
 		  JOIN invsync.sync_queue q
 			ON q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
@@ -658,7 +857,7 @@ BEGIN
 		  JOIN invsync.shops s ON s.tenant_id = q.tenant_id AND s.shop_id = q.shop_id
 		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
 		 WHERE q.lease_until IS NOT NULL
-		 ORDER BY q.tenant_id, q.shop_id, l.external_item_id;
+		 ORDER BY q.tenant_id, q.shop_id, l.batch_key, l.sibling_key;
 END
 $$;
 
@@ -668,14 +867,15 @@ CREATE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
 				   app_key text, app_secret text, access_token text,
 				   refresh_token text, base_url text, uses_locations boolean,
 				   rate_limit_per_sec double precision, max_in_flight integer,
-				   access_expires_at timestamptz, token_state text)
+				   access_expires_at timestamptz, token_state text,
+				   auth_base_url text, batch_size integer)
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
 		   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
 		   s.rate_limit_per_sec::double precision, s.max_in_flight,
-		   s.access_expires_at, s.token_state
+		   s.access_expires_at, s.token_state, a.auth_base_url, a.batch_size
 	  FROM invsync.shops s
 	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
 	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
@@ -1089,23 +1289,41 @@ CREATE FUNCTION invsync._hmac_sha256_hex(p_key text, p_message text, p_upper boo
 	LANGUAGE C STRICT IMMUTABLE;
 CREATE FUNCTION invsync._adapter_stock_request(p_channel text, p_shop jsonb, p_listings jsonb,
 											   p_now bigint, OUT method text, OUT url text,
-											   OUT log_url text, OUT body text)
+											   OUT log_url text, OUT headers jsonb,
+											   OUT body text)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_request'
 	LANGUAGE C STRICT;
 CREATE FUNCTION invsync._adapter_stock_response(p_channel text, p_listings jsonb,
 												p_status integer, p_body text,
-												p_retry_after text DEFAULT NULL)
+												p_retry_after text DEFAULT NULL,
+												p_headers jsonb DEFAULT NULL,
+												p_shop jsonb DEFAULT NULL)
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_response'
 	LANGUAGE C;
+CREATE FUNCTION invsync._adapter_read_request(p_channel text, p_shop jsonb, p_listings jsonb,
+											  p_now bigint, OUT method text, OUT url text,
+											  OUT log_url text, OUT headers jsonb,
+											  OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_read_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_read_response(p_channel text, p_shop jsonb, p_listings jsonb,
+											   p_status integer, p_body text,
+											   p_headers jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_read_response'
+	LANGUAGE C;
 CREATE FUNCTION invsync._adapter_refresh_request(p_channel text, p_shop jsonb, p_now bigint,
 												 OUT method text, OUT url text,
-												 OUT log_url text, OUT body text)
+												 OUT log_url text, OUT headers jsonb,
+												 OUT body text)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_request'
 	LANGUAGE C STRICT;
-CREATE FUNCTION invsync._adapter_refresh_response(p_channel text, p_status integer, p_body text)
+CREATE FUNCTION invsync._adapter_refresh_response(p_channel text, p_status integer, p_body text,
+												  p_headers jsonb DEFAULT NULL)
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_response'
 	LANGUAGE C;
@@ -1128,6 +1346,11 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA invsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA invsync TO pg_monitor;
 GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync._listing_levels()
 	TO invsync_reader, pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync.channel_attributes()
+	TO invsync_reader, invsync_admin, pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync._is_channel(text),
+	invsync._listing_ids(text, jsonb, text, text, text, boolean, boolean)
+	TO invsync_admin;
 GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
 	TO invsync_reader, pg_monitor;
 GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.sync_attempts
@@ -1145,7 +1368,8 @@ GRANT EXECUTE ON FUNCTION invsync.resync(bigint), invsync.retry_dead(bigint),
  * invsync_secrets.  Admins read every other column, and still write all of
  * them (a secret is write-only to them).
  */
-GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at)
+GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at,
+			  auth_base_url, batch_size)
 	ON invsync.apps TO invsync_admin;
 GRANT SELECT (tenant_id, shop_id, app_id, external_shop_id, region,
 			  access_expires_at, refresh_expires_at, token_state, token_error,

@@ -128,8 +128,8 @@ VALUES (:shop, 'A', '1', '1'), (:shop, 'KIT', '1', '2');
 
 SET LOCAL ROLE invsync_worker;
 SELECT invsync._worker_started(now(), interval '1 second');
-SELECT l.sku, c.target_level, c.attempts, c.channel, c.external_item_id,
-	   c.external_model_id
+SELECT l.sku, c.target_level, c.attempts, c.channel, c.external_ids,
+	   c.sibling_key
   FROM invsync._claim(now(), interval '1 minute', 1000, 50) c
   JOIN invsync.listings l USING (tenant_id, listing_id)
  WHERE c.tenant_id = 43 ORDER BY l.sku;

@@ -1,16 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * adapter.h
- *	  The interface every marketplace adapter implements.
+ *	  The interface every marketplace adapter implements, and the rules the
+ *	  engine applies for all of them.
  *
- * The sync engine (src/worker.c, src/http.c) knows nothing marketplace
- * specific: it hands an adapter a shop and a batch of listings, gets back a
- * fully signed HTTP request, sends it, and hands the response back to the
- * adapter to classify per listing.  Adapters never touch the database and
- * never raise ERRORs for anything a remote server sends: malformed or
- * unexpected answers become outcomes.  All memory an adapter returns is
- * palloc'd in the caller's current memory context, which the engine resets
- * once per request.
+ * A channel is one file under adapters/ defining a ChannelAdapter, plus
+ * its entry in the registry (src/adapter.c).  The adapter declares what
+ * the engine must know of the marketplace as data: the identifiers of its
+ * listings (stored in listings.external_ids), which listings may share a
+ * request and which must travel together, its batch sizes and its hosts.
+ * Its functions build fully signed requests and read the answers; the
+ * engine (src/worker*.c, src/http.c) sends them, redacts what the adapter
+ * marked secret, and records the outcomes.
+ *
+ * Adapters never touch the database and never raise an ERROR for anything
+ * a remote server sends: malformed or unexpected answers become outcomes.
+ * All memory an adapter returns is palloc'd in the caller's current memory
+ * context, which the engine frees with the request.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -25,6 +31,8 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+
+#include "json.h"
 
 /* What became of one listing's push, or of a whole call. */
 typedef enum SyncOutcome
@@ -41,50 +49,121 @@ typedef enum SyncOutcome
 #define SYNC_ERROR_MESSAGE_LEN	256
 #define SYNC_REQUEST_ID_LEN		128
 
+/* ----------------------------------------------------------------
+ * Listing identifiers
+ * ----------------------------------------------------------------
+ */
+
+/* most identifier attributes a channel may declare */
+#define LISTING_MAX_ATTRIBUTES	4
+/* longest identifier value, in bytes */
+#define LISTING_ID_MAX_LEN		128
+
+/*
+ * The generic columns of invsync.listings an attribute is mirrored in, so
+ * that every channel's listings can be found, shown and kept unique the
+ * same way: the marketplace's product, its variant, and the warehouse.
+ */
+typedef enum ListingSlot
+{
+	LISTING_SLOT_NONE = 0,
+	LISTING_SLOT_ITEM,			/* external_item_id */
+	LISTING_SLOT_VARIANT,		/* external_model_id */
+	LISTING_SLOT_LOCATION		/* external_location_id */
+} ListingSlot;
+
+typedef enum ListingIdKind
+{
+	LISTING_ID_TEXT,			/* printable text, no control characters */
+	LISTING_ID_INTEGER			/* a non-negative decimal int64, stored
+								 * without leading zeros */
+} ListingIdKind;
+
+/* One identifier attribute of a channel's listings. */
+typedef struct ListingAttribute
+{
+	const char *name;			/* key in listings.external_ids */
+	ListingSlot slot;
+	ListingIdKind kind;
+	bool		required;
+	const char *default_value;	/* stored when absent, or NULL */
+} ListingAttribute;
+
+/* a set of attributes, as bits (1 << index in the adapter's list) */
+typedef uint32 ListingAttributeSet;
+
+#define LISTING_ATTRIBUTE(index)	((ListingAttributeSet) 1 << (index))
+
+/* One listing in a batch: its level, and what became of it. */
+typedef struct ListingPush
+{
+	int64		listing_id;
+	/* values of the adapter's attributes, by index; NULL when absent */
+	const char *ids[LISTING_MAX_ATTRIBUTES];
+	int64		level;			/* absolute stock to publish */
+
+	/* filled in by the parse functions */
+	SyncOutcome outcome;
+	int64		read_level;		/* parse_read_levels: the marketplace's
+								 * level, -1 if it gave none */
+	char		error_code[SYNC_ERROR_CODE_LEN];
+	char		error_message[SYNC_ERROR_MESSAGE_LEN];
+} ListingPush;
+
+/* ----------------------------------------------------------------
+ * Shops, requests and responses
+ * ----------------------------------------------------------------
+ */
+
 /*
  * The shop a request is for, with the credentials of its app.  Secrets are
- * here only because signing needs them; an adapter must never copy them into
- * a log_url, an error message or anything else that leaves the process.
+ * here only because signing needs them; an adapter must never copy them
+ * into an unredacted request part, an error message or anything else that
+ * leaves the process.
  */
 typedef struct ShopContext
 {
 	int64		tenant_id;
 	int64		shop_id;		/* invsync's own id */
 	const char *channel;		/* "shopee", "tiktok", ... */
-	const char *external_shop_id;	/* Shopee shop_id, TikTok shop cipher, ... */
+	const char *external_shop_id;	/* Shopee shop_id, TikTok shop cipher,
+									 * Lazada seller id */
 	const char *region;			/* may be NULL */
 	const char *app_key;		/* Shopee partner_id, TikTok/Lazada app key */
 	const char *app_secret;		/* Shopee partner_key, TikTok/Lazada secret */
 	const char *access_token;	/* may be NULL when none was issued yet */
 	const char *refresh_token;	/* may be NULL */
-	const char *base_url;		/* scheme://host[:port][/prefix], or NULL
-								 * for the marketplace's production host,
-								 * which the adapter chooses */
+	const char *api_base_url;	/* scheme://host[:port][/prefix]: the app's
+								 * override or the adapter's host */
+	const char *auth_base_url;	/* the same, for token calls */
 	bool		uses_locations; /* shop has warehouses: send location ids */
 } ShopContext;
 
-/* One listing's absolute level in a batch, and what became of it. */
-typedef struct ListingPush
-{
-	int64		listing_id;
-	const char *external_item_id;	/* Shopee item_id */
-	const char *external_model_id;	/* Shopee model_id; NULL or "" means 0 */
-	const char *external_location_id;	/* marketplace warehouse id, or NULL */
-	int64		level;			/* absolute stock to publish */
+/* most query parameters and headers one request may carry */
+#define HTTP_MAX_PARAMS		16
+#define HTTP_MAX_HEADERS	8
 
-	/* filled in by parse_stock_update */
-	SyncOutcome outcome;
-	char		error_code[SYNC_ERROR_CODE_LEN];
-	char		error_message[SYNC_ERROR_MESSAGE_LEN];
-} ListingPush;
+/*
+ * A query parameter or header.  A secret one (a token, a signature, an app
+ * secret) is sent as is and shown as "[redacted]" wherever the request is
+ * logged or recorded.
+ */
+typedef struct HttpParam
+{
+	const char *name;
+	const char *value;
+	bool		secret;
+} HttpParam;
 
 /* A fully built and signed request. */
 typedef struct HttpRequestSpec
 {
 	const char *method;			/* "POST" or "GET" (static string) */
-	char	   *url;			/* full URL including the signed query */
-	char	   *log_url;		/* the same URL with every secret replaced by
-								 * "[redacted]": safe for logs and rows */
+	char	   *base;			/* scheme://host[:port][/prefix]/path */
+	int			nquery;
+	HttpParam	query[HTTP_MAX_PARAMS]; /* in the order sent */
+	int			nheaders;
+	HttpParam	headers[HTTP_MAX_HEADERS];
 	char	   *body;			/* exact bytes to send (and that were signed);
 								 * NULL for none */
 	size_t		body_len;
@@ -97,97 +176,158 @@ typedef struct HttpResponseView
 	long		status;			/* HTTP status; 0 when no response arrived */
 	const char *body;			/* not necessarily NUL-terminated */
 	size_t		body_len;
-	const char *retry_after;	/* Retry-After header value, or NULL */
+	const char *headers;		/* "Name: value\r\n" lines, NUL-terminated,
+								 * bounded; may be NULL */
 } HttpResponseView;
 
-/* What a stock-update call as a whole came to. */
-typedef struct StockCallResult
+/* What a call as a whole came to. */
+typedef struct CallResult
 {
 	SyncOutcome outcome;		/* for listings the adapter left undecided */
 	int			retry_after_ms; /* hint from the marketplace, 0 if none */
 	char		request_id[SYNC_REQUEST_ID_LEN];	/* marketplace request id */
 	char		error_code[SYNC_ERROR_CODE_LEN];
 	char		error_message[SYNC_ERROR_MESSAGE_LEN];	/* no secrets */
-} StockCallResult;
+} CallResult;
 
 /* New credentials from a token refresh. */
 typedef struct TokenRefreshResult
 {
-	SyncOutcome outcome;		/* OK, RETRY/THROTTLED (try later) or
+	CallResult	call;			/* OK, RETRY/THROTTLED (try later) or
 								 * PERMANENT (re-authorisation needed) */
 	char	   *access_token;
-	char	   *refresh_token;	/* the rotated one; never the old */
+	char	   *refresh_token;	/* the one to keep: the rotated one, or the
+								 * old one again */
 	int64		access_expires_at;	/* Unix seconds */
 	int64		refresh_expires_at; /* Unix seconds, 0 if unknown */
-	char		request_id[SYNC_REQUEST_ID_LEN];
-	char		error_code[SYNC_ERROR_CODE_LEN];
-	char		error_message[SYNC_ERROR_MESSAGE_LEN];
 } TokenRefreshResult;
 
+/* ----------------------------------------------------------------
+ * The adapter
+ * ----------------------------------------------------------------
+ */
 typedef struct ChannelAdapter
 {
 	const char *channel;
 
-	/* most listings one stock-update request may carry */
+	/* identifiers of a listing; see ListingAttribute */
+	const ListingAttribute *attributes;
+	int			nattributes;
+
+	/*
+	 * Listings in one stock update agree on these attributes (Shopee: the
+	 * item; TikTok: the product; Lazada: none).  Two listings with the same
+	 * value of every attribute never share a request.
+	 */
+	ListingAttributeSet batch_by;
+
+	/*
+	 * Listings agreeing on these attributes are claimed, sent and settled
+	 * together, all or none (TikTok: every warehouse of a SKU must be in
+	 * the call).  0 when each listing stands alone.
+	 */
+	ListingAttributeSet siblings_by;
+
+	/* listings per stock update: the default, and the most an app may set */
+	int			default_batch;
 	int			max_batch;
 
-	/*
-	 * may a and b travel in one request (e.g. Shopee: same item_id)?  The
-	 * relation need not be transitive: check a candidate against every
-	 * listing already in the batch, not only the first.
-	 */
-	bool		(*can_batch) (const ListingPush *a, const ListingPush *b);
+	/* listings per read of levels, which agree on read_by */
+	int			max_read_batch;
+	ListingAttributeSet read_by;
 
-	/*
-	 * Can this listing ever be sent (e.g. Shopee: are its ids integers)?  If
-	 * not, set its outcome to PERMANENT with error_code and error_message and
-	 * return false; the engine settles it without a call and leaves it out of
-	 * every batch.  NULL means every listing can be sent.  build_stock_update
-	 * skips such listings anyway and parse_stock_update marks them again.
-	 */
-	bool		(*check_listing) (ListingPush *item);
+	/* the production API host for a shop's region (region may be NULL) */
+	const char *(*api_base_url) (const char *region);
+
+	/* the production host of token calls; NULL: the API host */
+	const char *auth_base_url;
 
 	/* build the signed stock update for items[0..nitems-1] */
-	void		(*build_stock_update) (const ShopContext *shop,
-									   const ListingPush *items, int nitems,
-									   int64 now_seconds,
-									   HttpRequestSpec *request);
+	void		(*build_push) (const ShopContext *shop,
+							   const ListingPush *items, int nitems,
+							   int64 now_ms, HttpRequestSpec *request);
 
 	/*
-	 * Classify a response (status != 0) for each listing of the batch, and
+	 * Classify a response (status != 0) for each listing of the batch and
 	 * for the call as a whole.  Listings it leaves at SYNC_OUTCOME_NONE take
 	 * result->outcome.
 	 */
-	void		(*parse_stock_update) (const ShopContext *shop,
-									   ListingPush *items, int nitems,
-									   const HttpResponseView *response,
-									   StockCallResult *result);
+	void		(*parse_push) (const ShopContext *shop,
+							   ListingPush *items, int nitems,
+							   const HttpResponseView *response,
+							   CallResult *result);
 
-	/* build the signed token-refresh request for the shop */
-	void		(*build_token_refresh) (const ShopContext *shop,
-										int64 now_seconds,
-										HttpRequestSpec *request);
+	/* build the signed request reading the levels of items[0..nitems-1] */
+	void		(*build_read_levels) (const ShopContext *shop,
+									  const ListingPush *items, int nitems,
+									  int64 now_ms, HttpRequestSpec *request);
+
+	/* set read_level (and outcome) of each listing from the response */
+	void		(*parse_read_levels) (const ShopContext *shop,
+									  ListingPush *items, int nitems,
+									  const HttpResponseView *response,
+									  CallResult *result);
+
+	/* build the token-refresh request for the shop */
+	void		(*build_refresh) (const ShopContext *shop, int64 now_ms,
+								  HttpRequestSpec *request);
 
 	/* read a token-refresh response (status != 0) */
-	void		(*parse_token_refresh) (const ShopContext *shop,
-										const HttpResponseView *response,
-										TokenRefreshResult *result);
+	void		(*parse_refresh) (const ShopContext *shop,
+								  const HttpResponseView *response,
+								  TokenRefreshResult *result);
 } ChannelAdapter;
 
-/* the adapters, one per file under adapters/ */
-extern const ChannelAdapter shopee_adapter;
-
-/* NULL when the channel has no adapter (yet) */
+/* the registry: NULL when the channel has no adapter */
 extern const ChannelAdapter *adapter_for_channel(const char *channel);
+extern const char *const *adapter_channel_names(void);
 
-/* rules shared by the engine, the adapters and the SQL test hooks */
+/* shared rules, for the engine, the adapters and the SQL hooks */
 extern const char *sync_outcome_name(SyncOutcome outcome);
+extern int	adapter_attribute_index(const ChannelAdapter *adapter,
+									const char *name);
+extern const char *adapter_check_id(const ListingAttribute *attribute,
+									const char *value, bool check_kind);
 extern bool adapter_check_listing(const ChannelAdapter *adapter,
 								  ListingPush *item);
+extern bool adapter_same_ids(const ChannelAdapter *adapter,
+							 ListingAttributeSet set,
+							 const ListingPush *a, const ListingPush *b);
+extern bool adapter_batch_fits(const ChannelAdapter *adapter,
+							   ListingAttributeSet batch_by,
+							   const ListingPush *batch, int nbatch,
+							   const ListingPush *candidate);
+extern void adapter_resolve_hosts(const ChannelAdapter *adapter,
+								  ShopContext *shop, const char *app_base_url,
+								  const char *app_auth_base_url);
 extern void adapter_settle_outcomes(ListingPush *items, int nitems,
-									const StockCallResult *result);
+									const CallResult *result);
+extern void adapter_set_result(CallResult *result, SyncOutcome outcome,
+							   const char *code, const char *message,
+							   const ShopContext *shop);
+extern void adapter_set_listing(ListingPush *item, SyncOutcome outcome,
+								const char *code, const char *message,
+								const ShopContext *shop);
 extern void adapter_copy_message(char *dst, size_t dstsize, const char *src,
 								 const ShopContext *shop);
-extern int	adapter_retry_after_ms(const char *header);
+
+/* requests */
+extern void request_init(HttpRequestSpec *request, const char *method,
+						 const char *base_url, const char *path);
+extern void request_add_query(HttpRequestSpec *request, const char *name,
+							  const char *value, bool secret);
+extern void request_add_header(HttpRequestSpec *request, const char *name,
+							   const char *value, bool secret);
+extern void request_set_body(HttpRequestSpec *request, char *body,
+							 size_t body_len, const char *content_type);
+extern char *request_url(const HttpRequestSpec *request, bool redacted);
+
+/* responses */
+extern char *response_header(const HttpResponseView *response,
+							 const char *name);
+extern const JsonValue *response_json(const ShopContext *shop,
+									  const HttpResponseView *response,
+									  CallResult *result);
+extern int	retry_after_ms_from(const char *seconds_text);
 
 #endif							/* INVSYNC_ADAPTER_H */

@@ -9,16 +9,19 @@
  * them and keeps them from PUBLIC.  They take shops and listings as jsonb:
  *
  *	p_shop:		{"external_shop_id", "app_key", "app_secret", "access_token",
- *				 "refresh_token", "base_url", "uses_locations", "region"}
- *	p_listings: [{"listing_id", "item_id", "model_id", "location_id",
- *				  "level"}, ...]
+ *				 "refresh_token", "base_url", "auth_base_url",
+ *				 "uses_locations", "region"}
+ *	p_listings: [{"listing_id", "level", <attribute>: <id>, ...}, ...]
  *
- * Ids may be given as JSON strings or numbers; an absent or null base_url
- * means the marketplace's production host, as in invsync.apps.  A stock response is read
- * the way the engine does: parse_stock_update, then
- * adapter_settle_outcomes.  Having no shop, it treats each listing's
- * location_id as sent (uses_locations on); pass null for shops without
- * warehouses.
+ * where the attributes are the channel's listing attributes (Shopee:
+ * item_id, model_id, location_id; see invsync.channel_attributes).  Ids
+ * may be given as JSON strings or numbers; absent or null base URLs mean
+ * the marketplace's production hosts, as in invsync.apps.  Listings go
+ * through the engine's own rules: one that can never be sent is settled
+ * without a call and left out of the request, and listings that could not
+ * share one request are an error.  A response is read the way the engine
+ * does: the adapter's parse function, then adapter_settle_outcomes.
+ * Without a shop, a response is read as for a shop with warehouses.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -45,6 +48,8 @@ PG_FUNCTION_INFO_V1(invsync_adapter_stock_request);
 PG_FUNCTION_INFO_V1(invsync_adapter_stock_response);
 PG_FUNCTION_INFO_V1(invsync_adapter_refresh_request);
 PG_FUNCTION_INFO_V1(invsync_adapter_refresh_response);
+PG_FUNCTION_INFO_V1(invsync_adapter_read_request);
+PG_FUNCTION_INFO_V1(invsync_adapter_read_response);
 
 static const ChannelAdapter *lookup_adapter(text *channel);
 static JsonValue *jsonb_to_dom(Jsonb *jb, const char *argname);
@@ -52,8 +57,19 @@ static const char *member_text(const JsonValue *object, const char *argname,
 							   const char *key, bool required);
 static void shop_from_jsonb(Jsonb *jb, const char *channel,
 							ShopContext *shop);
-static ListingPush *listings_from_jsonb(Jsonb *jb, int max_items,
-										int *nitems);
+static ListingPush *listings_from_jsonb(const ChannelAdapter *adapter,
+										Jsonb *jb, int max_items,
+										bool levels, int *nitems);
+static ListingPush *sendable_batch(const ChannelAdapter *adapter,
+								   ListingAttributeSet batch_by,
+								   ListingPush *items, int nitems,
+								   int *nsendable);
+static void response_from_args(FunctionCallInfo fcinfo, int status_arg,
+							   int body_arg, int headers_arg,
+							   HttpResponseView *response);
+static Datum listings_result(const CallResult *result,
+							 const ListingPush *items, int nitems,
+							 bool levels);
 static Datum request_to_record(FunctionCallInfo fcinfo,
 							   const HttpRequestSpec *request);
 static void append_json_text_or_null(StringInfo buf, const char *value);
@@ -72,7 +88,7 @@ lookup_adapter(text *channel)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown channel \"%s\"", name),
-				 errhint("Channels with an adapter: shopee.")));
+				 errhint("See invsync.channel_attributes() for the channels with an adapter.")));
 	return adapter;
 }
 
@@ -144,8 +160,16 @@ shop_from_jsonb(Jsonb *jb, const char *channel, ShopContext *shop)
 	shop->access_token = member_text(object, "p_shop", "access_token", false);
 	shop->refresh_token = member_text(object, "p_shop", "refresh_token",
 									  false);
-	shop->base_url = member_text(object, "p_shop", "base_url", false);
 	shop->region = member_text(object, "p_shop", "region", false);
+	adapter_resolve_hosts(adapter_for_channel(channel), shop,
+						  member_text(object, "p_shop", "base_url", false),
+						  member_text(object, "p_shop", "auth_base_url", false));
+	if (shop->api_base_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has no API host for region \"%s\"", channel,
+						shop->region ? shop->region : ""),
+				 errhint("Give p_shop a base_url or a region the channel serves.")));
 
 	uses_locations = json_get(object, "uses_locations");
 	if (uses_locations != NULL && uses_locations->kind != JSON_KIND_NULL)
@@ -160,14 +184,17 @@ shop_from_jsonb(Jsonb *jb, const char *channel, ShopContext *shop)
 
 /*
  * Build the ListingPush array from p_listings, a non-empty array of at
- * most max_items objects; see the file header for the keys.
+ * most max_items objects; see the file header for the keys.  A level is
+ * required when levels is set.
  */
 static ListingPush *
-listings_from_jsonb(Jsonb *jb, int max_items, int *nitems)
+listings_from_jsonb(const ChannelAdapter *adapter, Jsonb *jb, int max_items,
+					bool levels, int *nitems)
 {
 	const JsonValue *array = jsonb_to_dom(jb, "p_listings");
 	ListingPush *items;
 	int			i;
+	int			k;
 
 	if (array->kind != JSON_KIND_ARRAY || array->count == 0)
 		ereport(ERROR,
@@ -195,44 +222,94 @@ listings_from_jsonb(Jsonb *jb, int max_items, int *nitems)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("p_listings[%d].listing_id must be an integer", i)));
-		if (!json_get_int64(object, "level", &item->level))
+		if ((levels || json_get(object, "level") != NULL) &&
+			!json_get_int64(object, "level", &item->level))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("p_listings[%d].level must be an integer", i)));
-		item->external_item_id = member_text(object, "p_listings[]",
-											 "item_id", true);
-		item->external_model_id = member_text(object, "p_listings[]",
-											  "model_id", false);
-		item->external_location_id = member_text(object, "p_listings[]",
-												 "location_id", false);
+		for (k = 0; k < adapter->nattributes; k++)
+		{
+			const ListingAttribute *attribute = &adapter->attributes[k];
+
+			item->ids[k] = member_text(object, "p_listings[]", attribute->name,
+									   false);
+			if (item->ids[k] == NULL && attribute->default_value != NULL)
+				item->ids[k] = attribute->default_value;
+		}
 		item->outcome = SYNC_OUTCOME_NONE;
+		item->read_level = -1;
 	}
 	*nitems = array->count;
 	return items;
 }
 
 /*
- * The (method, url, log_url, body) record of a built request.
+ * The listings of items that go on the wire, as the engine would send
+ * them: those adapter_check_listing refuses are settled and left out; the
+ * others must fit in one request (ERROR otherwise).
+ */
+static ListingPush *
+sendable_batch(const ChannelAdapter *adapter, ListingAttributeSet batch_by,
+			   ListingPush *items, int nitems, int *nsendable)
+{
+	ListingPush *batch = palloc0(sizeof(ListingPush) * nitems);
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < nitems; i++)
+	{
+		if (!adapter_check_listing(adapter, &items[i]))
+			continue;
+		if (!adapter_batch_fits(adapter, batch_by, batch, n, &items[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("p_listings[%d] cannot share a request with the listings before it", i),
+					 errdetail("The engine batches only listings that agree on the channel's batch attributes and differ in some id.")));
+		batch[n++] = items[i];
+	}
+	*nsendable = n;
+	return batch;
+}
+
+/*
+ * The (method, url, log_url, headers, body) record of a built request:
+ * headers as a JSON object, secret ones redacted as in the engine's logs.
  */
 static Datum
 request_to_record(FunctionCallInfo fcinfo, const HttpRequestSpec *request)
 {
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	StringInfoData headers;
+	int			i;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
+	initStringInfo(&headers);
+	appendStringInfoChar(&headers, '{');
+	for (i = 0; i < request->nheaders; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&headers, ',');
+		json_append_string(&headers, request->headers[i].name);
+		appendStringInfoChar(&headers, ':');
+		json_append_string(&headers, request->headers[i].secret ?
+						   "[redacted]" : request->headers[i].value);
+	}
+	appendStringInfoChar(&headers, '}');
+
 	values[0] = CStringGetTextDatum(request->method);
-	values[1] = CStringGetTextDatum(request->url);
-	values[2] = CStringGetTextDatum(request->log_url);
+	values[1] = CStringGetTextDatum(request_url(request, false));
+	values[2] = CStringGetTextDatum(request_url(request, true));
+	values[3] = jsonb_from_buf(&headers);
 	if (request->body != NULL)
-		values[3] = PointerGetDatum(cstring_to_text_with_len(request->body,
+		values[4] = PointerGetDatum(cstring_to_text_with_len(request->body,
 															 request->body_len));
 	else
-		nulls[3] = true;
+		nulls[4] = true;
 
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
@@ -280,92 +357,71 @@ invsync_hmac_sha256_hex(PG_FUNCTION_ARGS)
 }
 
 /*
- * invsync._adapter_stock_request(p_channel, p_shop, p_listings, p_now): the
- * signed stock update the channel's adapter builds for these listings.
- * Listings check_listing refuses are passed on as they are, to show that
- * the builder leaves them out.
+ * The response of a hook's arguments: HTTP status (100-599), body (NULL is
+ * empty) and headers, a JSON object of name: value (NULL for none).
  */
-Datum
-invsync_adapter_stock_request(PG_FUNCTION_ARGS)
+static void
+response_from_args(FunctionCallInfo fcinfo, int status_arg, int body_arg,
+				   int headers_arg, HttpResponseView *response)
 {
-	const ChannelAdapter *adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
-	ShopContext shop;
-	ListingPush *items;
-	int			nitems;
-	HttpRequestSpec request;
-
-	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
-	items = listings_from_jsonb(PG_GETARG_JSONB_P(2), adapter->max_batch,
-								&nitems);
-	memset(&request, 0, sizeof(request));
-	adapter->build_stock_update(&shop, items, nitems, PG_GETARG_INT64(3),
-								&request);
-	return request_to_record(fcinfo, &request);
-}
-
-/*
- * invsync._adapter_stock_response(p_channel, p_listings, p_status, p_body,
- * p_retry_after): how the engine would read this answer to a stock update
- * of these listings, as {"outcome", "retry_after_ms", "request_id",
- * "error_code", "error_message", "listings": [{"listing_id", "outcome",
- * "error_code", "error_message"}, ...]}.  A NULL body is an empty one.
- */
-Datum
-invsync_adapter_stock_response(PG_FUNCTION_ARGS)
-{
-	const ChannelAdapter *adapter;
-	ShopContext shop;
-	ListingPush *items;
-	int			nitems;
-	HttpResponseView response;
-	StockCallResult result;
-	StringInfoData buf;
-	int			i;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("p_channel, p_listings and p_status must not be null")));
-	adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
-	items = listings_from_jsonb(PG_GETARG_JSONB_P(1), adapter->max_batch,
-								&nitems);
-	if (PG_GETARG_INT32(2) < 100 || PG_GETARG_INT32(2) > 599)
+	memset(response, 0, sizeof(HttpResponseView));
+	if (PG_ARGISNULL(status_arg) ||
+		PG_GETARG_INT32(status_arg) < 100 || PG_GETARG_INT32(status_arg) > 599)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("p_status must be an HTTP status between 100 and 599")));
-
-	memset(&shop, 0, sizeof(shop));
-	shop.channel = adapter->channel;
-	shop.uses_locations = true;
-
-	memset(&response, 0, sizeof(response));
-	response.status = PG_GETARG_INT32(2);
-	if (!PG_ARGISNULL(3))
+	response->status = PG_GETARG_INT32(status_arg);
+	if (!PG_ARGISNULL(body_arg))
 	{
-		text	   *body = PG_GETARG_TEXT_PP(3);
+		text	   *body = PG_GETARG_TEXT_PP(body_arg);
 
-		response.body = VARDATA_ANY(body);
-		response.body_len = VARSIZE_ANY_EXHDR(body);
+		response->body = VARDATA_ANY(body);
+		response->body_len = VARSIZE_ANY_EXHDR(body);
 	}
 	else
-		response.body = "";
-	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
-		response.retry_after = text_to_cstring(PG_GETARG_TEXT_PP(4));
+		response->body = "";
+	if (headers_arg < PG_NARGS() && !PG_ARGISNULL(headers_arg))
+	{
+		const JsonValue *object = jsonb_to_dom(PG_GETARG_JSONB_P(headers_arg),
+											   "p_headers");
+		StringInfoData lines;
+		int			i;
 
-	memset(&result, 0, sizeof(result));
-	adapter->parse_stock_update(&shop, items, nitems, &response, &result);
-	adapter_settle_outcomes(items, nitems, &result);
+		if (object->kind != JSON_KIND_OBJECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("p_headers must be a JSON object")));
+		initStringInfo(&lines);
+		for (i = 0; i < object->count; i++)
+			appendStringInfo(&lines, "%s: %s\r\n", object->keys[i],
+							 json_scalar_text(object->items[i]) ?
+							 json_scalar_text(object->items[i]) : "");
+		response->headers = lines.data;
+	}
+}
+
+/*
+ * {"outcome", "retry_after_ms", "request_id", "error_code",
+ * "error_message", "listings": [{"listing_id", "outcome", ["level",]
+ * "error_code", "error_message"}, ...]}
+ */
+static Datum
+listings_result(const CallResult *result, const ListingPush *items,
+				int nitems, bool levels)
+{
+	StringInfoData buf;
+	int			i;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"outcome\":");
-	json_append_string(&buf, sync_outcome_name(result.outcome));
+	json_append_string(&buf, sync_outcome_name(result->outcome));
 	appendStringInfo(&buf, ",\"retry_after_ms\":%d,\"request_id\":",
-					 result.retry_after_ms);
-	append_json_text_or_null(&buf, result.request_id);
+					 result->retry_after_ms);
+	append_json_text_or_null(&buf, result->request_id);
 	appendStringInfoString(&buf, ",\"error_code\":");
-	append_json_text_or_null(&buf, result.error_code);
+	append_json_text_or_null(&buf, result->error_code);
 	appendStringInfoString(&buf, ",\"error_message\":");
-	append_json_text_or_null(&buf, result.error_message);
+	append_json_text_or_null(&buf, result->error_message);
 	appendStringInfoString(&buf, ",\"listings\":[");
 	for (i = 0; i < nitems; i++)
 	{
@@ -374,6 +430,14 @@ invsync_adapter_stock_response(PG_FUNCTION_ARGS)
 		appendStringInfo(&buf, "{\"listing_id\":" INT64_FORMAT ",\"outcome\":",
 						 items[i].listing_id);
 		json_append_string(&buf, sync_outcome_name(items[i].outcome));
+		if (levels)
+		{
+			if (items[i].read_level >= 0)
+				appendStringInfo(&buf, ",\"level\":" INT64_FORMAT,
+								 items[i].read_level);
+			else
+				appendStringInfoString(&buf, ",\"level\":null");
+		}
 		appendStringInfoString(&buf, ",\"error_code\":");
 		append_json_text_or_null(&buf, items[i].error_code);
 		appendStringInfoString(&buf, ",\"error_message\":");
@@ -381,8 +445,148 @@ invsync_adapter_stock_response(PG_FUNCTION_ARGS)
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoString(&buf, "]}");
+	return jsonb_from_buf(&buf);
+}
 
-	PG_RETURN_DATUM(jsonb_from_buf(&buf));
+/*
+ * invsync._adapter_stock_request(p_channel, p_shop, p_listings, p_now): the
+ * signed stock update the channel's adapter builds for these listings at
+ * p_now (Unix seconds).
+ */
+Datum
+invsync_adapter_stock_request(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
+	ShopContext shop;
+	ListingPush *items;
+	ListingPush *batch;
+	int			nitems;
+	int			nbatch;
+	HttpRequestSpec request;
+
+	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
+	items = listings_from_jsonb(adapter, PG_GETARG_JSONB_P(2),
+								adapter->max_batch, true, &nitems);
+	batch = sendable_batch(adapter, adapter->batch_by, items, nitems, &nbatch);
+	adapter->build_push(&shop, batch, nbatch, PG_GETARG_INT64(3) * 1000,
+						&request);
+	return request_to_record(fcinfo, &request);
+}
+
+/*
+ * invsync._adapter_stock_response(p_channel, p_listings, p_status, p_body,
+ * p_retry_after, p_headers, p_shop): how the engine would read this answer
+ * to a stock update of these listings (see listings_result).  p_retry_after
+ * is a Retry-After header.
+ */
+Datum
+invsync_adapter_stock_response(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter;
+	ShopContext shop;
+	ListingPush *items;
+	ListingPush *batch;
+	int			nitems;
+	int			nbatch;
+	int			i;
+	int			k;
+	HttpResponseView response;
+	CallResult	result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("p_channel and p_listings must not be null")));
+	adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
+	items = listings_from_jsonb(adapter, PG_GETARG_JSONB_P(1),
+								adapter->max_batch, true, &nitems);
+	response_from_args(fcinfo, 2, 3, 5, &response);
+	if (!PG_ARGISNULL(4))
+		response.headers = psprintf("Retry-After: %s\r\n%s",
+									text_to_cstring(PG_GETARG_TEXT_PP(4)),
+									response.headers ? response.headers : "");
+	if (!PG_ARGISNULL(6))
+		shop_from_jsonb(PG_GETARG_JSONB_P(6), adapter->channel, &shop);
+	else
+	{
+		memset(&shop, 0, sizeof(shop));
+		shop.channel = adapter->channel;
+		shop.uses_locations = true;
+	}
+
+	batch = sendable_batch(adapter, adapter->batch_by, items, nitems, &nbatch);
+	memset(&result, 0, sizeof(result));
+	adapter->parse_push(&shop, batch, nbatch, &response, &result);
+	adapter_settle_outcomes(batch, nbatch, &result);
+
+	/* the settled batch back in the caller's order */
+	for (i = 0, k = 0; i < nitems && k < nbatch; i++)
+	{
+		if (items[i].outcome == SYNC_OUTCOME_NONE &&
+			items[i].listing_id == batch[k].listing_id)
+			items[i] = batch[k++];
+	}
+	PG_RETURN_DATUM(listings_result(&result, items, nitems, false));
+}
+
+/*
+ * invsync._adapter_read_request(p_channel, p_shop, p_listings, p_now): the
+ * signed request reading these listings' levels.
+ */
+Datum
+invsync_adapter_read_request(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
+	ShopContext shop;
+	ListingPush *items;
+	ListingPush *batch;
+	int			nitems;
+	int			nbatch;
+	HttpRequestSpec request;
+
+	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
+	items = listings_from_jsonb(adapter, PG_GETARG_JSONB_P(2),
+								adapter->max_read_batch, false, &nitems);
+	batch = sendable_batch(adapter, adapter->read_by, items, nitems, &nbatch);
+	adapter->build_read_levels(&shop, batch, nbatch, PG_GETARG_INT64(3) * 1000,
+							   &request);
+	return request_to_record(fcinfo, &request);
+}
+
+/*
+ * invsync._adapter_read_response(p_channel, p_shop, p_listings, p_status,
+ * p_body, p_headers): the levels the engine would read from this answer,
+ * as listings_result with each listing's "level".
+ */
+Datum
+invsync_adapter_read_response(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
+	ShopContext shop;
+	ListingPush *items;
+	ListingPush *batch;
+	int			nitems;
+	int			nbatch;
+	int			i;
+	int			k;
+	HttpResponseView response;
+	CallResult	result;
+
+	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
+	items = listings_from_jsonb(adapter, PG_GETARG_JSONB_P(2),
+								adapter->max_read_batch, false, &nitems);
+	response_from_args(fcinfo, 3, 4, 5, &response);
+	batch = sendable_batch(adapter, adapter->read_by, items, nitems, &nbatch);
+	memset(&result, 0, sizeof(result));
+	adapter->parse_read_levels(&shop, batch, nbatch, &response, &result);
+	adapter_settle_outcomes(batch, nbatch, &result);
+	for (i = 0, k = 0; i < nitems && k < nbatch; i++)
+	{
+		if (items[i].outcome == SYNC_OUTCOME_NONE &&
+			items[i].listing_id == batch[k].listing_id)
+			items[i] = batch[k++];
+	}
+	PG_RETURN_DATUM(listings_result(&result, items, nitems, true));
 }
 
 /*
@@ -397,15 +601,14 @@ invsync_adapter_refresh_request(PG_FUNCTION_ARGS)
 	HttpRequestSpec request;
 
 	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
-	memset(&request, 0, sizeof(request));
-	adapter->build_token_refresh(&shop, PG_GETARG_INT64(2), &request);
+	adapter->build_refresh(&shop, PG_GETARG_INT64(2) * 1000, &request);
 	return request_to_record(fcinfo, &request);
 }
 
 /*
- * invsync._adapter_refresh_response(p_channel, p_status, p_body): how the
- * engine would read this answer to a token refresh, as {"outcome",
- * "access_token", "refresh_token", "access_expires_at",
+ * invsync._adapter_refresh_response(p_channel, p_status, p_body,
+ * p_headers): how the engine would read this answer to a token refresh, as
+ * {"outcome", "access_token", "refresh_token", "access_expires_at",
  * "refresh_expires_at", "request_id", "error_code", "error_message"}.
  */
 Datum
@@ -417,37 +620,22 @@ invsync_adapter_refresh_response(PG_FUNCTION_ARGS)
 	TokenRefreshResult result;
 	StringInfoData buf;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("p_channel and p_status must not be null")));
+				 errmsg("p_channel must not be null")));
 	adapter = lookup_adapter(PG_GETARG_TEXT_PP(0));
-	if (PG_GETARG_INT32(1) < 100 || PG_GETARG_INT32(1) > 599)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("p_status must be an HTTP status between 100 and 599")));
+	response_from_args(fcinfo, 1, 2, 3, &response);
 
 	memset(&shop, 0, sizeof(shop));
 	shop.channel = adapter->channel;
 
-	memset(&response, 0, sizeof(response));
-	response.status = PG_GETARG_INT32(1);
-	if (!PG_ARGISNULL(2))
-	{
-		text	   *body = PG_GETARG_TEXT_PP(2);
-
-		response.body = VARDATA_ANY(body);
-		response.body_len = VARSIZE_ANY_EXHDR(body);
-	}
-	else
-		response.body = "";
-
 	memset(&result, 0, sizeof(result));
-	adapter->parse_token_refresh(&shop, &response, &result);
+	adapter->parse_refresh(&shop, &response, &result);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"outcome\":");
-	json_append_string(&buf, sync_outcome_name(result.outcome));
+	json_append_string(&buf, sync_outcome_name(result.call.outcome));
 	appendStringInfoString(&buf, ",\"access_token\":");
 	append_json_text_or_null(&buf, result.access_token);
 	appendStringInfoString(&buf, ",\"refresh_token\":");
@@ -456,11 +644,11 @@ invsync_adapter_refresh_response(PG_FUNCTION_ARGS)
 					 ",\"access_expires_at\":" INT64_FORMAT
 					 ",\"refresh_expires_at\":" INT64_FORMAT ",\"request_id\":",
 					 result.access_expires_at, result.refresh_expires_at);
-	append_json_text_or_null(&buf, result.request_id);
+	append_json_text_or_null(&buf, result.call.request_id);
 	appendStringInfoString(&buf, ",\"error_code\":");
-	append_json_text_or_null(&buf, result.error_code);
+	append_json_text_or_null(&buf, result.call.error_code);
 	appendStringInfoString(&buf, ",\"error_message\":");
-	append_json_text_or_null(&buf, result.error_message);
+	append_json_text_or_null(&buf, result.call.error_message);
 	appendStringInfoChar(&buf, '}');
 
 	PG_RETURN_DATUM(jsonb_from_buf(&buf));

@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "adapter.h"
 #include "endpoint.h"
 #include "invsync.h"
 
@@ -196,16 +197,58 @@ invsync_base_url_refusal(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Refuse one base URL column's value (IV023 / IV024) unless it is NULL.
+ */
+static void
+check_base_url_column(HeapTuple tuple, TupleDesc tupdesc, const char *column,
+					  const char *label)
+{
+	int			attnum = SPI_fnumber(tupdesc, column);
+	bool		isnull;
+	Datum		value;
+	const char *reason;
+
+	if (attnum <= 0)
+		return;					/* an older version's table */
+	value = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	if (isnull)
+		return;
+	switch (endpoint_check_base_url(TextDatumGetCString(value),
+									invsync_allow_insecure_http, &reason))
+	{
+		case ENDPOINT_OK:
+			break;
+		case ENDPOINT_INSECURE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVSYNC_INSECURE_BASE_URL),
+					 errmsg("%s must use https", label),
+					 errdetail("%s", reason),
+					 errhint("A superuser may allow plain http for tests with invsync.allow_insecure_http in postgresql.conf.")));
+			break;
+		case ENDPOINT_MALFORMED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVSYNC_BAD_BASE_URL),
+					 errmsg("invalid %s", label),
+					 errdetail("%s", reason),
+					 errhint("Give https://host[:port][/prefix], or NULL for the marketplace's production host.")));
+			break;
+	}
+}
+
+/*
  * SQL: invsync._apps_check_base_url() returns trigger.  BEFORE INSERT OR
- * UPDATE OF base_url on invsync.apps: refuse a base URL the worker could
- * not use, IV024 for plain http while invsync.allow_insecure_http is off,
- * IV023 for anything else wrong with it.  A NULL base URL passes, and so
- * does a row loaded from a dump: one inserted with a created_at other than
- * now(), the default every app created takes (see "Rows loaded from a
- * dump" in invsync_sync.sql).  It was stored under the rule of its source
- * (or before there was one), and refusing it would lose the app, its shops
- * and their listings from the restore; _claim() checks it again before
- * anything is sent to it.
+ * UPDATE OF channel, base_url, auth_base_url, batch_size on invsync.apps:
+ * refuse a base URL the worker could not use, IV024 for plain http while
+ * invsync.allow_insecure_http is off, IV023 for anything else wrong with
+ * it, and a batch size above what the channel's marketplace accepts
+ * (IV029).  NULLs pass, and so does a row loaded from a dump: one inserted
+ * with a created_at other than now(), the default every app created takes
+ * (see "Rows loaded from a dump" in invsync_sync.sql).  It was stored under
+ * the rule of its source (or before there was one), and refusing it would
+ * lose the app, its shops and their listings from the restore; _claim()
+ * checks its URLs again before anything is sent to them, and the worker
+ * never sends more than the channel's largest batch.  A column the table
+ * lacks (an older version's, before ALTER EXTENSION UPDATE) is not checked.
  */
 Datum
 invsync_apps_check_base_url(PG_FUNCTION_ARGS)
@@ -213,10 +256,9 @@ invsync_apps_check_base_url(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
-	int			attnum;
 	bool		isnull;
 	Datum		value;
-	const char *reason;
+	int			attnum;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -228,9 +270,6 @@ invsync_apps_check_base_url(PG_FUNCTION_ARGS)
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	tupdesc = trigdata->tg_relation->rd_att;
-	attnum = SPI_fnumber(tupdesc, "base_url");
-	if (attnum <= 0)
-		elog(ERROR, "invsync._apps_check_base_url(): table has no column base_url");
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
@@ -244,29 +283,26 @@ invsync_apps_check_base_url(PG_FUNCTION_ARGS)
 			return PointerGetDatum(tuple);
 	}
 
-	value = heap_getattr(tuple, attnum, tupdesc, &isnull);
-	if (!isnull)
+	check_base_url_column(tuple, tupdesc, "base_url", "base URL");
+	check_base_url_column(tuple, tupdesc, "auth_base_url", "auth base URL");
+
+	attnum = SPI_fnumber(tupdesc, "batch_size");
+	value = attnum > 0 ? heap_getattr(tuple, attnum, tupdesc, &isnull) : (Datum) 0;
+	if (attnum > 0 && !isnull)
 	{
-		switch (endpoint_check_base_url(TextDatumGetCString(value),
-										invsync_allow_insecure_http, &reason))
-		{
-			case ENDPOINT_OK:
-				break;
-			case ENDPOINT_INSECURE:
-				ereport(ERROR,
-						(errcode(ERRCODE_INVSYNC_INSECURE_BASE_URL),
-						 errmsg("base URL must use https"),
-						 errdetail("%s", reason),
-						 errhint("A superuser may allow plain http for tests with invsync.allow_insecure_http in postgresql.conf.")));
-				break;
-			case ENDPOINT_MALFORMED:
-				ereport(ERROR,
-						(errcode(ERRCODE_INVSYNC_BAD_BASE_URL),
-						 errmsg("invalid base URL"),
-						 errdetail("%s", reason),
-						 errhint("Give https://host[:port][/prefix], or NULL for the marketplace's production host.")));
-				break;
-		}
+		int			batch_size = DatumGetInt32(value);
+		const ChannelAdapter *adapter;
+		Datum		channel;
+
+		channel = heap_getattr(tuple, SPI_fnumber(tupdesc, "channel"), tupdesc, &isnull);
+		adapter = isnull ? NULL : adapter_for_channel(TextDatumGetCString(channel));
+		if (adapter != NULL && (batch_size < 1 || batch_size > adapter->max_batch))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVSYNC_BAD_BATCH_SIZE),
+					 errmsg("batch_size %d is out of range for %s", batch_size,
+							adapter->channel),
+					 errdetail("%s takes 1 to %d listings per stock update.",
+							   adapter->channel, adapter->max_batch)));
 	}
 	return PointerGetDatum(tuple);
 }

@@ -65,7 +65,9 @@ struct HttpTransfer
 	CURL	   *easy;
 	struct curl_slist *headers;
 	StringInfoData body;
-	char		retry_after[64];
+	char		response_headers[HTTP_MAX_RESPONSE_HEADERS];	/* the last
+																 * response's */
+	size_t		response_headers_len;
 	char		error_buffer[CURL_ERROR_SIZE];
 	bool		in_multi;		/* added to the multi handle */
 	HttpResult	result;			/* filled when it finished */
@@ -157,30 +159,26 @@ write_callback(char *data, size_t size, size_t count, void *transfer_arg)
 	return bytes;
 }
 
-/* keep Retry-After; every other header is ignored */
+/*
+ * Keep the header lines of the last response (a status line starts them
+ * anew: a 100 Continue or a proxy's answer may come first), up to
+ * HTTP_MAX_RESPONSE_HEADERS bytes; the lines past that are dropped whole.
+ * Nothing is allocated in the callback.
+ */
 static size_t
 header_callback(char *data, size_t size, size_t count, void *transfer_arg)
 {
 	HttpTransfer *transfer = (HttpTransfer *) transfer_arg;
 	size_t		bytes = size * count;
-	static const char name[] = "retry-after:";
 
-	if (bytes > sizeof(name) - 1 &&
-		pg_strncasecmp(data, name, sizeof(name) - 1) == 0)
+	if (bytes >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		transfer->response_headers_len = 0;
+	else if (transfer->response_headers_len + bytes < sizeof(transfer->response_headers))
 	{
-		size_t		start = sizeof(name) - 1;
-		size_t		end = bytes;
-		size_t		len;
-
-		while (start < end && (data[start] == ' ' || data[start] == '\t'))
-			start++;
-		while (end > start && (data[end - 1] == '\r' || data[end - 1] == '\n' ||
-							   data[end - 1] == ' '))
-			end--;
-		len = Min(end - start, sizeof(transfer->retry_after) - 1);
-		memcpy(transfer->retry_after, data + start, len);
-		transfer->retry_after[len] = '\0';
+		memcpy(transfer->response_headers + transfer->response_headers_len, data, bytes);
+		transfer->response_headers_len += bytes;
 	}
+	transfer->response_headers[transfer->response_headers_len] = '\0';
 	return bytes;
 }
 
@@ -307,6 +305,7 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	HttpTransfer *transfer;
 	CURL	   *easy;
 	char	   *header;
+	int			i;
 
 	context = AllocSetContextCreate(engine->context, "invsync http transfer",
 									ALLOCSET_SMALL_SIZES);
@@ -325,7 +324,7 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 				 errmsg("could not create a libcurl handle")));
 	transfer->easy = easy;
 
-	CURL_SETOPT(easy, CURLOPT_URL, spec->url);
+	CURL_SETOPT(easy, CURLOPT_URL, request_url(spec, false));
 
 	/*
 	 * https only, unless a superuser allowed plain http for tests
@@ -372,6 +371,11 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 		header = psprintf("Content-Type: %s", spec->content_type);
 		transfer->headers = curl_slist_append(transfer->headers, header);
 	}
+	for (i = 0; i < spec->nheaders; i++)
+	{
+		header = psprintf("%s: %s", spec->headers[i].name, spec->headers[i].value);
+		transfer->headers = curl_slist_append(transfer->headers, header);
+	}
 	header = psprintf("X-Correlation-ID: %s", correlation_id);
 	transfer->headers = curl_slist_append(transfer->headers, header);
 	/* no "Expect: 100-continue" round trip before small bodies */
@@ -413,8 +417,7 @@ finish_transfer(HttpEngine *engine, CURL *easy, CURLcode code)
 	result->response.status = (code == CURLE_OK) ? status : 0;
 	result->response.body = transfer->body.data;
 	result->response.body_len = transfer->body.len;
-	result->response.retry_after =
-		transfer->retry_after[0] ? transfer->retry_after : NULL;
+	result->response.headers = transfer->response_headers;
 	result->request_sent = request_size > 0;
 	result->latency_ms = total_seconds * 1000.0;
 	if (code != CURLE_OK)

@@ -19,6 +19,9 @@
 
 #include "adapter.h"
 
+/* bytes of response header lines kept for the adapter */
+#define HTTP_MAX_RESPONSE_HEADERS 4096
+
 typedef struct HttpEngine HttpEngine;
 typedef struct HttpTransfer HttpTransfer;
 

@@ -25,6 +25,8 @@
 #define ERRCODE_INVSYNC_INVALID_KEY			MAKE_SQLSTATE('I','V','0','1','0')
 #define ERRCODE_INVSYNC_TENANT_PINNED		MAKE_SQLSTATE('I','V','0','2','6')
 #define ERRCODE_INVSYNC_TOO_LONG			MAKE_SQLSTATE('I','V','0','2','7')
+#define ERRCODE_INVSYNC_BAD_LISTING_IDS		MAKE_SQLSTATE('I','V','0','2','8')
+#define ERRCODE_INVSYNC_BAD_BATCH_SIZE		MAKE_SQLSTATE('I','V','0','2','9')
 
 /*
  * The longest codes and texts the functions take, in characters (IV027

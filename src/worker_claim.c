@@ -274,8 +274,7 @@ claim_rows(void)
 						   "SELECT tenant_id, listing_id, shop_id, version, "
 						   "target_level, attempts, "
 						   "array_to_string(correlation_ids, ', '), "
-						   "external_item_id, external_model_id, "
-						   "external_location_id "
+						   "external_ids, sibling_key "
 						   "FROM invsync._claim($1, $2, $3, $4)",
 						   4, types),
 				 values, NULL, SPI_OK_SELECT);
@@ -300,11 +299,9 @@ claim_rows(void)
 		row->correlation_ids = MemoryContextStrdup(rows_context,
 												   ids && ids[0] ? ids : "none");
 		text = SPI_getvalue(tuple, desc, 8);
-		row->item_id = MemoryContextStrdup(rows_context, text ? text : "");
+		row->external_ids = MemoryContextStrdup(rows_context, text ? text : "{}");
 		text = SPI_getvalue(tuple, desc, 9);
-		row->model_id = text ? MemoryContextStrdup(rows_context, text) : NULL;
-		text = SPI_getvalue(tuple, desc, 10);
-		row->location_id = text ? MemoryContextStrdup(rows_context, text) : NULL;
+		row->sibling_key = text ? MemoryContextStrdup(rows_context, text) : NULL;
 
 		shop = get_shop(row->tenant_id, row->shop_id);
 		dlist_push_tail(&shop->waiting, &row->node);
@@ -323,11 +320,9 @@ forget_row(ClaimedRow *row)
 {
 	rows_held--;
 	pfree(row->correlation_ids);
-	pfree(row->item_id);
-	if (row->model_id)
-		pfree(row->model_id);
-	if (row->location_id)
-		pfree(row->location_id);
+	pfree(row->external_ids);
+	if (row->sibling_key)
+		pfree(row->sibling_key);
 	pfree(row);
 }
 
@@ -394,7 +389,7 @@ add_attempt(const PushRequest *request, long http_status, const char *outcome,
 		a->levels[i] = request->rows[i].level;
 	}
 	a->correlation_id = record_strdup(request->correlation_header);
-	a->request_url = record_strdup(request->spec.log_url ? request->spec.log_url : "");
+	a->request_url = record_strdup(request->log_url ? request->log_url : "");
 	a->http_status = http_status;
 	a->outcome = outcome;
 	a->error_class = record_strdup(error_class);

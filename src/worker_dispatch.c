@@ -120,107 +120,194 @@ listing_ids_json(const ClaimedRow *rows, int nrows)
 	return buf.data;
 }
 
-/* what the adapter needs of a row; strings point into the row */
+/*
+ * What the adapter needs of a row: its level and the values of the
+ * adapter's attributes, read from the row's external_ids (strings in the
+ * current context).  Ids of another form than a JSON string or number are
+ * left absent; adapter_check_listing then refuses the listing.
+ */
 static void
-fill_push(ListingPush *push, const ClaimedRow *row)
+fill_push(ListingPush *push, const ClaimedRow *row, const ChannelAdapter *adapter)
 {
+	JsonValue  *ids = json_parse(row->external_ids, strlen(row->external_ids));
+	int			i;
+
 	memset(push, 0, sizeof(ListingPush));
 	push->listing_id = row->listing_id;
-	push->external_item_id = row->item_id;
-	push->external_model_id = row->model_id;
-	push->external_location_id = row->location_id;
 	push->level = row->level;
+	push->read_level = -1;
+	for (i = 0; i < adapter->nattributes; i++)
+	{
+		const JsonValue *value = ids ? json_get(ids, adapter->attributes[i].name) : NULL;
+
+		if (value != NULL &&
+			(value->kind == JSON_KIND_STRING || value->kind == JSON_KIND_NUMBER))
+			push->ids[i] = value->text;
+		else
+			push->ids[i] = adapter->attributes[i].default_value;
+	}
+}
+
+/* a copy of row in context, off any list */
+static ClaimedRow *
+copy_row(const ClaimedRow *row, ClaimedRow *copy, MemoryContext context)
+{
+	if (copy == NULL)
+		copy = MemoryContextAlloc(context, sizeof(ClaimedRow));
+	*copy = *row;
+	copy->correlation_ids = MemoryContextStrdup(context, row->correlation_ids);
+	copy->external_ids = MemoryContextStrdup(context, row->external_ids);
+	copy->sibling_key = row->sibling_key ?
+		MemoryContextStrdup(context, row->sibling_key) : NULL;
+	return copy;
 }
 
 /* copy a waiting row into the request's context and free the original */
 static void
 move_row_into(PushRequest *request, int slot, ClaimedRow *row)
 {
-	ClaimedRow *copy = &request->rows[slot];
-	MemoryContext context = request->context;
+	MemoryContext old = MemoryContextSwitchTo(request->context);
 
-	*copy = *row;
-	copy->correlation_ids = MemoryContextStrdup(context, row->correlation_ids);
-	copy->item_id = MemoryContextStrdup(context, row->item_id);
-	copy->model_id = row->model_id ? MemoryContextStrdup(context, row->model_id) : NULL;
-	copy->location_id = row->location_id ?
-		MemoryContextStrdup(context, row->location_id) : NULL;
+	copy_row(row, &request->rows[slot], request->context);
+	fill_push(&request->pushes[slot], &request->rows[slot],
+			  request->shop->adapter);
+	MemoryContextSwitchTo(old);
 	dlist_delete(&row->node);
 	forget_row(row);
 	rows_held++;				/* still held, by the request now */
-	fill_push(&request->pushes[slot], copy);
 }
 
 /* put a row of a request back on its shop's waiting list (resend) */
 static void
 return_row(ShopState *shop, const ClaimedRow *row)
 {
-	ClaimedRow *copy = MemoryContextAlloc(rows_context, sizeof(ClaimedRow));
+	ClaimedRow *copy = copy_row(row, NULL, rows_context);
 
-	*copy = *row;
-	copy->correlation_ids = MemoryContextStrdup(rows_context, row->correlation_ids);
-	copy->item_id = MemoryContextStrdup(rows_context, row->item_id);
-	copy->model_id = row->model_id ? MemoryContextStrdup(rows_context, row->model_id) : NULL;
-	copy->location_id = row->location_id ?
-		MemoryContextStrdup(rows_context, row->location_id) : NULL;
 	dlist_push_head(&shop->waiting, &copy->node);
 	rows_held++;
 }
 
+/* settle a row the adapter can never send as a dead letter */
+static void
+refuse_row(ShopState *shop, ClaimedRow *row, const char *code,
+		   const char *message)
+{
+	char		listing[32];
+
+	snprintf(listing, sizeof(listing), "[" INT64_FORMAT "]", row->listing_id);
+	log_event(WARNING, "listing_refused", row->correlation_ids, shop,
+			  listing, row->attempts, 0, -1, message);
+	add_outcome(row, "dead", 0, code, message);
+	dlist_delete(&row->node);
+	forget_row(row);
+}
+
 /*
- * Move up to the adapter's batch size of waiting rows that may share one
- * request into it.  Rows the adapter can never send are settled as dead
- * here.  Returns how many rows were taken.
+ * The waiting rows of row's sibling group (row first), or row alone.  The
+ * claim takes a group whole, so its rows wait together.
  */
 static int
-take_batch(ShopState *shop, PushRequest *request)
+sibling_group(ShopState *shop, ClaimedRow *row, ClaimedRow **group, int max)
 {
+	dlist_iter	iter;
+	int			n = 1;
+
+	group[0] = row;
+	if (row->sibling_key == NULL)
+		return n;
+	dlist_foreach(iter, &shop->waiting)
+	{
+		ClaimedRow *other = dlist_container(ClaimedRow, node, iter.cur);
+
+		if (other != row && other->sibling_key != NULL && n < max &&
+			strcmp(other->sibling_key, row->sibling_key) == 0)
+			group[n++] = other;
+	}
+	return n;
+}
+
+/*
+ * Move up to the shop's batch size of waiting rows that may share one
+ * request into it, sibling groups whole (a group larger than the batch
+ * goes alone).  Rows the adapter can never send are settled as dead here.
+ * Returns how many rows were taken.
+ */
+static int
+take_batch(ShopState *shop, PushRequest *request, int capacity)
+{
+	const ChannelAdapter *adapter = shop->adapter;
 	int			n = 0;
-	int			max = Min(shop->adapter->max_batch, MAX_ADAPTER_BATCH);
+	int			max = Max(shop->batch_size, 1);
 	int			misfits = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	ClaimedRow **group = palloc(sizeof(ClaimedRow *) * capacity);
+	ListingPush *candidates = palloc(sizeof(ListingPush) * capacity);
 	dlist_mutable_iter iter;
 
+	if (shop->ctx.api_base_url == NULL)
+	{
+		/* no host: every waiting row is refused alike */
+		while (!dlist_is_empty(&shop->waiting))
+			refuse_row(shop, dlist_container(ClaimedRow, node,
+											 dlist_head_node(&shop->waiting)),
+					   "no_host", "the channel has no API host for the shop's region; set the app's base_url");
+		return 0;
+	}
+
+restart:
 	dlist_foreach_modify(iter, &shop->waiting)
 	{
 		ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
-		ListingPush candidate;
+		int			ngroup;
 		bool		fits = true;
 		int			i;
 
 		/* too late to send within its lease: the next claim hands it back */
 		if (row->send_by <= now)
 			continue;
-		fill_push(&candidate, row);
-		if (!adapter_check_listing(shop->adapter, &candidate))
+		ngroup = sibling_group(shop, row, group, capacity);
+		for (i = 0; i < ngroup; i++)
 		{
-			char		listing[32];
+			fill_push(&candidates[i], group[i], adapter);
+			if (!adapter_check_listing(adapter, &candidates[i]))
+			{
+				/* one unsendable sibling holds back the group: refuse them all */
+				int			k;
 
-			snprintf(listing, sizeof(listing), "[" INT64_FORMAT "]", row->listing_id);
-			log_event(WARNING, "listing_refused", row->correlation_ids, shop,
-					  listing, row->attempts, 0, -1, candidate.error_message);
-			add_outcome(row, "dead", 0, candidate.error_code, candidate.error_message);
-			dlist_delete(&row->node);
-			forget_row(row);
-			continue;
+				for (k = 0; k < ngroup; k++)
+					refuse_row(shop, group[k], candidates[i].error_code,
+							   candidates[i].error_message);
+				goto restart;
+			}
 		}
-		for (i = 0; i < n && fits; i++)
-			fits = shop->adapter->can_batch(&request->pushes[i], &candidate);
+		if (n > 0 && n + ngroup > max)
+			fits = false;
+		for (i = 0; i < ngroup && fits; i++)
+			fits = adapter_batch_fits(adapter, adapter->batch_by,
+									  request->pushes, n, &candidates[i]) &&
+				adapter_batch_fits(adapter, adapter->batch_by,
+								   candidates, i, &candidates[i]);
 		if (!fits)
 		{
 			/*
-			 * Claims come ordered by item, so the rows of one request are
-			 * found together: look no further than one batch past them,
+			 * Claims come ordered by batch key, so the rows of one request
+			 * are found together: look no further than one batch past them,
 			 * rather than through every waiting row for every request.
 			 */
 			if (++misfits >= max)
 				break;
 			continue;
 		}
-		move_row_into(request, n, row);
-		if (++n == max)
+		for (i = 0; i < ngroup; i++)
+			move_row_into(request, n++, group[i]);
+		if (n >= max)
 			break;
+		/* the group's other rows left the list: walk it again */
+		if (ngroup > 1)
+			goto restart;
 	}
+	pfree(group);
+	pfree(candidates);
 	return n;
 }
 
@@ -233,14 +320,19 @@ static bool
 start_stock_update(ShopState *shop)
 {
 	PushRequest *request = new_request(shop);
-	MemoryContext old = MemoryContextSwitchTo(request->context);
+	MemoryContext old;
+	int			capacity = 0;
 	int			n;
+	dlist_iter	iter;
 
-	request->rows = palloc(sizeof(ClaimedRow) * MAX_ADAPTER_BATCH);
-	request->pushes = palloc(sizeof(ListingPush) * MAX_ADAPTER_BATCH);
-	n = take_batch(shop, request);
-	request->nrows = n;
+	dlist_foreach(iter, &shop->waiting)
+		capacity++;
+	old = MemoryContextSwitchTo(request->context);
+	request->rows = palloc(sizeof(ClaimedRow) * capacity);
+	request->pushes = palloc(sizeof(ListingPush) * capacity);
 	MemoryContextSwitchTo(old);
+	n = take_batch(shop, request, capacity);
+	request->nrows = n;
 	if (n == 0)
 	{
 		free_request(request);
@@ -250,8 +342,9 @@ start_stock_update(ShopState *shop)
 	old = MemoryContextSwitchTo(request->context);
 	request->correlation_header = join_correlation_ids(request->rows, n);
 	request->started = GetCurrentTimestamp();
-	shop->adapter->build_stock_update(&shop->ctx, request->pushes, n,
-									  (int64) time(NULL), &request->spec);
+	shop->adapter->build_push(&shop->ctx, request->pushes, n,
+							  (int64) time(NULL) * 1000, &request->spec);
+	request->log_url = request_url(&request->spec, true);
 	MemoryContextSwitchTo(old);
 
 	shop->in_flight++;
@@ -290,7 +383,8 @@ start_refresh(ShopState *shop)
 										   shop->key.shop_id, (int64) time(NULL));
 	request->started = GetCurrentTimestamp();
 	shop->ctx.refresh_token = request->spent_refresh_token;
-	shop->adapter->build_token_refresh(&shop->ctx, (int64) time(NULL), &request->spec);
+	shop->adapter->build_refresh(&shop->ctx, (int64) time(NULL) * 1000, &request->spec);
+	request->log_url = request_url(&request->spec, true);
 	MemoryContextSwitchTo(old);
 	pfree(refresh_token);
 
@@ -402,7 +496,7 @@ static void
 stock_update_done(PushRequest *request, const HttpResult *result)
 {
 	ShopState  *shop = request->shop;
-	StockCallResult call;
+	CallResult	call;
 	int			nok = 0;
 	int			max_attempt = 0;
 	int			i;
@@ -425,8 +519,8 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 			call.retry_after_ms = invsync_http_timeout_ms;
 	}
 	else
-		shop->adapter->parse_stock_update(&shop->ctx, request->pushes, request->nrows,
-										  &result->response, &call);
+		shop->adapter->parse_push(&shop->ctx, request->pushes, request->nrows,
+								  &result->response, &call);
 	adapter_settle_outcomes(request->pushes, request->nrows, &call);
 
 	for (i = 0; i < request->nrows; i++)
@@ -511,23 +605,23 @@ refresh_done(PushRequest *request, const HttpResult *result)
 		 * could be refused or, worse, count as reuse, so the seller must
 		 * authorise again.  Not sent at all, it is safe to try later.
 		 */
-		refresh.outcome = SYNC_OUTCOME_RETRY;
+		refresh.call.outcome = SYNC_OUTCOME_RETRY;
 		reauthorize = result->request_sent;
-		strlcpy(refresh.error_code, "transport", sizeof(refresh.error_code));
-		adapter_copy_message(refresh.error_message, sizeof(refresh.error_message),
+		strlcpy(refresh.call.error_code, "transport", sizeof(refresh.call.error_code));
+		adapter_copy_message(refresh.call.error_message, sizeof(refresh.call.error_message),
 							 result->transport_error, &shop->ctx);
 	}
 	else
 	{
-		shop->adapter->parse_token_refresh(&shop->ctx, &result->response, &refresh);
-		reauthorize = refresh.outcome == SYNC_OUTCOME_PERMANENT;
+		shop->adapter->parse_refresh(&shop->ctx, &result->response, &refresh);
+		reauthorize = refresh.call.outcome == SYNC_OUTCOME_PERMANENT;
 	}
 
-	if (refresh.outcome == SYNC_OUTCOME_OK)
+	if (refresh.call.outcome == SYNC_OUTCOME_OK)
 		shop_store_tokens(shop, request->spent_refresh_token, &refresh);
 	else
 	{
-		shop_refresh_failed(shop, reauthorize, refresh.error_message);
+		shop_refresh_failed(shop, reauthorize, refresh.call.error_message);
 		/* the rows waiting for the new token try again later */
 		while (!dlist_is_empty(&shop->waiting))
 		{
@@ -536,22 +630,22 @@ refresh_done(PushRequest *request, const HttpResult *result)
 
 			add_outcome(row, "retry",
 						reauthorize ? invsync_backoff_max_ms : backoff_ms(row->attempts, 0),
-						"auth", refresh.error_message);
+						"auth", refresh.call.error_message);
 			forget_row(row);
 		}
 	}
 
 	add_attempt(request, result->response.status,
-				sync_outcome_name(refresh.outcome),
-				refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_code,
-				refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_message,
-				refresh.request_id, result->latency_ms);
-	log_event(refresh.outcome == SYNC_OUTCOME_OK ? LOG : WARNING,
-			  refresh.outcome == SYNC_OUTCOME_OK ? "token_refreshed" :
+				sync_outcome_name(refresh.call.outcome),
+				refresh.call.outcome == SYNC_OUTCOME_OK ? NULL : refresh.call.error_code,
+				refresh.call.outcome == SYNC_OUTCOME_OK ? NULL : refresh.call.error_message,
+				refresh.call.request_id, result->latency_ms);
+	log_event(refresh.call.outcome == SYNC_OUTCOME_OK ? LOG : WARNING,
+			  refresh.call.outcome == SYNC_OUTCOME_OK ? "token_refreshed" :
 			  (reauthorize ? "token_refresh_failed_reauthorize" : "token_refresh_failed"),
 			  request->correlation_header, shop, NULL, 0,
 			  result->response.status, result->latency_ms,
-			  refresh.outcome == SYNC_OUTCOME_OK ? NULL : refresh.error_message);
+			  refresh.call.outcome == SYNC_OUTCOME_OK ? NULL : refresh.call.error_message);
 }
 
 /*

@@ -47,8 +47,8 @@
 
 /* refresh an access token this long before it expires */
 #define TOKEN_REFRESH_MARGIN_MS (5 * 60 * 1000)
-/* the largest batch any adapter sends in one request */
-#define MAX_ADAPTER_BATCH 50
+/* the largest batch of any adapter, for the claim's per-shop share */
+#define MAX_ADAPTER_BATCH 100
 
 /* a claimed queue row, from its claim until its outcome is recorded */
 typedef struct ClaimedRow
@@ -64,9 +64,8 @@ typedef struct ClaimedRow
 	TimestampTz send_by;		/* sent later, its request could outlive the
 								 * lease and overlap a new claim's */
 	char	   *correlation_ids;	/* comma-separated, for the header */
-	char	   *item_id;
-	char	   *model_id;
-	char	   *location_id;
+	char	   *external_ids;	/* listings.external_ids, as JSON text */
+	char	   *sibling_key;	/* rows with one key go together; or NULL */
 } ClaimedRow;
 
 typedef struct ShopKey
@@ -103,6 +102,7 @@ typedef struct ShopState
 	ShopContext ctx;
 	double		rate;			/* requests per second */
 	int			max_in_flight;
+	int			batch_size;		/* listings per stock update */
 	TimestampTz access_expires_at;
 	double		tokens;			/* token bucket */
 	TimestampTz tokens_at;
@@ -126,6 +126,7 @@ typedef struct PushRequest
 	ClaimedRow *rows;			/* copies, in context */
 	ListingPush *pushes;
 	HttpRequestSpec spec;
+	char	   *log_url;		/* spec's URL with its secrets redacted */
 	char	   *correlation_header;
 	char	   *spent_refresh_token;
 	TimestampTz started;

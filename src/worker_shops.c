@@ -126,13 +126,22 @@ load_shop(ShopState *shop)
 	shop->ctx.app_secret = copy_or_null(context, SPI_getvalue(tuple, desc, 5));
 	shop->ctx.access_token = copy_or_null(context, SPI_getvalue(tuple, desc, 6));
 	shop->ctx.refresh_token = copy_or_null(context, SPI_getvalue(tuple, desc, 7));
-	shop->ctx.base_url = copy_or_null(context, SPI_getvalue(tuple, desc, 8));
 	shop->ctx.uses_locations = DatumGetBool(SPI_getbinval(tuple, desc, 9, &isnull));
 	shop->rate = DatumGetFloat8(SPI_getbinval(tuple, desc, 10, &isnull));
 	shop->max_in_flight = DatumGetInt32(SPI_getbinval(tuple, desc, 11, &isnull));
 	expires = SPI_getbinval(tuple, desc, 12, &isnull);
 	shop->access_expires_at = isnull ? 0 : DatumGetTimestampTz(expires);
 	shop->adapter = adapter_for_channel(shop->ctx.channel);
+	if (shop->adapter != NULL)
+	{
+		Datum		batch = SPI_getbinval(tuple, desc, 15, &isnull);
+
+		adapter_resolve_hosts(shop->adapter, &shop->ctx,
+							  copy_or_null(context, SPI_getvalue(tuple, desc, 8)),
+							  copy_or_null(context, SPI_getvalue(tuple, desc, 14)));
+		shop->batch_size = isnull ? shop->adapter->default_batch :
+			Min(DatumGetInt32(batch), shop->adapter->max_batch);
+	}
 
 	/* refresh ahead of expiry rather than after a refused push */
 	if (shop->access_expires_at != 0 && shop->ctx.refresh_token != NULL &&

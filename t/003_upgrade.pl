@@ -101,8 +101,9 @@ my $calls = q{
 };
 
 # bundles defined in the old version: KIT in two tenants, GIFT holding
-# KIT, a diamond 8 deep (2^8 paths from DA8 to DA0) and a chain 40 deep
-my $bundles_setup = q{
+# KIT, a diamond 8 deep (2^8 paths from DA8 to DA0) and a chain CHAIN deep
+# (40 where the version allows it, else its limit, 32)
+my $bundles_setup_template = q{
 	SET invsync.tenant = 4;
 	SELECT invsync.upsert_item('A');
 	SELECT invsync.upsert_item('KIT');
@@ -112,7 +113,7 @@ my $bundles_setup = q{
 	SELECT invsync.set_bundle('KIT', '[{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]');
 	SELECT invsync.set_bundle('GIFT', '[{"sku": "KIT", "qty": 2}, {"sku": "A", "qty": 1}]');
 	SELECT invsync.upsert_item(p || g) FROM generate_series(0, 8) g, unnest(ARRAY['DA', 'DB']) p;
-	SELECT invsync.upsert_item('CH' || g) FROM generate_series(0, 41) g;
+	SELECT invsync.upsert_item('CH' || g) FROM generate_series(0, CHAIN + 1) g;
 	DO $$
 	BEGIN
 		FOR g IN 1 .. 8 LOOP
@@ -121,7 +122,7 @@ my $bundles_setup = q{
 						jsonb_build_object('sku', 'DB' || (g - 1), 'qty', 1)))
 			   FROM unnest(ARRAY['DA', 'DB']) p;
 		END LOOP;
-		FOR g IN 1 .. 40 LOOP
+		FOR g IN 1 .. CHAIN LOOP
 			PERFORM invsync.set_bundle('CH' || g, jsonb_build_array(
 						jsonb_build_object('sku', 'CH' || (g - 1), 'qty', 1)));
 		END LOOP;
@@ -131,10 +132,29 @@ my $bundles_setup = q{
 	SELECT invsync.adjust(s, 'W1', 300, 'receipt', 'up-' || s)
 	  FROM unnest(ARRAY['DA0', 'DB0', 'CH0']) s;
 };
-my $bundles_query = q{
+my $bundles_query_template = q{
 	SET invsync.tenant = 3;
 	SELECT string_agg(format('%s=%s', s, invsync.available(s)), ' ' ORDER BY s)
-	  FROM unnest(ARRAY['A', 'B', 'KIT', 'GIFT', 'DA8', 'CH40']) s;
+	  FROM unnest(ARRAY['A', 'B', 'KIT', 'GIFT', 'DA8', 'CHCHAIN']) s;
+};
+
+# channels of the old version: Shopee listings with ids given in the
+# generic columns, one of which Shopee would refuse
+my $channels_setup = q{
+	SET invsync.tenant = 3;
+	INSERT INTO invsync.apps (channel, app_key, app_secret)
+		VALUES ('shopee', '1001', 'secret-of-the-old-app');
+	INSERT INTO invsync.shops (app_id, external_shop_id)
+		SELECT app_id, '2002' FROM invsync.apps WHERE app_key = '1001';
+	INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
+		SELECT shop_id, 'A', '800', NULL FROM invsync.shops WHERE external_shop_id = '2002'
+		UNION ALL
+		SELECT shop_id, 'B', 'x-1', '7' FROM invsync.shops WHERE external_shop_id = '2002';
+};
+my $listings_query = q{
+	SELECT string_agg(format('%s %s %s/%s %s', sku, external_ids, external_item_id,
+							 external_model_id, batch_key), '; ' ORDER BY sku)
+	  FROM invsync.listings WHERE tenant_id = 3
 };
 
 for my $from (@earlier)
@@ -149,14 +169,24 @@ for my $from (@earlier)
 		SELECT invsync.upsert_location('W2');
 		SELECT invsync.upsert_item('A');
 	});
+	my $chain = $from lt '0.3' ? 40 : 32;
+	my $bundles_setup = $bundles_setup_template =~ s/CHAIN/$chain/gr;
+	my $bundles_query = $bundles_query_template =~ s/CHAIN/$chain/gr;
 	$node->safe_psql($db, $bundles_setup);
+	$node->safe_psql($db, $channels_setup);
 	my $before = $node->safe_psql($db, "SET invsync.tenant = 3; $calls");
 	my $bundles_before = $node->safe_psql($db, $bundles_query);
 	my ($ret, $stdout, $stderr);
 	my $rows_before = $node->safe_psql($db,
 		'SELECT count(*) FROM invsync.ledger');
 
+	my $queue_query = q{
+		SELECT string_agg(format('%s:%s', listing_id, version), ' ' ORDER BY listing_id)
+		  FROM invsync.sync_queue};
+	my $queue_before = $node->safe_psql($db, $queue_query);
 	$node->safe_psql($db, 'ALTER EXTENSION invsync UPDATE');
+	is($node->safe_psql($db, $queue_query), $queue_before,
+		"$from: the upgrade queues nothing");
 	is($node->safe_psql($db,
 			q{SELECT extversion FROM pg_extension WHERE extname = 'invsync'}),
 		$current, "$from: updated to $current");
@@ -174,9 +204,9 @@ for my $from (@earlier)
 									 component_sku, qty, depth),
 							  ' ' ORDER BY tenant_id, bundle_sku, component_sku)
 			  FROM invsync.bundle_leaves
-			 WHERE bundle_sku IN ('KIT', 'GIFT', 'DA8', 'CH40')}),
-		'3:CH40:CH0:1:40 3:DA8:DA0:128:8 3:DA8:DB0:128:8 3:GIFT:A:5:2 '
-		  . '3:GIFT:B:2:2 3:KIT:A:2:1 3:KIT:B:1:1 4:KIT:A:3:1',
+			 WHERE bundle_sku IN ('KIT', 'GIFT', 'DA8', 'CH} . $chain . q{')}),
+		'3:CH' . $chain . ':CH0:1:' . $chain . ' 3:DA8:DA0:128:8 3:DA8:DB0:128:8 '
+		  . '3:GIFT:A:5:2 3:GIFT:B:2:2 3:KIT:A:2:1 3:KIT:B:1:1 4:KIT:A:3:1',
 		"$from: the upgrade flattens every bundle of every tenant");
 	is($node->safe_psql($db, q{
 			SELECT count(*) FROM invsync.bundle_components c
@@ -191,10 +221,11 @@ for my $from (@earlier)
 			SELECT string_agg(format('%s+%s', sku, reserved_change), ' ' ORDER BY sku)
 			  FROM invsync.reserve('o-b', '[{"sku": "GIFT", "qty": 1}]', 'up-b2')}),
 		'A+5 B+2', "$from: reserving a bundle defined before reserves its stocked skus");
-	($ret, $stdout, $stderr) = $node->psql($db, q{
+	my $deeper = $chain + 1;
+	($ret, $stdout, $stderr) = $node->psql($db, qq{
 		SET invsync.tenant = 3;
-		SELECT invsync.set_bundle('CH41', '[{"sku": "CH40", "qty": 1}]')});
-	like($stderr, qr/bundle "CH41" would nest 41 levels deep/,
+		SELECT invsync.set_bundle('CH$deeper', '[{"sku": "CH$chain", "qty": 1}]')});
+	like($stderr, qr/bundle "CH$deeper" would nest $deeper levels deep/,
 		"$from: a new definition deeper than the limit is refused");
 	($ret, $stdout, $stderr) = $node->psql($db, q{
 		SET invsync.tenant = 3;
@@ -205,6 +236,12 @@ for my $from (@earlier)
 			SET invsync.tenant = 3;
 			SELECT on_hand_after FROM invsync.adjust('A', 'W1', 5, 'receipt', 'up-4')}),
 		'12', "$from: new movements continue the balances");
+	# listings: the ids in external_ids by Shopee's attribute names, a
+	# missing model 0, an id Shopee refuses kept as it was; nothing queued
+	is($node->safe_psql($db, $listings_query),
+		'A {"item_id": "800", "model_id": "0"} 800/0 ["800"]; '
+		  . 'B {"item_id": "x-1", "model_id": "7"} x-1/7 ["x-1"]',
+		"$from: listings carry their ids by the channel's attribute names");
 	is($node->safe_psql($db,
 			'SELECT count(*) FROM invsync.check_consistency(true)'),
 		'0', "$from: the ledger and stock_levels agree");
