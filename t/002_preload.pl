@@ -35,7 +35,9 @@ $node->restart;
 $node->safe_psql('postgres', 'CREATE EXTENSION invsync');
 is($node->safe_psql('postgres',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'invsync'}),
-	'0.3', 'with preload, CREATE EXTENSION works');
+	$node->safe_psql('postgres',
+		q{SELECT default_version FROM pg_available_extensions WHERE name = 'invsync'}),
+	'with preload, CREATE EXTENSION works');
 is($node->safe_psql('postgres', q{SET invsync.tenant = 5; SELECT invsync.current_tenant()}),
 	'5', 'the invsync.tenant setting is defined');
 my ($ret, $stdout, $stderr) =
