@@ -20,6 +20,7 @@ Usage:
 """
 
 import argparse
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -332,7 +333,9 @@ class SimState:
             "applied_levels": 0, "refreshes": 0,
             "spent_refresh_token_reuse": 0, "rejected_sign": 0,
             "rejected_auth": 0, "throttled": 0, "faults": {},
+            "peak_per_second": {},
         }
+        self.arrivals = {}
 
     def put_partner(self, spec):
         partner_id = json_int(spec.get("partner_id"))
@@ -464,9 +467,29 @@ class SimState:
 
     def stats_view(self):
         stats = dict(self.stats)
-        stats["by_status"] = dict(stats["by_status"])
-        stats["faults"] = dict(stats["faults"])
+        for name in ("by_status", "faults", "peak_per_second"):
+            stats[name] = dict(stats[name])
         return stats
+
+    def _count_arrival(self, call):
+        """peak_per_second: per shop, the most requests that arrived within
+        any sliding second, whatever became of them.  Requests are logged
+        when they end, not in arrival order, so every window ending at an
+        arrival within a second after this one is counted again."""
+        if call.shop_id is None:
+            return
+        times = self.arrivals.setdefault(call.shop_id, [])
+        bisect.insort(times, call.arrived)
+        while times and times[0] < times[-1] - 120.0:
+            del times[0]
+        peaks = self.stats["peak_per_second"]
+        key = str(call.shop_id)
+        first = bisect.bisect_left(times, call.arrived)
+        last = bisect.bisect_right(times, call.arrived + 1.0)
+        for end in times[first:last]:
+            count = (bisect.bisect_right(times, end)
+                     - bisect.bisect_right(times, end - 1.0))
+            peaks[key] = max(peaks.get(key, 0), count)
 
     # ----- marketplace -----------------------------------------------------
 
@@ -497,6 +520,7 @@ class SimState:
     def _log(self, call, status, fault, error):
         stats = self.stats
         stats["requests"] += 1
+        self._count_arrival(call)
         by_status = stats["by_status"]
         by_status[str(status)] = by_status.get(str(status), 0) + 1
         if fault is not None:
