@@ -128,6 +128,35 @@ static void shopee_build_refresh(const ShopContext *shop, int64 now_ms,
 static void shopee_parse_refresh(const ShopContext *shop,
 								 const HttpResponseView *response,
 								 TokenRefreshResult *result);
+static bool shopee_parse_webhook(const WebhookRequest *request,
+								 WebhookEvent *event, const char **why);
+static bool shopee_verify_webhook(const char *app_key, const char *secret,
+								  const WebhookRequest *request);
+
+/* push codes invsync acts on (marketplace-apis.md section 1.6) */
+#define SHOPEE_PUSH_ORDER_STATUS	3
+#define SHOPEE_PUSH_RESERVED_STOCK	8
+
+/*
+ * Order statuses and their effect (marketplace-apis.md section 7.7);
+ * ranks follow an order's life, for two changes within one second.
+ * CANCELLED after SHIPPED (a parcel lost) releases nothing: the order was
+ * fulfilled, and release applies only to orders that were not.
+ */
+static const OrderStatus shopee_order_statuses[] = {
+	{"UNPAID", ORDER_EFFECT_RESERVE, 10},
+	{"PENDING", ORDER_EFFECT_RESERVE, 15},
+	{"INVOICE_PENDING", ORDER_EFFECT_RESERVE, 18},
+	{"READY_TO_SHIP", ORDER_EFFECT_RESERVE, 20},
+	{"PROCESSED", ORDER_EFFECT_RESERVE, 30},
+	{"RETRY_SHIP", ORDER_EFFECT_RESERVE, 35},
+	{"IN_CANCEL", ORDER_EFFECT_RESERVE, 40},
+	{"CANCELLED", ORDER_EFFECT_RELEASE, 90},
+	{"SHIPPED", ORDER_EFFECT_FULFILL, 50},
+	{"TO_CONFIRM_RECEIVE", ORDER_EFFECT_FULFILL, 60},
+	{"COMPLETED", ORDER_EFFECT_FULFILL, 80},
+	{"TO_RETURN", ORDER_EFFECT_NONE, 70},
+};
 
 static const ListingAttribute shopee_attributes[] = {
 	[SHOPEE_ITEM_ID] = {"item_id", LISTING_SLOT_ITEM, LISTING_ID_INTEGER, true, NULL},
@@ -152,7 +181,12 @@ const ChannelAdapter shopee_adapter = {
 	.build_read_levels = shopee_build_read_levels,
 	.parse_read_levels = shopee_parse_read_levels,
 	.build_refresh = shopee_build_refresh,
-	.parse_refresh = shopee_parse_refresh
+	.parse_refresh = shopee_parse_refresh,
+	.parse_webhook = shopee_parse_webhook,
+	.verify_webhook = shopee_verify_webhook,
+	.webhook_signature_header = "Authorization",
+	.order_statuses = shopee_order_statuses,
+	.norder_statuses = lengthof(shopee_order_statuses)
 };
 
 /*
@@ -736,4 +770,102 @@ shopee_parse_refresh(const ShopContext *shop, const HttpResponseView *response,
 	result->access_token = pstrdup(access_token);
 	result->refresh_token = pstrdup(refresh_token);
 	result->access_expires_at = (int64) time(NULL) + expire_in;
+}
+
+/*
+ * parse_webhook: {"shop_id":S,"code":C,"timestamp":T,"data":{...}}
+ * (marketplace-apis.md sections 1.6 and 7.2).  Code 3 is an order status
+ * change, keyed by (shop_id, code, ordersn, status, update_time): the
+ * envelope's timestamp is left out, as a re-delivery may carry a new one.
+ * Code 8 (reserved stock change) is a stock signal about the item and
+ * model it names.  Every other code is read and ignored, keyed by the
+ * body's hash (event_key NULL).  App-level pushes (1, 2, 12) name no shop.
+ */
+static bool
+shopee_parse_webhook(const WebhookRequest *request, WebhookEvent *event,
+					 const char **why)
+{
+	JsonValue  *root = json_parse(request->body, request->body_len);
+	const JsonValue *data;
+	const char *shop_id;
+	int64		code;
+	char		code_text[32];
+
+	memset(event, 0, sizeof(WebhookEvent));
+	if (root == NULL || root->kind != JSON_KIND_OBJECT)
+	{
+		*why = "the body is not a JSON object";
+		return false;
+	}
+	if (!json_get_int64(root, "code", &code))
+	{
+		*why = "the push has no integer \"code\"";
+		return false;
+	}
+	snprintf(code_text, sizeof(code_text), INT64_FORMAT, code);
+	event->event_type = psprintf("push_%s", code_text);
+	shop_id = json_scalar_text(json_get(root, "shop_id"));
+	if (shop_id != NULL)
+		event->shop_key = pstrdup(shop_id);
+	data = json_get_object(root, "data");
+
+	if (code == SHOPEE_PUSH_ORDER_STATUS)
+	{
+		const char *order = json_get_string(data, "ordersn");
+		const char *status = json_get_string(data, "status");
+
+		if (shop_id == NULL || order == NULL || order[0] == '\0' ||
+			status == NULL || status[0] == '\0' ||
+			!json_get_int64(data, "update_time", &event->update_time))
+		{
+			*why = "an order push needs shop_id, data.ordersn, data.status and data.update_time";
+			return false;
+		}
+		event->kind = WEBHOOK_ORDER;
+		event->event_type = pstrdup("order_status");
+		event->order_id = pstrdup(order);
+		event->status = pstrdup(status);
+		event->event_key = psprintf("%s:%s:%s:%s:" INT64_FORMAT, shop_id,
+									code_text, order, status,
+									event->update_time);
+	}
+	else if (code == SHOPEE_PUSH_RESERVED_STOCK && shop_id != NULL &&
+			 json_scalar_text(json_get(data, "item_id")) != NULL)
+	{
+		const char *model = json_scalar_text(json_get(data, "model_id"));
+
+		event->kind = WEBHOOK_STOCK;
+		event->event_type = pstrdup("reserved_stock");
+		event->ids[SHOPEE_ITEM_ID] = pstrdup(json_scalar_text(json_get(data, "item_id")));
+		event->ids[SHOPEE_MODEL_ID] = pstrdup(model ? model : "0");
+	}
+	else
+		event->kind = WEBHOOK_IGNORED;
+	return true;
+}
+
+/*
+ * verify_webhook: Authorization = lower-hex HMAC-SHA256(push key,
+ * callback URL + "|" + raw body), the URL being the one registered with
+ * Shopee (marketplace-apis.md section 1.6).
+ */
+static bool
+shopee_verify_webhook(const char *app_key, const char *secret,
+					  const WebhookRequest *request)
+{
+	StringInfoData message;
+	char		expected[HMAC_SHA256_HEX_LEN + 1];
+	bool		ok;
+
+	if (request->url == NULL || secret == NULL)
+		return false;
+	initStringInfo(&message);
+	appendStringInfoString(&message, request->url);
+	appendStringInfoChar(&message, '|');
+	appendBinaryStringInfo(&message, request->body, request->body_len);
+	ok = hmac_sha256_hex(secret, strlen(secret), message.data, message.len,
+						 false, expected) &&
+		adapter_signature_matches(expected, request->signature);
+	pfree(message.data);
+	return ok;
 }

@@ -546,3 +546,791 @@ GRANT EXECUTE ON FUNCTION invsync._is_channel(text),
 	invsync._listing_ids(text, jsonb, text, text, text, boolean, boolean)
 	TO invsync_admin;
 GRANT SELECT (auth_base_url, batch_size) ON invsync.apps TO invsync_admin;
+
+/* ---------------------------------------------------------------------
+ * Marketplace orders and webhooks
+ * --------------------------------------------------------------------- */
+
+/* the ledger's order functions in a given tenant */
+DROP FUNCTION invsync._close_order(text, text, text);
+/* reserve() in a given tenant: the ledger side of marketplace orders too */
+CREATE FUNCTION invsync._reserve(p_tenant bigint, p_order_ref text, p_lines jsonb,
+								 p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := p_tenant;
+	v_line		jsonb;
+	v_line_no	integer := 0;
+	v_line_sku	text;
+	v_line_qty	numeric;
+	v_location	text;
+	v_demand	record;
+	v_stock		record;
+	v_need		bigint;
+	v_take		bigint;
+	v_line_nos	integer[] := '{}';
+	v_line_skus text[] := '{}';
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_locations text[] := '{}';
+	i			integer;
+BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
+	/* the size first: it is read from the value's header, not the value */
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
+		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'invalid reservation lines'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}, of at most 1 MB.';
+	END IF;
+
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_line_no := v_line_no + 1;
+		IF jsonb_typeof(v_line) <> 'object'
+			OR jsonb_typeof(v_line -> 'sku') IS DISTINCT FROM 'string'
+			OR jsonb_typeof(v_line -> 'qty') IS DISTINCT FROM 'number'
+			OR coalesce(jsonb_typeof(v_line -> 'location'), 'null') NOT IN ('string', 'null')
+			OR EXISTS (SELECT FROM jsonb_object_keys(v_line) k
+						WHERE k NOT IN ('sku', 'qty', 'location')) THEN
+			RAISE EXCEPTION 'invalid reservation line %', v_line_no
+				USING ERRCODE = 'IV006',
+					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer, "location": text (optional)}.',
+												 v_line_no, invsync._clip(v_line::text));
+		END IF;
+		PERFORM invsync._check_length(v_line ->> 'sku', 'sku'),
+				invsync._check_length(v_line ->> 'location', 'location code');
+		v_line_qty := (v_line ->> 'qty')::numeric;
+		IF v_line_qty <> trunc(v_line_qty) OR v_line_qty < 1
+			OR v_line_qty > invsync.max_quantity() THEN
+			RAISE EXCEPTION 'invalid quantity % on reservation line %',
+				invsync._clip(v_line ->> 'qty'), v_line_no
+				USING ERRCODE = 'IV003',
+					  DETAIL = pg_catalog.format('A quantity is a whole number between 1 and %s.',
+												 invsync.max_quantity());
+		END IF;
+	END LOOP;
+
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'reserve',
+			jsonb_build_array(p_order_ref, p_lines)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+
+	INSERT INTO invsync.reservation_orders
+		(tenant_id, order_ref, idempotency_key, correlation_id)
+	VALUES (v_tenant, p_order_ref, p_idempotency_key, invsync.correlation_id())
+	ON CONFLICT (tenant_id, order_ref) DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" already has a reservation', p_order_ref
+			USING ERRCODE = 'IV012',
+				  DETAIL = 'An order reference reserves once, even after it was released or fulfilled.',
+				  HINT = 'To get the original result, resend the original request with its original idempotency key.';
+	END IF;
+
+	/* expand every line into the stocked skus it consumes */
+	v_line_no := 0;
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_line_no := v_line_no + 1;
+		v_line_sku := v_line ->> 'sku';
+		v_location := v_line ->> 'location';
+		IF NOT EXISTS (SELECT FROM invsync.items it
+						WHERE it.tenant_id = v_tenant AND it.sku = v_line_sku) THEN
+			RAISE EXCEPTION 'unknown sku "%" on reservation line %', v_line_sku, v_line_no
+				USING ERRCODE = 'IV001';
+		END IF;
+		IF v_location IS NOT NULL AND NOT EXISTS (
+				SELECT FROM invsync.locations l
+				 WHERE l.tenant_id = v_tenant AND l.location = v_location) THEN
+			RAISE EXCEPTION 'unknown location "%" on reservation line %', v_location, v_line_no
+				USING ERRCODE = 'IV002';
+		END IF;
+		FOR v_demand IN
+			SELECT e.sku, e.qty * (v_line ->> 'qty')::numeric AS qty
+			  FROM invsync._expand_bundle(v_tenant, v_line_sku) e
+			 ORDER BY e.sku
+		LOOP
+			IF v_demand.qty > invsync.max_quantity() THEN
+				RAISE EXCEPTION 'reservation line % needs % of "%", more than one movement may carry',
+					v_line_no, v_demand.qty, v_demand.sku
+					USING ERRCODE = 'IV003';
+			END IF;
+			v_line_nos := v_line_nos || v_line_no;
+			v_line_skus := v_line_skus || v_line_sku;
+			v_skus := v_skus || v_demand.sku;
+			v_qtys := v_qtys || v_demand.qty::bigint;
+			v_locations := v_locations || v_location;
+		END LOOP;
+	END LOOP;
+
+	/*
+	 * Lock every stock row involved in one fixed order, (sku, location), as
+	 * every multi-row writer does, so that two orders touching the same
+	 * skus in opposite orders cannot deadlock.
+	 */
+	PERFORM FROM invsync.stock_levels s
+	  WHERE s.tenant_id = v_tenant AND s.sku = ANY (v_skus)
+	  ORDER BY s.sku, s.location
+	  FOR UPDATE;
+
+	FOR i IN 1 .. array_length(v_skus, 1)
+	LOOP
+		v_need := v_qtys[i];
+		FOR v_stock IN
+			SELECT s.location, s.on_hand - s.reserved AS available
+			  FROM invsync.stock_levels s
+			  JOIN invsync.locations l
+				ON l.tenant_id = s.tenant_id AND l.location = s.location
+			 WHERE s.tenant_id = v_tenant AND s.sku = v_skus[i]
+			   AND (v_locations[i] IS NULL OR s.location = v_locations[i])
+			   AND s.on_hand > s.reserved
+			 ORDER BY l.priority, s.location
+		LOOP
+			EXIT WHEN v_need = 0;
+			v_take := least(v_need, v_stock.available);
+			RETURN NEXT invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
+									  'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
+			INSERT INTO invsync.reservations AS r
+				(tenant_id, order_ref, line_no, sku, location, qty, line_sku)
+			VALUES (v_tenant, p_order_ref, v_line_nos[i], v_skus[i], v_stock.location,
+					v_take, v_line_skus[i])
+			ON CONFLICT (tenant_id, order_ref, line_no, sku, location) DO UPDATE
+				SET qty = r.qty + excluded.qty;
+			v_need := v_need - v_take;
+		END LOOP;
+		IF v_need > 0 THEN
+			RAISE EXCEPTION 'insufficient stock of "%" for order "%"', v_skus[i], p_order_ref
+				USING ERRCODE = 'IV004',
+					  DETAIL = pg_catalog.format('Line %s needs %s more than is available%s.',
+												 v_line_nos[i], v_need,
+												 coalesce(' at ' || v_locations[i], ''));
+		END IF;
+	END LOOP;
+END
+$$;
+CREATE OR REPLACE FUNCTION invsync.reserve(p_order_ref text, p_lines jsonb, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._reserve(invsync.current_tenant(), p_order_ref, p_lines,
+								   p_idempotency_key)
+$$;
+/* release or fulfil every reservation of an order: one body for both */
+CREATE FUNCTION invsync._close_order(p_tenant bigint, p_order_ref text,
+									 p_idempotency_key text, p_operation text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := p_tenant;
+	v_status	text;
+	v_line		record;
+	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
+BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
+			jsonb_build_array(p_order_ref)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+
+	SELECT o.status INTO v_status
+	  FROM invsync.reservation_orders o
+	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown order "%"', p_order_ref
+			USING ERRCODE = 'IV007',
+				  DETAIL = 'No reservation was made for this order reference.';
+	ELSIF v_status = 'fulfilled' THEN
+		RAISE EXCEPTION 'order "%" is already fulfilled', p_order_ref
+			USING ERRCODE = 'IV008';
+	ELSIF v_status = 'released' THEN
+		RAISE EXCEPTION 'order "%" is already released', p_order_ref
+			USING ERRCODE = 'IV011';
+	END IF;
+
+	/* the same lock order as reserve() */
+	PERFORM FROM invsync.stock_levels s
+	  WHERE s.tenant_id = v_tenant
+		AND (s.sku, s.location) IN (SELECT r.sku, r.location
+									  FROM invsync.reservations r
+									 WHERE r.tenant_id = v_tenant
+									   AND r.order_ref = p_order_ref)
+	  ORDER BY s.sku, s.location
+	  FOR UPDATE;
+
+	FOR v_line IN
+		SELECT r.sku, r.location, sum(r.qty)::bigint AS qty
+		  FROM invsync.reservations r
+		 WHERE r.tenant_id = v_tenant AND r.order_ref = p_order_ref
+		 GROUP BY r.sku, r.location
+		 ORDER BY r.sku, r.location
+	LOOP
+		RETURN NEXT invsync._post(v_tenant, v_line.sku, v_line.location,
+								  CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
+								  -v_line.qty, p_operation, NULL, NULL, p_order_ref,
+								  p_idempotency_key);
+	END LOOP;
+
+	UPDATE invsync.reservation_orders o
+	   SET status = v_final, closed_at = now()
+	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref;
+END
+$$;
+CREATE OR REPLACE FUNCTION invsync.release(p_order_ref text, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'release')
+$$;
+CREATE OR REPLACE FUNCTION invsync.fulfill(p_order_ref text, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'fulfill')
+$$;
+
+ALTER TABLE invsync.shops ADD COLUMN push_shop_id text;
+CREATE INDEX shops_push_key_idx
+	ON invsync.shops ((coalesce(push_shop_id, external_shop_id)));
+COMMENT ON COLUMN invsync.shops.push_shop_id IS
+	'the shop as the marketplace''s pushes name it, when not external_shop_id: TikTok''s shop id (its API takes the shop cipher), Lazada''s seller id';
+
+/* ---------------------------------------------------------------------
+ * Marketplace orders
+ *
+ * An order placed on a marketplace reserves stock the moment invsync
+ * learns of it, so that the other channels stop selling it; it is
+ * fulfilled (on-hand deducted) once the carrier has it, and released if it
+ * is cancelled before.  What each status means is the channel's adapter's
+ * (marketplace-apis.md section 7.7): invsync._order_status().  A status
+ * only moves forward, by (update time, rank): an older event changes
+ * nothing.  Each transition calls the ledger under an idempotency key
+ * derived from (channel, shop, order, transition), so a replayed event can
+ * never reserve or deduct twice.
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._order_status(p_channel text, p_status text,
+									  OUT effect text, OUT rank integer)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_order_status'
+	LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION invsync._order_status(text, text) IS
+	'what an order status of a channel means for stock (reserve, fulfill, release, none) and its rank in an order''s life';
+
+CREATE TABLE invsync.marketplace_orders (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	order_id	text NOT NULL,
+	channel		text NOT NULL,
+	status		text NOT NULL,
+	status_rank integer NOT NULL,
+	update_time timestamptz NOT NULL,
+	effect		text,
+	lines		jsonb,
+	unmatched_lines jsonb,
+	error		text,
+	correlation_id text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, shop_id, order_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT marketplace_order_effect
+		CHECK (effect IN ('reserve', 'fulfill', 'release'))
+);
+COMMENT ON TABLE invsync.marketplace_orders IS
+	'per marketplace order: the last status applied, when it changed, and the stock effect it had';
+COMMENT ON COLUMN invsync.marketplace_orders.effect IS
+	'the last transition applied to the ledger: reserve, fulfill or release; NULL before any';
+COMMENT ON COLUMN invsync.marketplace_orders.lines IS
+	'the order''s lines as skus and quantities, [{"sku", "qty"}]';
+COMMENT ON COLUMN invsync.marketplace_orders.unmatched_lines IS
+	'lines whose marketplace ids match no listing of the shop: kept and reported, never dropped';
+COMMENT ON COLUMN invsync.marketplace_orders.error IS
+	'why the status''s effect could not be applied (insufficient stock, no lines yet); NULL when it was';
+
+/*
+ * An order's lines, as given by an application ({"sku", "qty"}) or a
+ * marketplace ({"ids": {attribute: id}, "qty"}), as skus and quantities
+ * ({"sku", "qty"}, summed per sku), and the lines no listing of the shop
+ * matches.  A marketplace line matches a listing whose ids contain every
+ * id the line gives.  IV006 for malformed lines.
+ */
+CREATE FUNCTION invsync._order_lines(p_tenant bigint, p_shop bigint, p_lines jsonb,
+									 OUT lines jsonb, OUT unmatched jsonb)
+	RETURNS record
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_line		jsonb;
+	v_no		integer := 0;
+	v_sku		text;
+	v_ids		jsonb;
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_unmatched jsonb := '[]';
+BEGIN
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
+		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'invalid order lines'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer} or {"ids": {attribute: id}, "qty": integer}, of at most 1 MB.';
+	END IF;
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_no := v_no + 1;
+		IF jsonb_typeof(v_line) <> 'object'
+			OR jsonb_typeof(v_line -> 'qty') IS DISTINCT FROM 'number'
+			OR (v_line ->> 'qty')::numeric <> trunc((v_line ->> 'qty')::numeric)
+			OR (v_line ->> 'qty')::numeric NOT BETWEEN 1 AND invsync.max_quantity()
+			OR (jsonb_typeof(v_line -> 'sku') IS DISTINCT FROM 'string')
+			   = (jsonb_typeof(v_line -> 'ids') IS DISTINCT FROM 'object')
+			OR EXISTS (SELECT FROM jsonb_object_keys(v_line) k
+						WHERE k NOT IN ('sku', 'ids', 'qty')) THEN
+			RAISE EXCEPTION 'invalid order line %', v_no
+				USING ERRCODE = 'IV006',
+					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer} or {"ids": {attribute: id}, "qty": integer}.',
+												 v_no, invsync._clip(v_line::text));
+		END IF;
+		IF v_line ? 'sku' THEN
+			v_sku := v_line ->> 'sku';
+			PERFORM invsync._check_length(v_sku, 'sku');
+		ELSE
+			/* ids as strings, as listings store them */
+			SELECT jsonb_object_agg(e.key, CASE jsonb_typeof(e.value)
+											 WHEN 'string' THEN e.value
+											 ELSE to_jsonb(e.value #>> '{}')
+										   END)
+			  INTO v_ids
+			  FROM jsonb_each(v_line -> 'ids') e;
+			SELECT l.sku INTO v_sku
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = p_tenant AND l.shop_id = p_shop
+			   AND l.external_ids @> coalesce(v_ids, '{}')
+			   AND v_ids IS NOT NULL
+			 ORDER BY l.listing_id
+			 LIMIT 1;
+			IF NOT FOUND THEN
+				v_unmatched := v_unmatched || jsonb_build_array(v_line);
+				CONTINUE;
+			END IF;
+		END IF;
+		IF v_sku = ANY (v_skus) THEN
+			v_qtys[array_position(v_skus, v_sku)] :=
+				v_qtys[array_position(v_skus, v_sku)] + (v_line ->> 'qty')::bigint;
+		ELSE
+			v_skus := v_skus || v_sku;
+			v_qtys := v_qtys || (v_line ->> 'qty')::bigint;
+		END IF;
+	END LOOP;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('sku', s.sku, 'qty', s.qty) ORDER BY s.sku), '[]')
+	  INTO lines
+	  FROM unnest(v_skus, v_qtys) AS s (sku, qty);
+	unmatched := nullif(v_unmatched, '[]');
+END
+$$;
+
+/*
+ * Apply what is known of a marketplace order: its status as of
+ * p_update_time and, when given, its lines.  The status moves forward
+ * only; the effect of the status now held is brought about if the lines
+ * are known.  Returns {"result": "applied" (the ledger moved) | "recorded"
+ * (status or lines kept, the ledger as it was) | "unchanged" | "stale"
+ * (an older status), "status", "effect", "error"}.
+ */
+CREATE FUNCTION invsync._apply_order(p_tenant bigint, p_shop bigint, p_order_id text,
+									 p_status text, p_update_time timestamptz,
+									 p_lines jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_order		invsync.marketplace_orders;
+	v_effect	text;
+	v_rank		integer;
+	v_newer		boolean;
+	v_lines		record;
+	v_target	text;
+	v_ref		text;
+	v_key		text;
+	v_recorded	boolean := false;
+	v_applied	boolean := false;
+	v_error		text;
+BEGIN
+	IF p_order_id IS NULL OR length(p_order_id) NOT BETWEEN 1 AND 128 THEN
+		RAISE EXCEPTION 'invalid marketplace order id'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A marketplace order id is a non-empty string of at most 128 characters.';
+	END IF;
+	IF p_status IS NULL OR length(p_status) NOT BETWEEN 1 AND 64 OR p_update_time IS NULL THEN
+		RAISE EXCEPTION 'invalid marketplace order status or update time'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A status is a non-empty string of at most 64 characters, with the time it was set.';
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	SELECT st.effect, st.rank INTO v_effect, v_rank
+	  FROM invsync._order_status(v_channel, p_status) st;
+	IF p_lines IS NOT NULL THEN
+		v_lines := invsync._order_lines(p_tenant, p_shop, p_lines);
+	END IF;
+
+	/* one order at a time: concurrent events of one order take turns */
+	INSERT INTO invsync.marketplace_orders AS o
+		(tenant_id, shop_id, order_id, channel, status, status_rank, update_time,
+		 correlation_id)
+	VALUES (p_tenant, p_shop, p_order_id, v_channel, p_status, v_rank, p_update_time,
+			invsync.correlation_id())
+	ON CONFLICT (tenant_id, shop_id, order_id) DO NOTHING
+	RETURNING true INTO v_newer;
+	SELECT * INTO v_order
+	  FROM invsync.marketplace_orders o
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+	   FOR UPDATE;
+	v_newer := coalesce(v_newer, false)
+		OR (p_update_time, v_rank) > (v_order.update_time, v_order.status_rank);
+
+	IF NOT v_newer AND (p_lines IS NULL OR v_order.lines IS NOT NULL) THEN
+		RETURN jsonb_build_object('result', 'stale', 'status', v_order.status,
+								  'effect', v_order.effect);
+	END IF;
+	IF v_newer THEN
+		v_order.status := p_status;
+		v_order.status_rank := v_rank;
+		v_order.update_time := p_update_time;
+		v_recorded := true;
+	END IF;
+	/* lines from the marketplace's own order are the authority */
+	IF p_lines IS NOT NULL AND (v_newer OR v_order.lines IS NULL) THEN
+		v_order.lines := v_lines.lines;
+		v_order.unmatched_lines := v_lines.unmatched;
+		v_recorded := true;
+	END IF;
+
+	SELECT st.effect INTO v_target FROM invsync._order_status(v_channel, v_order.status) st;
+	v_ref := pg_catalog.format('mp:%s:%s:%s', v_channel, p_shop, p_order_id);
+	v_error := NULL;
+	IF v_target <> 'none' AND v_order.lines IS NULL THEN
+		v_error := 'the order''s lines are not known yet';
+	ELSIF v_target <> 'none' AND jsonb_array_length(v_order.lines) = 0 THEN
+		v_error := 'no line of the order matches a listing of the shop';
+	ELSE
+		BEGIN
+			IF v_target IN ('reserve', 'fulfill') AND v_order.effect IS NULL THEN
+				PERFORM invsync._reserve(p_tenant, v_ref, v_order.lines, v_ref || ':reserve');
+				v_order.effect := 'reserve';
+				v_applied := true;
+			END IF;
+			IF v_target = 'fulfill' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':fulfill', 'fulfill');
+				v_order.effect := 'fulfill';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':release', 'release');
+				v_order.effect := 'release';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect IS NULL THEN
+				v_order.effect := 'release';	/* nothing was held */
+			END IF;
+		EXCEPTION WHEN SQLSTATE 'IV004' THEN
+			/* the subtransaction undid a reserve that went through */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			SELECT o.effect INTO v_order.effect
+			  FROM invsync.marketplace_orders o
+			 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+			v_applied := false;
+		END;
+	END IF;
+
+	UPDATE invsync.marketplace_orders o
+	   SET status = v_order.status, status_rank = v_order.status_rank,
+		   update_time = v_order.update_time, effect = v_order.effect,
+		   lines = v_order.lines, unmatched_lines = v_order.unmatched_lines,
+		   error = v_error, correlation_id = invsync.correlation_id(),
+		   updated_at = now()
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+	RETURN jsonb_build_object('result', CASE WHEN v_applied THEN 'applied'
+											 WHEN v_recorded OR v_error IS NOT NULL THEN 'recorded'
+											 ELSE 'unchanged' END,
+							  'status', v_order.status, 'effect', v_order.effect,
+							  'error', v_error);
+END
+$$;
+
+/*
+ * record_order(): an application that holds a marketplace order's lines
+ * (an order service, a poller) records it by the same rules as a pushed
+ * one.  p_update_time orders the calls: an older one changes nothing.
+ */
+CREATE FUNCTION invsync.record_order(p_shop bigint, p_order_id text, p_status text,
+									 p_update_time timestamptz, p_lines jsonb DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT invsync._apply_order(invsync.current_tenant(), p_shop, p_order_id, p_status,
+								p_update_time, p_lines)
+$$;
+COMMENT ON FUNCTION invsync.record_order(bigint, text, text, timestamptz, jsonb) IS
+	'record a marketplace order''s status (and lines): reserve, fulfil or release its stock once, a status only moving forward';
+
+CREATE VIEW invsync.order_problems WITH (security_barrier) AS
+	SELECT o.shop_id, o.order_id, o.channel, o.status, o.update_time, o.effect,
+		   o.error, o.unmatched_lines
+	  FROM invsync.marketplace_orders o
+	 WHERE o.tenant_id = invsync.current_tenant()
+	   AND (o.error IS NOT NULL OR o.unmatched_lines IS NOT NULL);
+COMMENT ON VIEW invsync.order_problems IS
+	'marketplace orders of the current tenant whose effect could not be applied, or with lines matching no listing';
+
+/* ---------------------------------------------------------------------
+ * Webhooks
+ *
+ * handle_webhook() takes a marketplace's push as the web handler got it
+ * (headers, raw body, the URL it was posted to), finds the shop it names
+ * (and so the tenant), checks its signature with that shop's app key,
+ * records it in the inbox under its event key, and answers at once; no
+ * HTTP is done in its transaction.  An order push whose lines are not
+ * known yet queues a fetch of the order (order_fetches), which the worker
+ * runs with the lease and retry rules of pushes; a stock push re-publishes
+ * the listing (the ledger is the truth) and stays in the inbox as a drift
+ * signal.
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._webhook_read(p_channel text, p_body text,
+									  OUT kind text, OUT shop_key text,
+									  OUT event_key text, OUT event_type text,
+									  OUT order_id text, OUT status text,
+									  OUT update_time bigint, OUT ids jsonb)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_webhook_read'
+	LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION invsync._webhook_read(text, text) IS
+	'what a push says (before its signature is checked): IV031 malformed, IV032 too large, IV034 unknown channel';
+CREATE FUNCTION invsync._webhook_verify(p_channel text, p_app_key text, p_secret text,
+										p_url text, p_headers jsonb, p_body text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'invsync_webhook_verify'
+	LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION invsync._webhook_verify(text, text, text, text, jsonb, text) IS
+	'is the push signed with this app''s key (constant-time compare)?';
+
+CREATE TABLE invsync.webhook_inbox (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	event_key	text NOT NULL,
+	channel		text NOT NULL,
+	kind		text NOT NULL,
+	event_type	text,
+	order_id	text,
+	status		text,
+	update_time timestamptz,
+	listing_ids bigint[],
+	body		text NOT NULL,
+	correlation_id text NOT NULL,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, shop_id, event_key),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT webhook_inbox_kind CHECK (kind IN ('order', 'stock', 'ignored'))
+);
+COMMENT ON TABLE invsync.webhook_inbox IS
+	'every verified push, once per event key: a re-delivery is a duplicate';
+COMMENT ON COLUMN invsync.webhook_inbox.listing_ids IS
+	'stock pushes: the listings the marketplace''s stock moved on (a drift signal; they were re-published)';
+
+/* order fetches: one per order, coalesced like the sync queue */
+CREATE TABLE invsync.order_fetches (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	order_id	text NOT NULL,
+	version		bigint NOT NULL DEFAULT 1,
+	state		text NOT NULL DEFAULT 'pending',
+	due_at		timestamptz NOT NULL DEFAULT now(),
+	lease_until timestamptz,
+	claimed_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	correlation_ids text[] NOT NULL,
+	last_error	text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	fetched_at	timestamptz,
+	PRIMARY KEY (tenant_id, shop_id, order_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT order_fetch_state CHECK (state IN ('pending', 'done', 'dead'))
+);
+CREATE INDEX order_fetches_due_idx ON invsync.order_fetches (tenant_id, shop_id, due_at)
+	WHERE state = 'pending';
+COMMENT ON TABLE invsync.order_fetches IS
+	'orders whose lines the worker fetches from the marketplace (pushes rarely carry them)';
+
+CREATE FUNCTION invsync.handle_webhook(p_channel text, p_headers jsonb, p_body text,
+									   p_url text DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_push		record;
+	v_shop		record;
+	v_verified	integer := 0;
+	v_candidates integer := 0;
+	v_key		text;
+	v_status	text := 'duplicate';
+	v_listings	bigint[];
+	v_result	jsonb;
+	v_shops		jsonb := '[]';
+	v_inserted	boolean;
+BEGIN
+	IF p_headers IS NOT NULL AND (jsonb_typeof(p_headers) <> 'object'
+								  OR invsync._raw_size(p_headers) > 65536) THEN
+		RAISE EXCEPTION 'malformed push headers'
+			USING ERRCODE = 'IV031',
+				  DETAIL = 'Headers are a JSON object of name: value, of at most 64 kB.';
+	END IF;
+	SELECT * INTO v_push FROM invsync._webhook_read(p_channel, p_body);
+	v_key := coalesce(v_push.event_key,
+					  v_push.event_type || ':' || encode(sha256(convert_to(p_body, 'UTF8')), 'hex'));
+
+	/* an app-level push names no shop: it is checked, then ignored */
+	IF v_push.shop_key IS NULL THEN
+		IF NOT EXISTS (SELECT FROM invsync.apps a
+						WHERE a.channel = p_channel
+						  AND invsync._webhook_verify(p_channel, a.app_key,
+													  coalesce(a.push_secret, a.app_secret),
+													  p_url, p_headers, p_body)) THEN
+			RAISE EXCEPTION 'the push is not signed by any % app', p_channel
+				USING ERRCODE = 'IV030';
+		END IF;
+		RETURN jsonb_build_object('status', 'ignored', 'event_key', v_key);
+	END IF;
+
+	FOR v_shop IN
+		SELECT s.tenant_id, s.shop_id, a.app_key,
+			   coalesce(a.push_secret, a.app_secret) AS secret
+		  FROM invsync.shops s
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE coalesce(s.push_shop_id, s.external_shop_id) = v_push.shop_key
+		   AND a.channel = p_channel
+		 ORDER BY s.tenant_id, s.shop_id
+	LOOP
+		v_candidates := v_candidates + 1;
+		CONTINUE WHEN NOT invsync._webhook_verify(p_channel, v_shop.app_key, v_shop.secret,
+												  p_url, p_headers, p_body);
+		v_verified := v_verified + 1;
+
+		v_listings := NULL;
+		IF v_push.kind = 'stock' THEN
+			SELECT array_agg(l.listing_id ORDER BY l.listing_id) INTO v_listings
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = v_shop.tenant_id AND l.shop_id = v_shop.shop_id
+			   AND l.external_ids @> v_push.ids;
+		END IF;
+		INSERT INTO invsync.webhook_inbox
+			(tenant_id, shop_id, event_key, channel, kind, event_type, order_id, status,
+			 update_time, listing_ids, body, correlation_id)
+		VALUES (v_shop.tenant_id, v_shop.shop_id, v_key, p_channel, v_push.kind,
+				v_push.event_type, v_push.order_id, v_push.status,
+				to_timestamp(v_push.update_time), v_listings, p_body,
+				invsync.correlation_id())
+		ON CONFLICT (tenant_id, shop_id, event_key) DO NOTHING
+		RETURNING true INTO v_inserted;
+		v_shops := v_shops || jsonb_build_object('tenant', v_shop.tenant_id,
+												 'shop_id', v_shop.shop_id);
+		CONTINUE WHEN v_inserted IS NULL;
+
+		v_status := CASE v_push.kind WHEN 'ignored' THEN 'ignored' ELSE 'accepted' END;
+		IF v_push.kind = 'order' THEN
+			/* the status takes effect at once if the lines are known */
+			PERFORM invsync._apply_order(v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+										 v_push.status, to_timestamp(v_push.update_time),
+										 NULL);
+			IF NOT EXISTS (SELECT FROM invsync.marketplace_orders o
+							WHERE o.tenant_id = v_shop.tenant_id AND o.shop_id = v_shop.shop_id
+							  AND o.order_id = v_push.order_id AND o.lines IS NOT NULL) THEN
+				INSERT INTO invsync.order_fetches AS f
+					(tenant_id, shop_id, order_id, correlation_ids)
+				VALUES (v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+						ARRAY[invsync.correlation_id()])
+				ON CONFLICT (tenant_id, shop_id, order_id) DO UPDATE
+					SET version = f.version + 1,
+						state = CASE f.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+						due_at = CASE f.state WHEN 'done' THEN excluded.due_at ELSE f.due_at END,
+						attempts = CASE f.state WHEN 'done' THEN 0 ELSE f.attempts END,
+						correlation_ids = invsync._append_correlation_id(f.correlation_ids,
+																		 excluded.correlation_ids[1]);
+				PERFORM invsync._wake_worker();
+			END IF;
+		ELSIF v_push.kind = 'stock' AND v_listings IS NOT NULL THEN
+			PERFORM invsync._enqueue_skus(v_shop.tenant_id,
+										  ARRAY(SELECT l.sku FROM invsync.listings l
+												 WHERE l.tenant_id = v_shop.tenant_id
+												   AND l.listing_id = ANY (v_listings)),
+										  NULL, true);
+		END IF;
+	END LOOP;
+
+	IF v_candidates = 0 THEN
+		RAISE EXCEPTION 'no % shop "%"', p_channel, invsync._clip(v_push.shop_key)
+			USING ERRCODE = 'IV033',
+				  HINT = 'Shops are found by shops.push_shop_id, or by external_shop_id when it is NULL.';
+	ELSIF v_verified = 0 THEN
+		RAISE EXCEPTION 'the push is not signed by the shop''s app'
+			USING ERRCODE = 'IV030';
+	END IF;
+	RETURN jsonb_build_object('status', v_status, 'event_key', v_key, 'event', v_push.kind,
+							  'shops', v_shops);
+END
+$$;
+COMMENT ON FUNCTION invsync.handle_webhook(text, jsonb, text, text) IS
+	'verify and record a marketplace push: {"status": "accepted" | "duplicate" | "ignored"}; IV030 bad signature (answer 401), IV031 malformed (400), IV032 too large (413), IV033 unknown shop, IV034 unknown channel';
+
+
+SELECT pg_catalog.pg_extension_config_dump('invsync.marketplace_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.webhook_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.order_fetches', '');
+
+REVOKE ALL ON FUNCTION invsync._reserve(bigint, text, jsonb, text),
+	invsync._close_order(bigint, text, text, text),
+	invsync._order_status(text, text),
+	invsync._order_lines(bigint, bigint, jsonb),
+	invsync._apply_order(bigint, bigint, text, text, timestamptz, jsonb),
+	invsync.record_order(bigint, text, text, timestamptz, jsonb),
+	invsync._webhook_read(text, text),
+	invsync._webhook_verify(text, text, text, text, jsonb, text),
+	invsync.handle_webhook(text, jsonb, text, text)
+	FROM PUBLIC;
+REVOKE ALL ON invsync.marketplace_orders, invsync.webhook_inbox, invsync.order_fetches,
+	invsync.order_problems FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync.handle_webhook(text, jsonb, text, text) TO invsync_webhook;
+GRANT EXECUTE ON FUNCTION invsync.record_order(bigint, text, text, timestamptz, jsonb)
+	TO invsync_writer;
+GRANT SELECT ON invsync.order_problems TO invsync_reader, pg_monitor;
+GRANT SELECT ON invsync.marketplace_orders, invsync.webhook_inbox, invsync.order_fetches
+	TO invsync_admin;
+GRANT SELECT (push_shop_id) ON invsync.shops TO invsync_admin;

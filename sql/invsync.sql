@@ -926,13 +926,15 @@ COMMENT ON FUNCTION invsync.transfer(text, text, text, bigint, text, text) IS
  * line reserves its components; a line without a location draws from the
  * tenant's locations in priority order, possibly from several.
  */
-CREATE FUNCTION invsync.reserve(p_order_ref text, p_lines jsonb, p_idempotency_key text)
+/* reserve() in a given tenant: the ledger side of marketplace orders too */
+CREATE FUNCTION invsync._reserve(p_tenant bigint, p_order_ref text, p_lines jsonb,
+								 p_idempotency_key text)
 	RETURNS SETOF invsync.ledger
-	LANGUAGE plpgsql SECURITY DEFINER
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	v_tenant	bigint := invsync.current_tenant();
+	v_tenant	bigint := p_tenant;
 	v_line		jsonb;
 	v_line_no	integer := 0;
 	v_line_sku	text;
@@ -1088,18 +1090,26 @@ BEGIN
 	END LOOP;
 END
 $$;
+CREATE FUNCTION invsync.reserve(p_order_ref text, p_lines jsonb, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._reserve(invsync.current_tenant(), p_order_ref, p_lines,
+								   p_idempotency_key)
+$$;
 COMMENT ON FUNCTION invsync.reserve(text, jsonb, text) IS
 	'reserve stock for all lines of an order or none; bundle lines reserve their components; returns the ledger rows';
 
 /* release or fulfil every reservation of an order: one body for both */
-CREATE FUNCTION invsync._close_order(p_order_ref text, p_idempotency_key text,
-									 p_operation text)
+CREATE FUNCTION invsync._close_order(p_tenant bigint, p_order_ref text,
+									 p_idempotency_key text, p_operation text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	v_tenant	bigint := invsync.current_tenant();
+	v_tenant	bigint := p_tenant;
 	v_status	text;
 	v_line		record;
 	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
@@ -1164,7 +1174,10 @@ CREATE FUNCTION invsync.release(p_order_ref text, p_idempotency_key text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	AS $$ SELECT * FROM invsync._close_order(p_order_ref, p_idempotency_key, 'release') $$;
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'release')
+$$;
 COMMENT ON FUNCTION invsync.release(text, text) IS
 	'give back everything an order reserved; returns the ledger rows';
 
@@ -1172,7 +1185,10 @@ CREATE FUNCTION invsync.fulfill(p_order_ref text, p_idempotency_key text)
 	RETURNS SETOF invsync.ledger
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	AS $$ SELECT * FROM invsync._close_order(p_order_ref, p_idempotency_key, 'fulfill') $$;
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'fulfill')
+$$;
 COMMENT ON FUNCTION invsync.fulfill(text, text) IS
 	'turn an order''s reservations into on-hand deductions (it shipped); returns the ledger rows';
 

@@ -424,6 +424,54 @@ adapter_set_listing(ListingPush *item, SyncOutcome outcome, const char *code,
 						 message, shop);
 }
 
+/* the adapter's entry for an order status, or NULL when it has none */
+const OrderStatus *
+adapter_order_status(const ChannelAdapter *adapter, const char *status)
+{
+	int			i;
+
+	if (status == NULL)
+		return NULL;
+	for (i = 0; i < adapter->norder_statuses; i++)
+	{
+		if (strcmp(adapter->order_statuses[i].status, status) == 0)
+			return &adapter->order_statuses[i];
+	}
+	return NULL;
+}
+
+/*
+ * Does a signature header carry the expected hex digest?  Hex is compared
+ * without regard to case (the marketplaces document lower case; be lenient
+ * on input), in time that does not depend on where the strings differ;
+ * surrounding blanks are ignored.
+ */
+bool
+adapter_signature_matches(const char *expected_hex, const char *given)
+{
+	size_t		len = strlen(expected_hex);
+	size_t		given_len;
+	unsigned char diff = 0;
+	size_t		i;
+
+	if (given == NULL)
+		return false;
+	while (*given == ' ' || *given == '\t')
+		given++;
+	given_len = strlen(given);
+	while (given_len > 0 && (given[given_len - 1] == ' ' ||
+							 given[given_len - 1] == '\t' ||
+							 given[given_len - 1] == '\r' ||
+							 given[given_len - 1] == '\n'))
+		given_len--;
+	if (given_len != len)
+		return false;
+	for (i = 0; i < len; i++)
+		diff |= (unsigned char) (pg_ascii_tolower((unsigned char) expected_hex[i]) ^
+								 pg_ascii_tolower((unsigned char) given[i]));
+	return diff == 0;
+}
+
 /* ----------------------------------------------------------------
  * Requests
  * ----------------------------------------------------------------

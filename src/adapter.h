@@ -203,6 +203,63 @@ typedef struct TokenRefreshResult
 } TokenRefreshResult;
 
 /* ----------------------------------------------------------------
+ * Webhooks and orders
+ * ----------------------------------------------------------------
+ */
+
+/* most bytes of a push body invsync reads */
+#define WEBHOOK_MAX_BODY		(256 * 1024)
+
+/* What a marketplace push is about. */
+typedef enum WebhookKind
+{
+	WEBHOOK_IGNORED = 0,		/* nothing invsync acts on */
+	WEBHOOK_ORDER,				/* an order changed: fetch it and apply it */
+	WEBHOOK_STOCK				/* the marketplace's stock of a listing moved */
+} WebhookKind;
+
+/* A push as received. */
+typedef struct WebhookRequest
+{
+	const char *url;			/* the URL the marketplace posted to, or NULL */
+	const char *body;			/* the raw bytes, as signed */
+	size_t		body_len;
+	const char *signature;		/* the header carrying the signature, or NULL */
+} WebhookRequest;
+
+/* A push, read; strings in the caller's context. */
+typedef struct WebhookEvent
+{
+	WebhookKind kind;
+	char	   *shop_key;		/* the shop as the push names it; NULL for
+								 * an app-level push */
+	char	   *event_key;		/* the push's identity (marketplace-apis.md
+								 * section 7.8): a re-delivery has the same */
+	char	   *event_type;		/* what the marketplace calls it */
+	char	   *order_id;		/* ORDER: the order (Lazada: order/line) */
+	char	   *status;			/* ORDER: the status pushed */
+	int64		update_time;	/* ORDER: Unix seconds of the change, 0 if
+								 * unknown */
+	const char *ids[LISTING_MAX_ATTRIBUTES];	/* STOCK: the listing */
+} WebhookEvent;
+
+/* The stock effect of an order status (marketplace-apis.md section 7.7). */
+typedef enum OrderEffect
+{
+	ORDER_EFFECT_NONE = 0,		/* no automatic change (returns, unknown) */
+	ORDER_EFFECT_RESERVE,		/* alive, the goods still with the seller */
+	ORDER_EFFECT_FULFILL,		/* the carrier has the parcel */
+	ORDER_EFFECT_RELEASE		/* cancelled before that */
+} OrderEffect;
+
+typedef struct OrderStatus
+{
+	const char *status;			/* as the marketplace spells it */
+	OrderEffect effect;
+	int			rank;			/* orders two statuses of one second */
+} OrderStatus;
+
+/* ----------------------------------------------------------------
  * The adapter
  * ----------------------------------------------------------------
  */
@@ -276,6 +333,28 @@ typedef struct ChannelAdapter
 	void		(*parse_refresh) (const ShopContext *shop,
 								  const HttpResponseView *response,
 								  TokenRefreshResult *result);
+
+	/*
+	 * Read a push (before its signature is checked: the shop it names
+	 * decides the key).  False, with *why set, when the body is not a push
+	 * of this marketplace.
+	 */
+	bool		(*parse_webhook) (const WebhookRequest *request,
+								  WebhookEvent *event, const char **why);
+
+	/*
+	 * Is the push signed with this app's key?  secret is the app's push
+	 * secret (or its app secret).  Compares in constant time.
+	 */
+	bool		(*verify_webhook) (const char *app_key, const char *secret,
+								   const WebhookRequest *request);
+
+	/* the request header that carries a push's signature */
+	const char *webhook_signature_header;
+
+	/* the order statuses the marketplace pushes and returns, and their effect */
+	const OrderStatus *order_statuses;
+	int			norder_statuses;
 } ChannelAdapter;
 
 /* the registry: NULL when the channel has no adapter */
@@ -310,6 +389,11 @@ extern void adapter_set_listing(ListingPush *item, SyncOutcome outcome,
 								const ShopContext *shop);
 extern void adapter_copy_message(char *dst, size_t dstsize, const char *src,
 								 const ShopContext *shop);
+
+extern const OrderStatus *adapter_order_status(const ChannelAdapter *adapter,
+												const char *status);
+extern bool adapter_signature_matches(const char *expected_hex,
+									  const char *given);
 
 /* requests */
 extern void request_init(HttpRequestSpec *request, const char *method,

@@ -6,6 +6,10 @@
  *	  made canonical and mirrored into the generic columns when a listing
  *	  is stored), and the per-app batch size.
  *
+ * It also reads marketplace pushes for invsync.handle_webhook(): the
+ * channel's adapter finds the shop and the event in a push and checks its
+ * signature, and tells what an order status means for stock.
+ *
  * Adding a channel touches none of this: it reads the registry.
  *
  * Copyright (c) 2026, invsync developers
@@ -22,6 +26,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "access/detoast.h"
 #include "utils/jsonb.h"
 
 #include "adapter.h"
@@ -31,6 +36,22 @@
 PG_FUNCTION_INFO_V1(invsync_is_channel);
 PG_FUNCTION_INFO_V1(invsync_channel_attributes);
 PG_FUNCTION_INFO_V1(invsync_listing_ids);
+PG_FUNCTION_INFO_V1(invsync_order_status);
+PG_FUNCTION_INFO_V1(invsync_webhook_read);
+PG_FUNCTION_INFO_V1(invsync_webhook_verify);
+
+static const char *const effect_names[] = {
+	[ORDER_EFFECT_NONE] = "none",
+	[ORDER_EFFECT_RESERVE] = "reserve",
+	[ORDER_EFFECT_FULFILL] = "fulfill",
+	[ORDER_EFFECT_RELEASE] = "release"
+};
+
+static const char *const webhook_kind_names[] = {
+	[WEBHOOK_IGNORED] = "ignored",
+	[WEBHOOK_ORDER] = "order",
+	[WEBHOOK_STOCK] = "stock"
+};
 
 static const char *const slot_names[] = {
 	[LISTING_SLOT_NONE] = NULL,
@@ -325,4 +346,173 @@ invsync_listing_ids(PG_FUNCTION_ARGS)
 			result[5] = CStringGetTextDatum(sibling_key);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, nulls)));
+}
+
+/* the adapter of a push's channel, with webhook support; IV034 otherwise */
+static const ChannelAdapter *
+push_adapter(text *channel_text)
+{
+	char	   *channel = text_to_cstring(channel_text);
+	const ChannelAdapter *adapter = adapter_for_channel(channel);
+
+	if (adapter == NULL || adapter->parse_webhook == NULL ||
+		adapter->verify_webhook == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_UNKNOWN_CHANNEL),
+				 errmsg("channel \"%.40s\" takes no pushes", channel),
+				 errhint("invsync.channel_attributes() lists the channels.")));
+	return adapter;
+}
+
+/*
+ * SQL: invsync._order_status(p_channel, p_status) returns (effect text,
+ * rank integer): what an order status of the channel means for stock
+ * ("reserve", "fulfill", "release" or "none") and its place in an order's
+ * life.  A status the channel does not list is "none", rank 0.
+ */
+Datum
+invsync_order_status(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter =
+		adapter_for_channel(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	const OrderStatus *status = NULL;
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (adapter != NULL)
+		status = adapter_order_status(adapter, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = CStringGetTextDatum(effect_names[status ? status->effect : ORDER_EFFECT_NONE]);
+	values[1] = Int32GetDatum(status ? status->rank : 0);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* the push's raw body, bounded (IV032) */
+static void
+push_body(FunctionCallInfo fcinfo, int arg, WebhookRequest *request)
+{
+	text	   *body;
+
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_MALFORMED_PUSH),
+				 errmsg("the push has no body")));
+	/* the size first, before the value is detoasted */
+	if (toast_raw_datum_size(PG_GETARG_DATUM(arg)) - VARHDRSZ > WEBHOOK_MAX_BODY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_PUSH_TOO_LARGE),
+				 errmsg("the push body is larger than %d bytes", WEBHOOK_MAX_BODY)));
+	body = PG_GETARG_TEXT_PP(arg);
+	request->body = VARDATA_ANY(body);
+	request->body_len = VARSIZE_ANY_EXHDR(body);
+}
+
+/*
+ * SQL: invsync._webhook_read(p_channel, p_body) returns (kind, shop_key,
+ * event_key, event_type, order_id, status, update_time, ids): what the
+ * push says, before its signature is checked (the shop it names decides
+ * the key).  IV032 for a body over WEBHOOK_MAX_BODY bytes, IV031 for one
+ * that is not a push of the channel.
+ */
+Datum
+invsync_webhook_read(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter;
+	WebhookRequest request;
+	WebhookEvent event;
+	const char *why = NULL;
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	StringInfoData ids;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_UNKNOWN_CHANNEL),
+				 errmsg("the push names no channel")));
+	adapter = push_adapter(PG_GETARG_TEXT_PP(0));
+	memset(&request, 0, sizeof(request));
+	push_body(fcinfo, 1, &request);
+	if (!adapter->parse_webhook(&request, &event, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVSYNC_MALFORMED_PUSH),
+				 errmsg("malformed %s push", adapter->channel),
+				 errdetail("%s.", why ? why : "The body is not a push of this marketplace")));
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = CStringGetTextDatum(webhook_kind_names[event.kind]);
+#define TEXT_OR_NULL(n, v) \
+	do { if ((v) != NULL) values[n] = CStringGetTextDatum(v); else nulls[n] = true; } while (0)
+	TEXT_OR_NULL(1, event.shop_key);
+	TEXT_OR_NULL(2, event.event_key);
+	TEXT_OR_NULL(3, event.event_type);
+	TEXT_OR_NULL(4, event.order_id);
+	TEXT_OR_NULL(5, event.status);
+#undef TEXT_OR_NULL
+	if (event.update_time > 0)
+		values[6] = Int64GetDatum(event.update_time);
+	else
+		nulls[6] = true;
+
+	initStringInfo(&ids);
+	appendStringInfoChar(&ids, '{');
+	for (i = 0; i < adapter->nattributes; i++)
+	{
+		if (event.ids[i] == NULL)
+			continue;
+		if (ids.len > 1)
+			appendStringInfoChar(&ids, ',');
+		json_append_string(&ids, adapter->attributes[i].name);
+		appendStringInfoChar(&ids, ':');
+		json_append_string(&ids, event.ids[i]);
+	}
+	appendStringInfoChar(&ids, '}');
+	values[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(ids.data));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * SQL: invsync._webhook_verify(p_channel, p_app_key, p_secret, p_url,
+ * p_headers, p_body) returns boolean: is the push signed with this app's
+ * key?  The signature is the header the channel names, matched without
+ * regard to the case of header names.
+ */
+Datum
+invsync_webhook_verify(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter;
+	WebhookRequest request;
+	const char *app_key;
+	const char *secret;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		PG_RETURN_BOOL(false);
+	adapter = push_adapter(PG_GETARG_TEXT_PP(0));
+	app_key = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	secret = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	memset(&request, 0, sizeof(request));
+	request.url = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	push_body(fcinfo, 5, &request);
+	if (!PG_ARGISNULL(4))
+	{
+		Jsonb	   *jb = PG_GETARG_JSONB_P(4);
+		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+		JsonValue  *headers = json_parse(text, strlen(text));
+		int			i;
+
+		for (i = 0; headers != NULL && headers->kind == JSON_KIND_OBJECT &&
+			 i < headers->count; i++)
+		{
+			if (pg_strcasecmp(headers->keys[i], adapter->webhook_signature_header) == 0 &&
+				headers->items[i]->kind == JSON_KIND_STRING)
+				request.signature = headers->items[i]->text;
+		}
+	}
+	PG_RETURN_BOOL(adapter->verify_webhook(app_key, secret, &request));
 }
