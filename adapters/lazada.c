@@ -550,7 +550,13 @@ lazada_read_envelope(const ShopContext *shop, const HttpResponseView *response,
 
 	*code_out = NULL;
 	if (root == NULL)
+	{
+		/* HTTP 429 without a JSON body: still pause at least a second */
+		if (result->outcome == SYNC_OUTCOME_THROTTLED)
+			result->retry_after_ms = lazada_throttle_ms(NULL,
+														result->retry_after_ms);
 		return NULL;
+	}
 	if ((wrapped = json_get_object(root, "error_response")) != NULL)
 		root = wrapped;
 	adapter_copy_message(result->request_id, SYNC_REQUEST_ID_LEN,

@@ -258,6 +258,7 @@ SELECT * FROM pg_temp.stock_response(:'three', 200,
 SELECT * FROM pg_temp.stock_response(:'three', 200,
   '{"code":"ApiCallLimit","type":"ISP","message":"Api access frequency exceeds the limit. this ban will last 2 seconds","request_id":"r-acl2"}', '7');
 SELECT * FROM pg_temp.stock_response(:'three', 429, '', '3') WHERE who = 'call';
+SELECT * FROM pg_temp.stock_response(:'three', 429, '') WHERE who = 'call';
 
 -- the access token: refresh and resend once
 SELECT * FROM pg_temp.stock_response(:'three', 200,
