@@ -53,7 +53,7 @@ static const ChannelEntry channel_registry[] = {
 	{"shopee", &shopee_adapter},
 	{"tiktok", NULL},
 	{"tokopedia", NULL},
-	{"lazada", NULL},
+	{"lazada", &lazada_adapter},
 };
 
 static const char *const outcome_names[] = {

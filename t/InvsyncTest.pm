@@ -29,6 +29,7 @@ use Test::More;
 
 our @EXPORT = qw(start_node start_simulator sim_get sim_post create_shop
   wait_for secrets_absent_from_log worker_pid);
+push @EXPORT, qw(start_lazada_simulator create_lazada_shop);
 
 my $repo = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/..');
 my $json = JSON::PP->new->canonical;
@@ -221,6 +222,93 @@ sub secrets_absent_from_log
 	{
 		ok(index($log, $secret) < 0, "server log does not contain secret " . substr($secret, 0, 6) . '…');
 	}
+}
+
+# ----- Lazada ---------------------------------------------------------------
+
+# The Lazada simulator (sim/lazada_sim.py) over HTTPS with the test CA;
+# returns it as start_simulator does, its url without /rest.
+sub start_lazada_simulator
+{
+	my (%opt) = @_;
+	my $p = test_pki();
+	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
+	my $port_file = "$dir/port";
+	my @cmd = ('python3', "$repo/sim/lazada_sim.py", '--host', '127.0.0.1', '--port', '0',
+		'--port-file', $port_file, '--tls-cert', $p->{cert}, '--tls-key', $p->{key},
+		'--quiet', '--seed', $opt{seed} // 1);
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>', "$dir/sim.log";
+		open STDERR, '>&', \*STDOUT;
+		exec @cmd or die "exec: $!";
+	}
+	for (1 .. 100)
+	{
+		last if -s $port_file;
+		usleep(100_000);
+	}
+	open my $fh, '<', $port_file or die "lazada simulator did not start";
+	my $port = <$fh>;
+	chomp $port;
+	my $sim = { pid => $pid, port => $port, url => "https://127.0.0.1:$port", log => "$dir/sim.log" };
+	push @InvsyncTest::simulators, $sim;
+	return $sim;
+}
+
+# A Lazada app and seller on the simulator, and the same app and shop in
+# invsync (tenant given or 0), both hosts on the simulator's /rest.
+# Options: app_key, app_secret, seller_id, country (region is its upper
+# case), access_token, refresh_token, refresh_expires_at (Unix time, on the
+# simulator; invsync stores it only if store_refresh_end), multi_warehouse
+# (uses_locations), sim_rate_limit, rate_limit, max_in_flight, batch_size.
+# Returns the invsync shop id.
+sub create_lazada_shop
+{
+	my ($node, $sim, %o) = @_;
+	my $tenant = $o{tenant} // 0;
+	my $app_key = $o{app_key} // '120001';
+	my $secret = $o{app_secret} // 'lzd-test-app-secret-0123456789abcdef';
+	my $seller = $o{seller_id} // '100001';
+	my $country = $o{country} // 'sg';
+	my $access = $o{access_token} // "lzd-access-$seller-initial-token";
+	my $refresh = $o{refresh_token} // "lzd-refresh-$seller-initial-token";
+	my $multi = $o{multi_warehouse} ? 1 : 0;
+	sim_post($sim, '/_sim/apps', { app_key => $app_key, app_secret => $secret });
+	sim_post($sim, '/_sim/sellers',
+		{
+			app_key => $app_key,
+			seller_id => $seller,
+			country => $country,
+			access_token => $access,
+			refresh_token => $refresh,
+			multi_warehouse => $multi ? JSON::PP::true : JSON::PP::false,
+			rate_limit_per_sec => $o{sim_rate_limit},
+			defined $o{refresh_expires_at} ? (refresh_expires_at => $o{refresh_expires_at}) : (),
+		});
+	my $rate = $o{rate_limit} // 1000;
+	my $inflight = $o{max_in_flight} // 8;
+	my $batch = defined $o{batch_size} ? $o{batch_size} : 'NULL';
+	my $refresh_end = defined $o{refresh_expires_at} && $o{store_refresh_end}
+	  ? "to_timestamp($o{refresh_expires_at})" : 'NULL';
+	my $region = uc $country;
+	my $uses = $multi ? 'true' : 'false';
+	return $node->safe_psql(
+		'postgres', qq{
+		SET invsync.tenant = '$tenant';
+		WITH app AS (
+			INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, auth_base_url, batch_size)
+			VALUES ('lazada', '$app_key', '$secret', '$sim->{url}/rest', '$sim->{url}/rest', $batch)
+			RETURNING app_id)
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
+								   access_expires_at, refresh_expires_at, uses_locations,
+								   rate_limit_per_sec, max_in_flight)
+		SELECT app_id, '$seller', '$region', '$access', '$refresh', now() + interval '30 days',
+			   $refresh_end, $uses, $rate, $inflight
+		  FROM app RETURNING shop_id;
+	});
 }
 
 1;
