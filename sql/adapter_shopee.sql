@@ -277,7 +277,7 @@ SELECT invsync._adapter_refresh_response('shopee', 200,
 -- 5. Bad arguments
 --
 
-SELECT * FROM invsync._adapter_stock_request('tiktok', :'shop', '[]', 0);
+SELECT * FROM invsync._adapter_stock_request('nosuch', :'shop', '[]', 0);
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop'::jsonb - 'app_secret',
   '[{"listing_id": 1, "item_id": "1", "level": 1}]', 0);
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop'::jsonb || '{"uses_locations": "yes"}',

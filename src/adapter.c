@@ -51,8 +51,8 @@ typedef struct ChannelEntry
 
 static const ChannelEntry channel_registry[] = {
 	{"shopee", &shopee_adapter},
-	{"tiktok", NULL},
-	{"tokopedia", NULL},
+	{"tiktok", &tiktok_adapter},
+	{"tokopedia", &tokopedia_adapter},
 	{"lazada", &lazada_adapter},
 };
 
