@@ -286,4 +286,4 @@ SELECT * FROM invsync._adapter_stock_request('shopee', :'shop', '{"listing_id": 
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop', '[{"listing_id": 1, "item_id": "1"}]', 0);
 SELECT * FROM invsync._adapter_refresh_request('shopee', '[]', 0);
 SELECT invsync._adapter_stock_response('shopee', :'two', 0, '{}');
-SELECT invsync._adapter_refresh_response('tokopedia', 200, '{}');
+SELECT invsync._adapter_refresh_response('nosuch', 200, '{}');
