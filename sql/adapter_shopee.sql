@@ -277,7 +277,7 @@ SELECT invsync._adapter_refresh_response('shopee', 200,
 -- 5. Bad arguments
 --
 
-SELECT * FROM invsync._adapter_stock_request('tiktok', :'shop', '[]', 0);
+SELECT * FROM invsync._adapter_stock_request('nosuch', :'shop', '[]', 0);
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop'::jsonb - 'app_secret',
   '[{"listing_id": 1, "item_id": "1", "level": 1}]', 0);
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop'::jsonb || '{"uses_locations": "yes"}',
@@ -286,4 +286,4 @@ SELECT * FROM invsync._adapter_stock_request('shopee', :'shop', '{"listing_id": 
 SELECT * FROM invsync._adapter_stock_request('shopee', :'shop', '[{"listing_id": 1, "item_id": "1"}]', 0);
 SELECT * FROM invsync._adapter_refresh_request('shopee', '[]', 0);
 SELECT invsync._adapter_stock_response('shopee', :'two', 0, '{}');
-SELECT invsync._adapter_refresh_response('lazada', 200, '{}');
+SELECT invsync._adapter_refresh_response('nosuch', 200, '{}');

@@ -547,6 +547,36 @@ GRANT EXECUTE ON FUNCTION invsync._is_channel(text),
 	TO invsync_admin;
 GRANT SELECT (auth_base_url, batch_size) ON invsync.apps TO invsync_admin;
 
+/*
+ * Some marketplaces (Lazada) never extend a refresh token: refreshing
+ * renews the access token only, and at refresh_expires_at the seller must
+ * authorise again, whatever the worker does.  authorization_alert warns a
+ * week ahead, for any channel whose adapter reports that end.
+ */
+CREATE OR REPLACE VIEW invsync.sync_status WITH (security_barrier) AS
+	SELECT s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+		   count(*) FILTER (WHERE q.state = 'pending') AS pending,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until IS NOT NULL) AS in_flight,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.attempts > 0
+							  AND q.last_error_class IS NOT NULL) AS failing,
+		   count(*) FILTER (WHERE q.state = 'dead') AS dead,
+		   now() - min(q.changed_at) FILTER (WHERE q.state = 'pending') AS oldest_pending_age,
+		   max(q.pushed_at) AS last_success,
+		   s.refresh_expires_at,
+		   CASE
+			   WHEN s.token_state = 'reauthorize' THEN 'reauthorize'
+			   WHEN s.refresh_expires_at <= now() THEN 'expired'
+			   WHEN s.refresh_expires_at <= now() + interval '7 days' THEN 'expires_soon'
+		   END AS authorization_alert
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q ON q.tenant_id = s.tenant_id AND q.shop_id = s.shop_id
+	 WHERE s.tenant_id = invsync.current_tenant()
+	 GROUP BY s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+			  s.refresh_expires_at;
+COMMENT ON VIEW invsync.sync_status IS
+	'per shop of the current tenant: pending, in flight, failing and dead listings, oldest pending change, last success, and when the seller must authorise again (authorization_alert: reauthorize, expired, or expires_soon within 7 days of refresh_expires_at)';
+
 /* ---------------------------------------------------------------------
  * Marketplace orders and webhooks
  * --------------------------------------------------------------------- */

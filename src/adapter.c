@@ -51,9 +51,9 @@ typedef struct ChannelEntry
 
 static const ChannelEntry channel_registry[] = {
 	{"shopee", &shopee_adapter},
-	{"tiktok", NULL},
-	{"tokopedia", NULL},
-	{"lazada", NULL},
+	{"tiktok", &tiktok_adapter},
+	{"tokopedia", &tokopedia_adapter},
+	{"lazada", &lazada_adapter},
 };
 
 static const char *const outcome_names[] = {

@@ -6,8 +6,8 @@
 =head1 NAME
 
 InvsyncTest - what the end-to-end TAP tests of invsync share: a server with
-the worker running, the Shopee simulator over HTTPS with a test CA, and a
-shop wired to it.
+the worker running, a marketplace simulator (Shopee's by default, or
+TikTok's) over HTTPS with a test CA, and a shop wired to it.
 
 =cut
 
@@ -28,7 +28,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_node start_simulator sim_get sim_post create_shop
-  wait_for secrets_absent_from_log worker_pid);
+  create_tiktok_shop wait_for secrets_absent_from_log worker_pid);
+push @EXPORT, qw(start_lazada_simulator create_lazada_shop);
 
 my $repo = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/..');
 my $json = JSON::PP->new->canonical;
@@ -36,7 +37,7 @@ my $http = HTTP::Tiny->new(timeout => 30);
 my $pki;
 
 # A CA and a server certificate for 127.0.0.1, made once per test file.
-# The certificate also names Shopee's production hosts, so that a test can
+# The certificate also names Shopee's and TikTok's production hosts, so that a test can
 # send their requests to a simulator on loopback (invsync.test_connect_to)
 # with TLS verified as in production; only invsync.ca_file trusts this CA.
 sub test_pki
@@ -46,7 +47,8 @@ sub test_pki
 	my $conf = "$dir/san.cnf";
 	open my $fh, '>', $conf or die;
 	print $fh "subjectAltName = IP:127.0.0.1, DNS:localhost, "
-	  . "DNS:partner.shopeemobile.com, DNS:openplatform.shopee.com.br\n";
+	  . "DNS:partner.shopeemobile.com, DNS:openplatform.shopee.com.br, "
+	  . "DNS:open-api.tiktokglobalshop.com, DNS:auth.tiktok-shops.com\n";
 	close $fh;
 	for my $cmd (
 		"openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=invsync-test-ca -keyout $dir/ca.key -out $dir/ca.crt",
@@ -93,15 +95,17 @@ sub start_node
 	return $node;
 }
 
-# The simulator over HTTPS (plain http with plain => 1); returns it, with
-# its base URL and port.
+# A simulator over HTTPS (plain http with plain => 1): sim/shopee_sim.py,
+# or the script named by script => 'tiktok_sim.py'; returns it, with its
+# base URL and port.
 sub start_simulator
 {
 	my (%opt) = @_;
 	my $p = test_pki();
 	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
 	my $port_file = "$dir/port";
-	my @cmd = ('python3', "$repo/sim/shopee_sim.py", '--host', '127.0.0.1', '--port', '0',
+	my $script = $opt{script} // 'shopee_sim.py';
+	my @cmd = ('python3', "$repo/sim/$script", '--host', '127.0.0.1', '--port', '0',
 		'--port-file', $port_file,
 		$opt{plain} ? () : ('--tls-cert', $p->{cert}, '--tls-key', $p->{key}),
 		'--quiet', '--seed', $opt{seed} // 1);
@@ -189,6 +193,49 @@ sub create_shop
 	});
 }
 
+# An app and a shop on the TikTok simulator, and the same in invsync (in
+# the tenant given), channel 'tiktok' or, with channel => 'tokopedia', a
+# TOKOPEDIA-platform shop in region ID.  API and token calls both go to the
+# simulator.  sim_rate_limit is the simulator's limit (none by default),
+# rate_limit invsync's.  Returns the invsync shop id.
+sub create_tiktok_shop
+{
+	my ($node, $sim, %o) = @_;
+	my $tenant = $o{tenant} // 0;
+	my $channel = $o{channel} // 'tiktok';
+	my $app_key = $o{app_key} // 'tt-app-key-0001';
+	my $secret = $o{app_secret} // 'tt-app-secret-0123456789abcdef';
+	my $cipher = $o{shop_cipher} // 'ROW_TESTSHOP0001';
+	my $access = $o{access_token} // "access-$cipher-initial-token";
+	my $refresh = $o{refresh_token} // "refresh-$cipher-initial-token";
+	my $region = $o{region} // 'ID';
+	sim_post($sim, '/_sim/apps', { app_key => $app_key, app_secret => $secret });
+	sim_post($sim, '/_sim/shops',
+		{
+			app_key => $app_key,
+			shop_cipher => $cipher,
+			region => $region,
+			platform => $channel eq 'tokopedia' ? 'TOKOPEDIA' : 'TIKTOK_SHOP',
+			access_token => $access,
+			refresh_token => $refresh,
+			rate_limit_per_sec => $o{sim_rate_limit},
+			defined $o{reject_zero} ? (reject_zero => $o{reject_zero} ? JSON::PP::true : JSON::PP::false) : (),
+		});
+	my $rate = $o{rate_limit} // 1000;
+	my $inflight = $o{max_in_flight} // 8;
+	return $node->safe_psql(
+		'postgres', qq{
+		SET invsync.tenant = '$tenant';
+		WITH app AS (
+			INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, auth_base_url)
+			VALUES ('$channel', '$app_key', '$secret', '$sim->{url}', '$sim->{url}') RETURNING app_id)
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
+								   access_expires_at, rate_limit_per_sec, max_in_flight)
+		SELECT app_id, '$cipher', '$region', '$access', '$refresh', now() + interval '7 days', $rate, $inflight
+		  FROM app RETURNING shop_id;
+	});
+}
+
 # poll a query until it returns the expected value (or the time runs out)
 sub wait_for
 {
@@ -221,6 +268,68 @@ sub secrets_absent_from_log
 	{
 		ok(index($log, $secret) < 0, "server log does not contain secret " . substr($secret, 0, 6) . '…');
 	}
+}
+
+# ----- Lazada ---------------------------------------------------------------
+
+# The Lazada simulator (sim/lazada_sim.py) over HTTPS with the test CA;
+# its url is without /rest.
+sub start_lazada_simulator
+{
+	return start_simulator(script => 'lazada_sim.py', @_);
+}
+
+# A Lazada app and seller on the simulator, and the same app and shop in
+# invsync (tenant given or 0), both hosts on the simulator's /rest.
+# Options: app_key, app_secret, seller_id, country (region is its upper
+# case), access_token, refresh_token, refresh_expires_at (Unix time, on the
+# simulator; invsync stores it only if store_refresh_end), multi_warehouse
+# (uses_locations), sim_rate_limit, rate_limit, max_in_flight, batch_size.
+# Returns the invsync shop id.
+sub create_lazada_shop
+{
+	my ($node, $sim, %o) = @_;
+	my $tenant = $o{tenant} // 0;
+	my $app_key = $o{app_key} // '120001';
+	my $secret = $o{app_secret} // 'lzd-test-app-secret-0123456789abcdef';
+	my $seller = $o{seller_id} // '100001';
+	my $country = $o{country} // 'sg';
+	my $access = $o{access_token} // "lzd-access-$seller-initial-token";
+	my $refresh = $o{refresh_token} // "lzd-refresh-$seller-initial-token";
+	my $multi = $o{multi_warehouse} ? 1 : 0;
+	sim_post($sim, '/_sim/apps', { app_key => $app_key, app_secret => $secret });
+	sim_post($sim, '/_sim/sellers',
+		{
+			app_key => $app_key,
+			seller_id => $seller,
+			country => $country,
+			access_token => $access,
+			refresh_token => $refresh,
+			multi_warehouse => $multi ? JSON::PP::true : JSON::PP::false,
+			rate_limit_per_sec => $o{sim_rate_limit},
+			defined $o{refresh_expires_at} ? (refresh_expires_at => $o{refresh_expires_at}) : (),
+		});
+	my $rate = $o{rate_limit} // 1000;
+	my $inflight = $o{max_in_flight} // 8;
+	my $batch = defined $o{batch_size} ? $o{batch_size} : 'NULL';
+	my $refresh_end = defined $o{refresh_expires_at} && $o{store_refresh_end}
+	  ? "to_timestamp($o{refresh_expires_at})" : 'NULL';
+	my $region = uc $country;
+	my $uses = $multi ? 'true' : 'false';
+	return $node->safe_psql(
+		'postgres', qq{
+		SET invsync.tenant = '$tenant';
+		WITH app AS (
+			INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, auth_base_url, batch_size)
+			VALUES ('lazada', '$app_key', '$secret', '$sim->{url}/rest', '$sim->{url}/rest', $batch)
+			RETURNING app_id)
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
+								   access_expires_at, refresh_expires_at, uses_locations,
+								   rate_limit_per_sec, max_in_flight)
+		SELECT app_id, '$seller', '$region', '$access', '$refresh', now() + interval '30 days',
+			   $refresh_end, $uses, $rate, $inflight
+		  FROM app RETURNING shop_id;
+	});
 }
 
 1;
