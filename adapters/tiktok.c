@@ -43,6 +43,10 @@
  * attempt, signed afresh, may not have, so 36009004 is RETRY when its
  * message names the timestamp and PERMANENT otherwise.
  *
+ * Pushes (section 2.7) are signed with the app key and secret, name the
+ * shop by its shop id (not its cipher) and carry their own idempotency
+ * key, tts_notification_id.  Tokopedia shops' pushes are the same.
+ *
  * Copyright (c) 2026, invsync developers
  *
  * IDENTIFICATION
@@ -110,7 +114,12 @@ const ChannelAdapter tiktok_adapter = {
 	.build_read_levels = tiktok_build_read_levels,
 	.parse_read_levels = tiktok_parse_read_levels,
 	.build_refresh = tiktok_build_refresh,
-	.parse_refresh = tiktok_parse_refresh
+	.parse_refresh = tiktok_parse_refresh,
+	.parse_webhook = tiktok_parse_webhook,
+	.verify_webhook = tiktok_verify_webhook,
+	.webhook_signature_header = "Authorization",
+	.order_statuses = tiktok_order_statuses,
+	.norder_statuses = TIKTOK_NORDER_STATUSES
 };
 
 /*
@@ -782,4 +791,146 @@ tiktok_parse_refresh(const ShopContext *shop, const HttpResponseView *response,
 	result->refresh_token = pstrdup(refresh_token);
 	result->access_expires_at = tiktok_expiry(access_expire);
 	result->refresh_expires_at = tiktok_expiry(refresh_expire);
+}
+
+/* ----------------------------------------------------------------
+ * Pushes and order statuses (shared with tokopedia.c)
+ * ----------------------------------------------------------------
+ */
+
+/* push types invsync acts on (marketplace-apis.md sections 2.7, 7.4) */
+#define TIKTOK_PUSH_ORDER_STATUS		1
+#define TIKTOK_PUSH_INVENTORY_STATUS	27
+
+/*
+ * Order statuses and their effect (marketplace-apis.md section 7.7), in
+ * the API's spelling and, for a cancellation, the push's (CANCEL); ranks
+ * follow an order's life, for two changes within one second.  A
+ * cancellation after IN_TRANSIT releases nothing: release applies only to
+ * orders not fulfilled.  Returns are pushes of type 12, not statuses.
+ */
+const OrderStatus tiktok_order_statuses[] = {
+	{"UNPAID", ORDER_EFFECT_RESERVE, 10},
+	{"ON_HOLD", ORDER_EFFECT_RESERVE, 15},
+	{"AWAITING_SHIPMENT", ORDER_EFFECT_RESERVE, 20},
+	{"PARTIALLY_SHIPPING", ORDER_EFFECT_RESERVE, 30},
+	{"AWAITING_COLLECTION", ORDER_EFFECT_RESERVE, 40},
+	{"IN_TRANSIT", ORDER_EFFECT_FULFILL, 50},
+	{"DELIVERED", ORDER_EFFECT_FULFILL, 60},
+	{"COMPLETED", ORDER_EFFECT_FULFILL, 80},
+	{"CANCELLED", ORDER_EFFECT_RELEASE, 90},
+	{"CANCEL", ORDER_EFFECT_RELEASE, 90},
+};
+
+StaticAssertDecl(lengthof(tiktok_order_statuses) == TIKTOK_NORDER_STATUSES,
+				 "TIKTOK_NORDER_STATUSES must count tiktok_order_statuses");
+
+/*
+ * parse_webhook: {"type":T,"tts_notification_id":N,"shop_id":S,
+ * "timestamp":...,"data":{...}} (marketplace-apis.md sections 2.7, 7.4).
+ * The shop is named by its shop id (shops.push_shop_id), not its cipher.
+ * A push's key is its tts_notification_id; a type 1 push without one (older
+ * senders) is keyed by (shop_id, type, order_id, order_status,
+ * update_time), section 7.8, and any other push without one by the body's
+ * hash (event_key NULL).
+ *
+ * Type 1 (ORDER_STATUS_CHANGE) is an order status; type 27 (inventory
+ * status change) is a stock signal about the product and SKU it names.
+ * Every other type is read and ignored.  A push with no shop_id is an
+ * app-level one.
+ */
+bool
+tiktok_parse_webhook(const WebhookRequest *request, WebhookEvent *event,
+					 const char **why)
+{
+	JsonValue  *root = json_parse(request->body, request->body_len);
+	const JsonValue *data;
+	const char *shop_id;
+	const char *notification;
+	int64		type;
+	char		type_text[32];
+
+	memset(event, 0, sizeof(WebhookEvent));
+	if (root == NULL || root->kind != JSON_KIND_OBJECT)
+	{
+		*why = "the body is not a JSON object";
+		return false;
+	}
+	if (!json_get_int64(root, "type", &type))
+	{
+		*why = "the push has no integer \"type\"";
+		return false;
+	}
+	snprintf(type_text, sizeof(type_text), INT64_FORMAT, type);
+	event->event_type = psprintf("type_%s", type_text);
+	shop_id = json_scalar_text(json_get(root, "shop_id"));
+	if (shop_id != NULL && shop_id[0] != '\0')
+		event->shop_key = pstrdup(shop_id);
+	else
+		shop_id = NULL;
+	notification = json_scalar_text(json_get(root, "tts_notification_id"));
+	if (notification != NULL && notification[0] != '\0')
+		event->event_key = pstrdup(notification);
+	data = json_get_object(root, "data");
+
+	if (type == TIKTOK_PUSH_ORDER_STATUS)
+	{
+		const char *order = json_scalar_text(json_get(data, "order_id"));
+		const char *status = json_get_string(data, "order_status");
+
+		if (shop_id == NULL || order == NULL || order[0] == '\0' ||
+			status == NULL || status[0] == '\0' ||
+			!json_get_int64(data, "update_time", &event->update_time))
+		{
+			*why = "an order push needs shop_id, data.order_id, data.order_status and data.update_time";
+			return false;
+		}
+		event->kind = WEBHOOK_ORDER;
+		event->event_type = pstrdup("order_status_change");
+		event->order_id = pstrdup(order);
+		event->status = pstrdup(status);
+		if (event->event_key == NULL)
+			event->event_key = psprintf("%s:%s:%s:%s:" INT64_FORMAT, shop_id,
+										type_text, order, status,
+										event->update_time);
+	}
+	else if (type == TIKTOK_PUSH_INVENTORY_STATUS && shop_id != NULL &&
+			 json_scalar_text(json_get(data, "sku_id")) != NULL)
+	{
+		const char *product = json_scalar_text(json_get(data, "product_id"));
+
+		event->kind = WEBHOOK_STOCK;
+		event->event_type = pstrdup("inventory_status_change");
+		event->ids[TIKTOK_SKU_ID] = pstrdup(json_scalar_text(json_get(data, "sku_id")));
+		if (product != NULL)
+			event->ids[TIKTOK_PRODUCT_ID] = pstrdup(product);
+	}
+	else
+		event->kind = WEBHOOK_IGNORED;
+	return true;
+}
+
+/*
+ * verify_webhook: Authorization = lower-hex HMAC-SHA256(app secret,
+ * app key + raw body) (marketplace-apis.md section 2.7).  No URL and no
+ * timestamp are signed.
+ */
+bool
+tiktok_verify_webhook(const char *app_key, const char *secret,
+					  const WebhookRequest *request)
+{
+	StringInfoData message;
+	char		expected[HMAC_SHA256_HEX_LEN + 1];
+	bool		ok;
+
+	if (app_key == NULL || secret == NULL)
+		return false;
+	initStringInfo(&message);
+	appendStringInfoString(&message, app_key);
+	appendBinaryStringInfo(&message, request->body, request->body_len);
+	ok = hmac_sha256_hex(secret, strlen(secret), message.data, message.len,
+						 false, expected) &&
+		adapter_signature_matches(expected, request->signature);
+	pfree(message.data);
+	return ok;
 }

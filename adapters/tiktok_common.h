@@ -62,4 +62,12 @@ extern void tiktok_parse_refresh(const ShopContext *shop,
 								 const HttpResponseView *response,
 								 TokenRefreshResult *result);
 
+/* pushes (marketplace-apis.md sections 2.7 and 7.4) and order statuses */
+#define TIKTOK_NORDER_STATUSES	10
+extern const OrderStatus tiktok_order_statuses[];
+extern bool tiktok_parse_webhook(const WebhookRequest *request,
+								 WebhookEvent *event, const char **why);
+extern bool tiktok_verify_webhook(const char *app_key, const char *secret,
+								  const WebhookRequest *request);
+
 #endif							/* INVSYNC_TIKTOK_COMMON_H */

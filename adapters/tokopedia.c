@@ -27,6 +27,11 @@
  *	 SKU's stock with TOKOPEDIA] ...").  Treating it as a success would
  *	 leave the marketplace at the old level while invsync believed it
  *	 published.
+ * - Pushes and order statuses are TikTok's (tiktok_parse_webhook): since
+ *	 the merge, TikTok pushes a Tokopedia shop's orders with the same
+ *	 envelope, statuses and signature (the app key and secret), naming the
+ *	 shop by its TikTok shop id, which shops.push_shop_id holds.  The web
+ *	 handler tells the channel (handle_webhook('tokopedia', ...)).
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -68,7 +73,12 @@ const ChannelAdapter tokopedia_adapter = {
 	.build_read_levels = tiktok_build_read_levels,
 	.parse_read_levels = tiktok_parse_read_levels,
 	.build_refresh = tiktok_build_refresh,
-	.parse_refresh = tiktok_parse_refresh
+	.parse_refresh = tiktok_parse_refresh,
+	.parse_webhook = tiktok_parse_webhook,
+	.verify_webhook = tiktok_verify_webhook,
+	.webhook_signature_header = "Authorization",
+	.order_statuses = tiktok_order_statuses,
+	.norder_statuses = TIKTOK_NORDER_STATUSES
 };
 
 /*
