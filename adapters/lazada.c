@@ -30,6 +30,11 @@
  * sku_id make sibling groups, which the engine claims, sends and settles
  * together.  A single-warehouse seller's groups are single listings.
  *
+ * Pushes (LPM, section 3.6) are signed with the app key and secret and
+ * name the seller.  A trade order push is about one order item, which is
+ * one unit with a status of its own: invsync keeps each line as an order
+ * of its own, "trade_order_id/trade_order_line_id".
+ *
  * Copyright (c) 2026, invsync developers
  *
  * IDENTIFICATION
@@ -125,6 +130,45 @@ static void lazada_build_refresh(const ShopContext *shop, int64 now_ms,
 static void lazada_parse_refresh(const ShopContext *shop,
 								 const HttpResponseView *response,
 								 TokenRefreshResult *result);
+static bool lazada_parse_webhook(const WebhookRequest *request,
+								 WebhookEvent *event, const char **why);
+static bool lazada_verify_webhook(const char *app_key, const char *secret,
+								  const WebhookRequest *request);
+
+/* LPM message types invsync acts on (marketplace-apis.md sections 3.6, 7.6) */
+#define LAZADA_PUSH_TRADE_ORDER		0
+#define LAZADA_PUSH_SHALLOW_STOCK	6
+
+/*
+ * Order item statuses and their effect (marketplace-apis.md section 7.7).
+ * Lazada has no order-level status: each item (one unit) has its own, so
+ * a marketplace order here is one line, "trade_order_id/line_id".  Ranks
+ * follow a line's life, for two changes within one second.  What follows
+ * delivery (returns, failed or lost parcels, parcels shipped back) changes
+ * no stock automatically: returned goods are restocked explicitly.
+ */
+static const OrderStatus lazada_order_statuses[] = {
+	{"unpaid", ORDER_EFFECT_RESERVE, 10},
+	{"pending", ORDER_EFFECT_RESERVE, 15},
+	{"topack", ORDER_EFFECT_RESERVE, 20},
+	{"packed", ORDER_EFFECT_RESERVE, 25},
+	{"repacked", ORDER_EFFECT_RESERVE, 27},
+	{"toship", ORDER_EFFECT_RESERVE, 30},
+	{"ready_to_ship", ORDER_EFFECT_RESERVE, 35},
+	{"shipped", ORDER_EFFECT_FULFILL, 50},
+	{"delivered", ORDER_EFFECT_FULFILL, 60},
+	{"failed_delivery", ORDER_EFFECT_NONE, 62},
+	{"failed", ORDER_EFFECT_NONE, 63},
+	{"lost_by_3pl", ORDER_EFFECT_NONE, 64},
+	{"damaged_by_3pl", ORDER_EFFECT_NONE, 65},
+	{"lost", ORDER_EFFECT_NONE, 66},
+	{"shipped_back", ORDER_EFFECT_NONE, 70},
+	{"shipped_back_failed", ORDER_EFFECT_NONE, 72},
+	{"shipped_back_success", ORDER_EFFECT_NONE, 74},
+	{"returned", ORDER_EFFECT_NONE, 76},
+	{"package_scrapped", ORDER_EFFECT_NONE, 78},
+	{"canceled", ORDER_EFFECT_RELEASE, 90},
+};
 
 const ChannelAdapter lazada_adapter = {
 	.channel = "lazada",
@@ -143,7 +187,12 @@ const ChannelAdapter lazada_adapter = {
 	.build_read_levels = lazada_build_read_levels,
 	.parse_read_levels = lazada_parse_read_levels,
 	.build_refresh = lazada_build_refresh,
-	.parse_refresh = lazada_parse_refresh
+	.parse_refresh = lazada_parse_refresh,
+	.parse_webhook = lazada_parse_webhook,
+	.verify_webhook = lazada_verify_webhook,
+	.webhook_signature_header = "Authorization",
+	.order_statuses = lazada_order_statuses,
+	.norder_statuses = lengthof(lazada_order_statuses)
 };
 
 /*
@@ -925,4 +974,113 @@ lazada_parse_refresh(const ShopContext *shop, const HttpResponseView *response,
 	result->access_expires_at = now + expires_in;
 	if (lazada_seconds(root, "refresh_expires_in", &refresh_expires_in))
 		result->refresh_expires_at = now + refresh_expires_in;
+}
+
+/*
+ * parse_webhook: {"seller_id":S,"message_type":M,"data":{...},
+ * "timestamp":...,"site":...} (marketplace-apis.md sections 3.6, 7.6).
+ * The shop is named by its seller id (shops.push_shop_id, or
+ * external_shop_id when that is the seller id).
+ *
+ * Type 0 (trade order) comes once per order item and status change; the
+ * item is one unit with its own status, so the order is the line,
+ * "trade_order_id/trade_order_line_id", and the push is keyed by
+ * (seller_id, message_type, trade_order_id, trade_order_line_id,
+ * order_status, status_update_time) plus reverse_order_line_id for a
+ * return's push (section 7.8): the envelope's timestamp is left out.
+ * Type 6 (shallow stock) is a stock signal about the SKU it names.  Every
+ * other type is read and ignored, keyed by the body's hash (event_key
+ * NULL).  A push with no seller_id is an app-level one.
+ */
+static bool
+lazada_parse_webhook(const WebhookRequest *request, WebhookEvent *event,
+					 const char **why)
+{
+	JsonValue  *root = json_parse(request->body, request->body_len);
+	const JsonValue *data;
+	const char *seller;
+	int64		type;
+	char		type_text[32];
+
+	memset(event, 0, sizeof(WebhookEvent));
+	if (root == NULL || root->kind != JSON_KIND_OBJECT)
+	{
+		*why = "the body is not a JSON object";
+		return false;
+	}
+	if (!json_get_int64(root, "message_type", &type))
+	{
+		*why = "the push has no integer \"message_type\"";
+		return false;
+	}
+	snprintf(type_text, sizeof(type_text), INT64_FORMAT, type);
+	event->event_type = psprintf("message_type_%s", type_text);
+	seller = json_scalar_text(json_get(root, "seller_id"));
+	if (seller != NULL && seller[0] != '\0')
+		event->shop_key = pstrdup(seller);
+	else
+		seller = NULL;
+	data = json_get_object(root, "data");
+
+	if (type == LAZADA_PUSH_TRADE_ORDER)
+	{
+		const char *order = json_scalar_text(json_get(data, "trade_order_id"));
+		const char *line = json_scalar_text(json_get(data, "trade_order_line_id"));
+		const char *status = json_get_string(data, "order_status");
+		const char *reverse = json_scalar_text(json_get(data, "reverse_order_line_id"));
+
+		if (seller == NULL || order == NULL || order[0] == '\0' ||
+			line == NULL || line[0] == '\0' ||
+			status == NULL || status[0] == '\0' ||
+			!json_get_int64(data, "status_update_time", &event->update_time))
+		{
+			*why = "a trade order push needs seller_id, data.trade_order_id, data.trade_order_line_id, data.order_status and data.status_update_time";
+			return false;
+		}
+		event->kind = WEBHOOK_ORDER;
+		event->event_type = pstrdup("trade_order");
+		event->order_id = psprintf("%s/%s", order, line);
+		event->status = pstrdup(status);
+		event->event_key = psprintf("%s:%s:%s:%s:%s:" INT64_FORMAT, seller,
+									type_text, order, line, status,
+									event->update_time);
+		if (reverse != NULL && reverse[0] != '\0')
+			event->event_key = psprintf("%s:%s", event->event_key, reverse);
+	}
+	else if (type == LAZADA_PUSH_SHALLOW_STOCK && seller != NULL &&
+			 json_scalar_text(json_get(data, "sku_id")) != NULL)
+	{
+		event->kind = WEBHOOK_STOCK;
+		event->event_type = pstrdup("shallow_stock");
+		event->ids[LAZADA_SKU_ID] = pstrdup(json_scalar_text(json_get(data, "sku_id")));
+	}
+	else
+		event->kind = WEBHOOK_IGNORED;
+	return true;
+}
+
+/*
+ * verify_webhook: Authorization = lower-hex HMAC-SHA256(app secret,
+ * app key + raw body) (marketplace-apis.md section 3.6).  Unlike API
+ * calls, which Lazada signs in upper case, the doc's sample lower-cases
+ * the hex; either case is accepted.
+ */
+static bool
+lazada_verify_webhook(const char *app_key, const char *secret,
+					  const WebhookRequest *request)
+{
+	StringInfoData message;
+	char		expected[HMAC_SHA256_HEX_LEN + 1];
+	bool		ok;
+
+	if (app_key == NULL || secret == NULL)
+		return false;
+	initStringInfo(&message);
+	appendStringInfoString(&message, app_key);
+	appendBinaryStringInfo(&message, request->body, request->body_len);
+	ok = hmac_sha256_hex(secret, strlen(secret), message.data, message.len,
+						 false, expected) &&
+		adapter_signature_matches(expected, request->signature);
+	pfree(message.data);
+	return ok;
 }
