@@ -59,8 +59,9 @@ SELECT on_hand_after FROM invsync.adjust('KOPI', 'JKT', 10, 'receipt', 'wh-r1');
 SELECT on_hand_after FROM invsync.adjust('TEH', 'JKT', 5, 'receipt', 'wh-r2');
 INSERT INTO invsync.apps (channel, app_key, app_secret, push_secret)
 VALUES ('shopee', '847892', 'the-api-partner-key-not-the-push-key', :'push_key');
-INSERT INTO invsync.shops (app_id, external_shop_id, enabled)
-SELECT app_id, '727720655', false FROM invsync.apps WHERE tenant_id = 45;
+-- a fixed shop id: ledger keys and messages name it, whatever ran before
+INSERT INTO invsync.shops (shop_id, app_id, external_shop_id, enabled)
+SELECT 4501, app_id, '727720655', false FROM invsync.apps WHERE tenant_id = 45;
 SELECT shop_id AS shop FROM invsync.shops WHERE tenant_id = 45 \gset
 INSERT INTO invsync.listings (shop_id, sku, external_ids)
 VALUES (:shop, 'KOPI', '{"item_id": "23620853561", "model_id": "221404189791"}'),
