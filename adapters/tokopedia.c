@@ -67,6 +67,8 @@ const ChannelAdapter tokopedia_adapter = {
 	.parse_push = tokopedia_parse_push,
 	.build_read_levels = tiktok_build_read_levels,
 	.parse_read_levels = tiktok_parse_read_levels,
+	.build_order_fetch = tiktok_build_order_fetch,
+	.parse_order_fetch = tiktok_parse_order_fetch,
 	.build_refresh = tiktok_build_refresh,
 	.parse_refresh = tiktok_parse_refresh
 };
