@@ -441,7 +441,7 @@ flush_fetch_records(void)
 						ok ? "order_applied" :
 						(strcmp(p->outcome, "dead") == 0 ? "order_fetch_dead" : "order_fetch_retry"),
 						p->correlation_id, get_shop(p->tenant_id, p->shop_id),
-						p->order_id, 0, 0, -1, result);
+						p->order_id, 0, 0, -1, ok ? NULL : result);
 	}
 	end_work();
 
