@@ -53,6 +53,7 @@
 #define LAZADA_STOCK_PATH		"/product/stock/sellable/update"
 #define LAZADA_ITEM_GET_PATH	"/product/item/get"
 #define LAZADA_REFRESH_PATH		"/auth/token/refresh"
+#define LAZADA_ORDER_ITEMS_PATH	"/order/items/get"
 
 #define LAZADA_AUTH_HOST		"https://auth.lazada.com/rest"
 
@@ -125,6 +126,13 @@ static void lazada_parse_read_levels(const ShopContext *shop,
 									 ListingPush *items, int nitems,
 									 const HttpResponseView *response,
 									 CallResult *result);
+static void lazada_build_order_fetch(const ShopContext *shop,
+									 const char *order_id, int64 now_ms,
+									 HttpRequestSpec *request);
+static void lazada_parse_order_fetch(const ShopContext *shop,
+									 const char *order_id,
+									 const HttpResponseView *response,
+									 OrderDetail *out);
 static void lazada_build_refresh(const ShopContext *shop, int64 now_ms,
 								 HttpRequestSpec *request);
 static void lazada_parse_refresh(const ShopContext *shop,
@@ -186,6 +194,8 @@ const ChannelAdapter lazada_adapter = {
 	.parse_push = lazada_parse_push,
 	.build_read_levels = lazada_build_read_levels,
 	.parse_read_levels = lazada_parse_read_levels,
+	.build_order_fetch = lazada_build_order_fetch,
+	.parse_order_fetch = lazada_parse_order_fetch,
 	.build_refresh = lazada_build_refresh,
 	.parse_refresh = lazada_parse_refresh,
 	.parse_webhook = lazada_parse_webhook,
@@ -888,6 +898,130 @@ lazada_parse_read_levels(const ShopContext *shop, ListingPush *items,
 								NULL);
 	}
 	result->outcome = SYNC_OUTCOME_OK;
+}
+
+/*
+ * build_order_fetch: GET {api}/order/items/get?order_id=<trade order>,
+ * signed with every parameter in the query.  invsync keys a Lazada order
+ * per unit, "trade_order_id/trade_order_line_id" (one push per item): the
+ * call reads the whole trade order and parse_order_fetch keeps the line.
+ */
+static void
+lazada_build_order_fetch(const ShopContext *shop, const char *order_id,
+						 int64 now_ms, HttpRequestSpec *request)
+{
+	LazadaParam params[LAZADA_MAX_PARAMS];
+	char		timestamp[32];
+	const char *slash = strchr(order_id, '/');
+	char	   *trade_order = slash ? pnstrdup(order_id, slash - order_id) :
+		pstrdup(order_id);
+	int			n;
+
+	n = lazada_system_params(shop, params, now_ms, timestamp,
+							 sizeof(timestamp), true);
+	params[n++] = (LazadaParam) {"order_id", trade_order, false, false};
+	request_init(request, "GET", shop->api_base_url, LAZADA_ORDER_ITEMS_PATH);
+	lazada_sign_and_place(shop, request, LAZADA_ORDER_ITEMS_PATH, params, n);
+}
+
+/*
+ * Lazada's "2014-10-15 19:12:15 +0800" as Unix seconds; false when the
+ * text has another form.
+ */
+static bool
+lazada_time(const char *text, int64 *seconds)
+{
+	int			y, mo, d, h, mi, s, off;
+	char		sign;
+	int64		days;
+	int			yy;
+	int			mm;
+
+	if (text == NULL ||
+		sscanf(text, "%4d-%2d-%2d %2d:%2d:%2d %c%4d", &y, &mo, &d, &h, &mi, &s,
+			   &sign, &off) != 8 ||
+		(sign != '+' && sign != '-') || mo < 1 || mo > 12 || d < 1 || d > 31 ||
+		h > 23 || mi > 59 || s > 60 || off > 1400)
+		return false;
+	/* days since 1970-01-01 of a proleptic Gregorian date */
+	yy = mo <= 2 ? y - 1 : y;
+	mm = mo <= 2 ? mo + 9 : mo - 3;
+	days = (int64) 365 * yy + yy / 4 - yy / 100 + yy / 400 +
+		(153 * mm + 2) / 5 + d - 1 - 719468;
+	*seconds = days * 86400 + h * 3600 + mi * 60 + s -
+		(sign == '-' ? -1 : 1) * ((off / 100) * 3600 + (off % 100) * 60);
+	return true;
+}
+
+/*
+ * parse_order_fetch: data[] holds the trade order's items, one per unit,
+ * each with its own status.  For "order/line" the item whose
+ * order_item_id is the line is the order: its status, updated_at and one
+ * unit of (item_id = product_id, sku_id).  For a bare trade order id every
+ * item counts, and they must agree on the status.  An order or line the
+ * answer does not hold, or cannot be read, is PERMANENT.
+ */
+static void
+lazada_parse_order_fetch(const ShopContext *shop, const char *order_id,
+						 const HttpResponseView *response, OrderDetail *out)
+{
+	const char *code;
+	const JsonValue *root = lazada_read_envelope(shop, response, &out->call,
+												 false, false, &code);
+	const JsonValue *items;
+	const char *slash = strchr(order_id, '/');
+	const char *status = NULL;
+	int			i;
+
+	if (root == NULL)
+		return;
+	items = json_get_array(root, "data");
+	for (i = 0; items != NULL && i < items->count; i++)
+	{
+		const JsonValue *item = items->items[i];
+		const char *line = json_scalar_text(json_get(item, "order_item_id"));
+		const char *ids[LISTING_MAX_ATTRIBUTES] = {NULL};
+		const char *item_status = json_get_string(item, "status");
+		int64		updated;
+
+		if (slash != NULL && (line == NULL || strcmp(line, slash + 1) != 0))
+			continue;
+		ids[LAZADA_ITEM_ID] = json_scalar_text(json_get(item, "product_id"));
+		ids[LAZADA_SKU_ID] = json_scalar_text(json_get(item, "sku_id"));
+		if (ids[LAZADA_SKU_ID] == NULL || item_status == NULL ||
+			item_status[0] == '\0' ||
+			!lazada_time(json_get_string(item, "updated_at"), &updated))
+		{
+			adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+							   "an item of the order lacks sku_id, status or updated_at", shop);
+			return;
+		}
+		if (status != NULL && strcmp(status, item_status) != 0)
+		{
+			adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "mixed_status",
+							   "the items of the trade order differ in status; invsync keys Lazada orders per line", shop);
+			return;
+		}
+		status = item_status;
+		out->update_time = Max(out->update_time, updated);
+		adapter_add_order_line(&lazada_adapter, out, ids, 1);
+		if (out->call.outcome != SYNC_OUTCOME_NONE)
+			return;
+	}
+	if (items == NULL)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+						   "the answer has no data array", shop);
+		return;
+	}
+	if (out->nlines == 0)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "not_found",
+						   "the answer does not hold the order line", shop);
+		return;
+	}
+	out->status = pstrdup(status);
+	out->call.outcome = SYNC_OUTCOME_OK;
 }
 
 /*

@@ -42,6 +42,7 @@
 #define SHOPEE_REFRESH_PATH		"/api/v2/auth/access_token/get"
 #define SHOPEE_MODEL_LIST_PATH	"/api/v2/product/get_model_list"
 #define SHOPEE_ITEM_INFO_PATH	"/api/v2/product/get_item_base_info"
+#define SHOPEE_ORDER_DETAIL_PATH	"/api/v2/order/get_order_detail"
 #define SHOPEE_MAX_MODELS		50
 
 /* the listing attributes, by index */
@@ -123,6 +124,13 @@ static void shopee_parse_read_levels(const ShopContext *shop,
 									 ListingPush *items, int nitems,
 									 const HttpResponseView *response,
 									 CallResult *result);
+static void shopee_build_order_fetch(const ShopContext *shop,
+									 const char *order_id, int64 now_ms,
+									 HttpRequestSpec *request);
+static void shopee_parse_order_fetch(const ShopContext *shop,
+									 const char *order_id,
+									 const HttpResponseView *response,
+									 OrderDetail *out);
 static void shopee_build_refresh(const ShopContext *shop, int64 now_ms,
 								 HttpRequestSpec *request);
 static void shopee_parse_refresh(const ShopContext *shop,
@@ -180,6 +188,8 @@ const ChannelAdapter shopee_adapter = {
 	.parse_push = shopee_parse_push,
 	.build_read_levels = shopee_build_read_levels,
 	.parse_read_levels = shopee_parse_read_levels,
+	.build_order_fetch = shopee_build_order_fetch,
+	.parse_order_fetch = shopee_parse_order_fetch,
 	.build_refresh = shopee_build_refresh,
 	.parse_refresh = shopee_parse_refresh,
 	.parse_webhook = shopee_parse_webhook,
@@ -695,6 +705,108 @@ shopee_parse_read_levels(const ShopContext *shop, ListingPush *items,
 								NULL);
 	}
 	result->outcome = SYNC_OUTCOME_OK;
+}
+
+/*
+ * build_order_fetch: GET {base}/api/v2/order/get_order_detail with the Shop
+ * API common parameters (the order parameters are not signed),
+ * order_sn_list (one order) and response_optional_fields=item_list,
+ * without which Shopee leaves the lines out (marketplace-apis.md 7.1).
+ */
+static void
+shopee_build_order_fetch(const ShopContext *shop, const char *order_id,
+						 int64 now_ms, HttpRequestSpec *request)
+{
+	request_init(request, "GET", shop->api_base_url, SHOPEE_ORDER_DETAIL_PATH);
+	shopee_sign_request(shop, request, SHOPEE_ORDER_DETAIL_PATH, now_ms, true);
+	request_add_query(request, "order_sn_list", order_id, false);
+	request_add_query(request, "response_optional_fields", "item_list", false);
+}
+
+/* a JSON integer (or digits in a string) >= min, as canonical text; or NULL */
+static char *
+shopee_int_text(const JsonValue *value, int64 min)
+{
+	int64		number;
+
+	if (value == NULL || !json_value_int64(value, &number) || number < min)
+		return NULL;
+	return psprintf(INT64_FORMAT, number);
+}
+
+/*
+ * parse_order_fetch: response.order_list[] entry whose order_sn is the
+ * order: order_status, update_time, and item_list[] {item_id, model_id (0
+ * without variants), model_quantity_purchased}.  An order the answer does
+ * not hold (error_not_found, or absent from the list) or cannot be read is
+ * PERMANENT: asking again gives the same.
+ */
+static void
+shopee_parse_order_fetch(const ShopContext *shop, const char *order_id,
+						 const HttpResponseView *response, OrderDetail *out)
+{
+	const JsonValue *root = shopee_read_envelope(shop, response, &out->call, false);
+	const JsonValue *orders;
+	const JsonValue *order = NULL;
+	const JsonValue *items;
+	const char *status;
+	int			i;
+
+	if (root == NULL)
+		return;
+	orders = json_get_array(json_get_object(root, "response"), "order_list");
+	for (i = 0; orders != NULL && i < orders->count && order == NULL; i++)
+	{
+		const char *sn = json_get_string(orders->items[i], "order_sn");
+
+		if (sn != NULL && strcmp(sn, order_id) == 0)
+			order = orders->items[i];
+	}
+	if (order == NULL)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "not_found",
+						   "the answer does not hold the order", shop);
+		return;
+	}
+	status = json_get_string(order, "order_status");
+	items = json_get_array(order, "item_list");
+	if (status == NULL || status[0] == '\0' ||
+		!json_get_int64(order, "update_time", &out->update_time) ||
+		out->update_time <= 0 || items == NULL)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+						   "the order lacks order_status, update_time or item_list", shop);
+		return;
+	}
+	for (i = 0; i < items->count; i++)
+	{
+		const char *ids[LISTING_MAX_ATTRIBUTES] = {NULL};
+		const JsonValue *model = json_get(items->items[i], "model_id");
+		int64		qty = 0;
+
+		ids[SHOPEE_ITEM_ID] = shopee_int_text(json_get(items->items[i], "item_id"), 0);
+		ids[SHOPEE_MODEL_ID] = model == NULL || model->kind == JSON_KIND_NULL ?
+			"0" : shopee_int_text(model, 0);
+		if (ids[SHOPEE_ITEM_ID] == NULL || ids[SHOPEE_MODEL_ID] == NULL ||
+			!json_get_int64(items->items[i], "model_quantity_purchased", &qty) ||
+			qty < 1)
+		{
+			adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+							   "an item of the order lacks item_id, model_id or a quantity", shop);
+			return;
+		}
+		adapter_add_order_line(&shopee_adapter, out, ids, qty);
+		if (out->call.outcome != SYNC_OUTCOME_NONE)
+			return;
+	}
+	if (out->nlines == 0)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "no_lines",
+						   "the order has no items", shop);
+		return;
+	}
+	out->status = pstrdup(status);
+	out->call.outcome = SYNC_OUTCOME_OK;
 }
 
 /*

@@ -66,6 +66,7 @@
 #define TIKTOK_INVENTORY_PATH_FMT	"/product/202309/products/%s/inventory/update"
 #define TIKTOK_SEARCH_PATH			"/product/202309/inventory/search"
 #define TIKTOK_REFRESH_PATH			"/api/v2/token/refresh"
+#define TIKTOK_ORDERS_PATH			"/order/202309/orders"
 
 /* quantity range of Update Inventory */
 #define TIKTOK_MAX_QUANTITY		99999
@@ -113,6 +114,8 @@ const ChannelAdapter tiktok_adapter = {
 	.parse_push = tiktok_parse_push,
 	.build_read_levels = tiktok_build_read_levels,
 	.parse_read_levels = tiktok_parse_read_levels,
+	.build_order_fetch = tiktok_build_order_fetch,
+	.parse_order_fetch = tiktok_parse_order_fetch,
 	.build_refresh = tiktok_build_refresh,
 	.parse_refresh = tiktok_parse_refresh,
 	.parse_webhook = tiktok_parse_webhook,
@@ -705,6 +708,123 @@ tiktok_parse_read_levels(const ShopContext *shop, ListingPush *items,
 								NULL);
 	}
 	result->outcome = SYNC_OUTCOME_OK;
+}
+
+
+/*
+ * build_order_fetch: GET {base}/order/202309/orders?ids=<order> with the
+ * common parameters, signed like any GET (ids is one signed value) and the
+ * access token in x-tts-access-token (marketplace-apis.md 7.3).
+ */
+void
+tiktok_build_order_fetch(const ShopContext *shop, const char *order_id,
+						 int64 now_ms, HttpRequestSpec *request)
+{
+	request_init(request, "GET", shop->api_base_url, TIKTOK_ORDERS_PATH);
+	request_add_query(request, "ids", order_id, false);
+	tiktok_sign_request(shop, request, TIKTOK_ORDERS_PATH, now_ms);
+}
+
+/* add one unit of a line item, or of each component of a combined listing */
+static bool
+tiktok_add_line_item(const ShopContext *shop, const JsonValue *line,
+					 OrderDetail *out)
+{
+	const JsonValue *combined = json_get_array(line, "combined_listing_skus");
+	const char *ids[LISTING_MAX_ATTRIBUTES] = {NULL};
+	int			i;
+
+	if (combined != NULL && combined->count > 0)
+	{
+		/* a virtual bundle: stock moves on its components */
+		for (i = 0; i < combined->count; i++)
+		{
+			const JsonValue *part = combined->items[i];
+			const JsonValue *count = json_get(part, "sku_count");
+			int64		qty = 1;
+
+			ids[TIKTOK_PRODUCT_ID] = json_scalar_text(json_get(part, "product_id"));
+			ids[TIKTOK_SKU_ID] = json_scalar_text(json_get(part, "sku_id"));
+			if (ids[TIKTOK_SKU_ID] == NULL ||
+				(count != NULL && (!json_value_int64(count, &qty) || qty < 1)))
+				return false;
+			adapter_add_order_line(&tiktok_adapter, out, ids, qty);
+		}
+		return true;
+	}
+	ids[TIKTOK_PRODUCT_ID] = json_scalar_text(json_get(line, "product_id"));
+	ids[TIKTOK_SKU_ID] = json_scalar_text(json_get(line, "sku_id"));
+	if (ids[TIKTOK_SKU_ID] == NULL)
+		return false;
+	/* no quantity field: one line item per unit */
+	adapter_add_order_line(&tiktok_adapter, out, ids, 1);
+	return true;
+}
+
+/*
+ * parse_order_fetch: data.orders[] entry whose id is the order: status,
+ * update_time and line_items[], counted per (product_id, sku_id); a line
+ * item with combined_listing_skus counts its components, sku_count each.
+ * An order the answer does not hold, or cannot be read, is PERMANENT.
+ */
+void
+tiktok_parse_order_fetch(const ShopContext *shop, const char *order_id,
+						 const HttpResponseView *response, OrderDetail *out)
+{
+	int64		code;
+	const JsonValue *root = tiktok_read_envelope(shop, response, &out->call,
+												 false, &code);
+	const JsonValue *orders;
+	const JsonValue *order = NULL;
+	const JsonValue *lines;
+	const char *status;
+	int			i;
+
+	if (root == NULL)
+		return;
+	orders = json_get_array(json_get_object(root, "data"), "orders");
+	for (i = 0; orders != NULL && i < orders->count && order == NULL; i++)
+	{
+		const char *id = json_scalar_text(json_get(orders->items[i], "id"));
+
+		if (id != NULL && strcmp(id, order_id) == 0)
+			order = orders->items[i];
+	}
+	if (order == NULL)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "not_found",
+						   "the answer does not hold the order", shop);
+		return;
+	}
+	status = json_get_string(order, "status");
+	lines = json_get_array(order, "line_items");
+	if (status == NULL || status[0] == '\0' ||
+		!json_get_int64(order, "update_time", &out->update_time) ||
+		out->update_time <= 0 || lines == NULL)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+						   "the order lacks status, update_time or line_items", shop);
+		return;
+	}
+	for (i = 0; i < lines->count; i++)
+	{
+		if (!tiktok_add_line_item(shop, lines->items[i], out))
+		{
+			adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "malformed_order",
+							   "a line item of the order lacks sku_id or a valid sku_count", shop);
+			return;
+		}
+		if (out->call.outcome != SYNC_OUTCOME_NONE)
+			return;
+	}
+	if (out->nlines == 0)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "no_lines",
+						   "the order has no line items", shop);
+		return;
+	}
+	out->status = pstrdup(status);
+	out->call.outcome = SYNC_OUTCOME_OK;
 }
 
 /*

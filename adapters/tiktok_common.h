@@ -56,6 +56,13 @@ extern void tiktok_parse_read_levels(const ShopContext *shop,
 									 ListingPush *items, int nitems,
 									 const HttpResponseView *response,
 									 CallResult *result);
+extern void tiktok_build_order_fetch(const ShopContext *shop,
+									 const char *order_id, int64 now_ms,
+									 HttpRequestSpec *request);
+extern void tiktok_parse_order_fetch(const ShopContext *shop,
+									 const char *order_id,
+									 const HttpResponseView *response,
+									 OrderDetail *out);
 extern void tiktok_build_refresh(const ShopContext *shop, int64 now_ms,
 								 HttpRequestSpec *request);
 extern void tiktok_parse_refresh(const ShopContext *shop,

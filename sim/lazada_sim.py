@@ -52,7 +52,8 @@ PATH_UPDATE = "/product/stock/sellable/update"
 PATH_ITEM_GET = "/product/item/get"
 PATH_REFRESH = "/auth/token/refresh"
 PATH_CREATE = "/auth/token/create"
-SELLER_APIS = frozenset({PATH_UPDATE, PATH_ITEM_GET})
+PATH_ORDER_ITEMS = "/order/items/get"
+SELLER_APIS = frozenset({PATH_UPDATE, PATH_ITEM_GET, PATH_ORDER_ITEMS})
 AUTH_APIS = frozenset({PATH_REFRESH, PATH_CREATE})
 
 TIMESTAMP_WINDOW = 7200          # seconds a request timestamp may be off
@@ -514,6 +515,7 @@ class SimState:
         self.apps = {}
         self.sellers = {}
         self.products = {}          # (seller_id, item_id) -> Product
+        self.orders = {}            # (seller_id, order_id) -> [item]
         self.sku_item = {}          # (seller_id, sku_id) -> item_id
         self.seller_sku_index = {}  # (seller_id, seller_sku) -> sku_id
         self.token_owner = {}       # any access/refresh token -> seller_id
@@ -613,6 +615,35 @@ class SimState:
         if seller is None:
             raise ValueError("seller_id must be a configured seller")
         return seller
+
+    def put_order(self, spec):
+        """A trade order /order/items/get returns: {seller_id, order_id,
+        items: [{order_item_id, item_id, sku_id, status, update_time,
+        seller_sku?}]}, one item per unit, each with its own status."""
+        seller = self._seller(spec)
+        order_id = id_string(spec.get("order_id"))
+        items = spec.get("items")
+        if not order_id:
+            raise ValueError("order_id must be given")
+        if not isinstance(items, list) or not items or any(
+                not isinstance(i, dict) or not id_string(i.get("order_item_id"))
+                or not isinstance(i.get("status"), str)
+                or json_int(i.get("update_time")) is None for i in items):
+            raise ValueError("items must be [{order_item_id, item_id, sku_id, "
+                             "status, update_time}]")
+        out = []
+        for item in items:
+            updated = time.strftime("%Y-%m-%d %H:%M:%S +0800", time.gmtime(
+                json_int(item["update_time"]) + 8 * 3600))
+            out.append({"order_id": order_id,
+                        "order_item_id": id_string(item["order_item_id"]),
+                        "status": item["status"],
+                        "sku": item.get("seller_sku", ""),
+                        "sku_id": id_string(item.get("sku_id")),
+                        "product_id": id_string(item.get("item_id")),
+                        "shop_sku": "", "name": "", "variation": "",
+                        "created_at": updated, "updated_at": updated})
+        self.orders[(seller.seller_id, order_id)] = out
 
     def put_product(self, spec):
         seller = self._seller(spec)
@@ -847,6 +878,7 @@ class SimState:
         handler = {
             PATH_UPDATE: self._update,
             PATH_ITEM_GET: self._item_get,
+            PATH_ORDER_ITEMS: self._order_items,
             PATH_REFRESH: self._refresh,
             PATH_CREATE: self._create,
         }.get(call.api_path)
@@ -1052,6 +1084,19 @@ class SimState:
                          "channelInventories": []})
         return Reply(200, success({"item_id": item_id, "itemId": item_id,
                                    "status": "Active", "skus": skus}))
+
+    def _order_items(self, call, app_key, params, seller):
+        order_text = params.get("order_id")
+        if not order_text:
+            raise ApiError("MissingParameter", "ISV",
+                           "The input parameter \"order_id\" that is "
+                           "mandatory for processing this request is not "
+                           "supplied")
+        items = self.orders.get((seller.seller_id, order_text))
+        if items is None:
+            raise ApiError("16", "ISV", "E016: \"%s\" Invalid Order ID"
+                           % order_text)
+        return Reply(200, success([dict(item) for item in items]))
 
     # ----- tokens ----------------------------------------------------------
 
@@ -1422,6 +1467,7 @@ def control_action(state, method, path, params, spec):
             "/_sim/apps": state.put_app,
             "/_sim/sellers": state.put_seller,
             "/_sim/products": state.put_product,
+            "/_sim/orders": state.put_order,
             "/_sim/auth_codes": state.put_auth_code,
             "/_sim/expire_token": state.expire_token,
             "/_sim/faults": state.set_faults,

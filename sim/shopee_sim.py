@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl
 PATH_UPDATE_STOCK = "/api/v2/product/update_stock"
 PATH_REFRESH = "/api/v2/auth/access_token/get"
 PATH_MODEL_LIST = "/api/v2/product/get_model_list"
+PATH_ORDER_DETAIL = "/api/v2/order/get_order_detail"
 
 TIMESTAMP_WINDOW = 300        # seconds a request timestamp may be off
 PREVIOUS_TOKEN_GRACE = 300    # seconds the old access token lives on
@@ -324,6 +325,7 @@ class SimState:
         self.partners = {}
         self.shops = {}
         self.items = {}
+        self.orders = {}
         self.stock = {}
         self.history = {}
         self.faults = []
@@ -409,6 +411,35 @@ class SimState:
             failing[model_id] = reason
         self.items[(shop_id, item_id)] = Item(models=list(models),
                                               fail_models=failing)
+
+    def put_order(self, spec):
+        """An order get_order_detail returns: {shop_id, order_sn,
+        order_status, update_time, lines: [{item_id, model_id?, qty}]}."""
+        shop_id = json_int(spec.get("shop_id"))
+        if shop_id not in self.shops:
+            raise ValueError("shop_id must be a configured shop")
+        order_sn = spec.get("order_sn")
+        status = spec.get("order_status")
+        update_time = json_int(spec.get("update_time"))
+        lines = spec.get("lines")
+        if not isinstance(order_sn, str) or not order_sn:
+            raise ValueError("order_sn must be a non-empty string")
+        if not isinstance(status, str) or update_time is None:
+            raise ValueError("order_status (string) and update_time (int) "
+                             "are required")
+        if not isinstance(lines, list) or any(
+                not isinstance(line, dict) or json_int(line.get("item_id")) is None
+                or json_int(line.get("model_id", 0)) is None
+                or json_int(line.get("qty")) is None for line in lines):
+            raise ValueError("lines must be [{item_id, model_id?, qty}]")
+        self.orders[(shop_id, order_sn)] = {
+            "order_sn": order_sn, "order_status": status,
+            "update_time": update_time, "create_time": update_time,
+            "item_list": [{"item_id": json_int(line["item_id"]),
+                           "model_id": json_int(line.get("model_id", 0)),
+                           "item_sku": "", "model_sku": "",
+                           "model_quantity_purchased": json_int(line["qty"])}
+                          for line in lines]}
 
     def expire_token(self, spec):
         shop = self.shops.get(json_int(spec.get("shop_id")))
@@ -549,6 +580,7 @@ class SimState:
             ("POST", PATH_UPDATE_STOCK): self._update_stock,
             ("POST", PATH_REFRESH): self._refresh,
             ("GET", PATH_MODEL_LIST): self._model_list,
+            ("GET", PATH_ORDER_DETAIL): self._order_detail,
         }.get((call.method, call.path))
         if handler is None:
             raise ApiError(404, "error_not_found", "Wrong path.")
@@ -771,6 +803,33 @@ class SimState:
         return Reply(200, envelope("", "", {"model": models}))
 
 
+    def _order_detail(self, call):
+        _, shop = self._authenticate(call, shop_api=True)
+        self._check_rate(shop)
+        numbers = call.query.get("order_sn_list", "")
+        if not numbers:
+            raise ApiError(400, "error_param",
+                           "Wrong parameters, detail: order_sn_list is required.")
+        numbers = numbers.split(",")
+        if len(numbers) > 50:
+            raise ApiError(400, "error_param",
+                           "Wrong parameters, detail: at most 50 orders.")
+        fields = call.query.get("response_optional_fields", "").split(",")
+        found = []
+        for order_sn in numbers:
+            order = self.orders.get((shop.shop_id, order_sn))
+            if order is None:
+                continue
+            order = dict(order)
+            if "item_list" not in fields:
+                del order["item_list"]
+            found.append(order)
+        if not found:
+            raise ApiError(200, "error_not_found",
+                           "Wrong parameters, detail: the order is not found.")
+        return Reply(200, envelope("", "", {"order_list": found}))
+
+
 class Handler(BaseHTTPRequestHandler):
     """Routes /_sim/* to the control API, everything else to Shopee."""
 
@@ -915,6 +974,7 @@ def control_action(state, method, path, params, spec):
             "/_sim/partners": state.put_partner,
             "/_sim/shops": state.put_shop,
             "/_sim/items": state.put_item,
+            "/_sim/orders": state.put_order,
             "/_sim/expire_token": state.expire_token,
             "/_sim/faults": state.set_faults,
         }.get(path)

@@ -699,6 +699,36 @@ class SimulatorTest(unittest.TestCase):
 
     # ----- other endpoints, log, transport ---------------------------------
 
+    def test_order_items(self):
+        orders = "/order/items/get"
+        self.control("/_sim/orders", {
+            "seller_id": SELLER, "order_id": "31202", "items": [
+                {"order_item_id": "98108", "item_id": 5, "sku_id": 6,
+                 "status": "pending", "update_time": 1413371535},
+                {"order_item_id": "98109", "item_id": 5, "sku_id": 6,
+                 "status": "canceled", "update_time": 1413371535}]})
+        result = self.send(orders, self.signed(orders, {"order_id": "31202"}),
+                           method="GET")
+        self.assert_ok(result)
+        items = result[1]["data"]
+        self.assertEqual([(i["order_item_id"], i["status"]) for i in items],
+                         [("98108", "pending"), ("98109", "canceled")])
+        self.assertEqual(items[0]["updated_at"], "2014-10-15 19:12:15 +0800")
+        self.assertEqual((items[0]["sku_id"], items[0]["product_id"]),
+                         ("6", "5"))
+        # unknown order, bad sign, bad token; faults apply
+        self.assert_code(self.send(orders, self.signed(
+            orders, {"order_id": "999"}), method="GET"), "16")
+        status, body = self.send(orders, self.signed(
+            orders, {"order_id": "31202"}, sign="0" * 64), method="GET")
+        self.assertNotEqual(body["code"], "0")
+        status, body = self.send(orders, self.signed(
+            orders, {"order_id": "31202"}, token="wrong"), method="GET")
+        self.assertNotEqual(body["code"], "0")
+        self.faults({"kind": "http_503", "count": 1, "path": orders})
+        status, _, _ = self.request("GET", "/rest" + orders)
+        self.assertEqual(status, 503)
+
     def test_item_get(self):
         self.update(sku_xml(12, 11))
         self.update(sku_xml(21, warehouses=[("WH2", 5)]), token=MW_TOKEN)

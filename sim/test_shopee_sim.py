@@ -516,6 +516,41 @@ class SimulatorTest(unittest.TestCase):
         self.assertEqual(levels[2], [{"location_id": "", "stock": 11}])
         self.assertEqual(levels[1], [{"location_id": "", "stock": 0}])
 
+    def test_order_detail(self):
+        detail = "/api/v2/order/get_order_detail"
+        self.control("/_sim/orders", {
+            "shop_id": SHOP_ID, "order_sn": "240101ABC", "order_status":
+            "READY_TO_SHIP", "update_time": 1700000000,
+            "lines": [{"item_id": ITEM_ID, "model_id": 2, "qty": 3}]})
+        status, _, raw = self.request("GET", self.signed(
+            detail, extra="&order_sn_list=240101ABC"
+                          "&response_optional_fields=item_list"))
+        body = json.loads(raw)
+        self.assertEqual((status, body["error"]), (200, ""))
+        order = body["response"]["order_list"][0]
+        self.assertEqual((order["order_status"], order["update_time"]),
+                         ("READY_TO_SHIP", 1700000000))
+        self.assertEqual(order["item_list"][0]["model_quantity_purchased"], 3)
+        # lines only when asked for; unknown order; signed like a Shop API
+        status, _, raw = self.request("GET", self.signed(
+            detail, extra="&order_sn_list=240101ABC"))
+        self.assertNotIn("item_list",
+                         json.loads(raw)["response"]["order_list"][0])
+        status, _, raw = self.request("GET", self.signed(
+            detail, extra="&order_sn_list=NOPE"))
+        self.assertEqual(json.loads(raw)["error"], "error_not_found")
+        status, _, raw = self.request("GET", self.signed(
+            detail, sign="0" * 64, extra="&order_sn_list=240101ABC"))
+        self.assertEqual((status, json.loads(raw)["error"]), (403, "error_sign"))
+        status, _, raw = self.request("GET", self.signed(
+            detail, token="wrong", extra="&order_sn_list=240101ABC"))
+        self.assertEqual((status, json.loads(raw)["error"]), (403, "error_auth"))
+        # faults apply to it as to any path
+        self.faults({"kind": "http_503", "count": 1, "path": detail})
+        status, _, _ = self.request("GET", self.signed(
+            detail, extra="&order_sn_list=240101ABC"))
+        self.assertEqual(status, 503)
+
     def test_unknown_path(self):
         status, _, raw = self.request("POST", "/api/v2/product/nope", {})
         self.assertEqual(status, 404)

@@ -136,6 +136,20 @@ class SigningTest(unittest.TestCase):
             "1bc4db98fb26d22f8f9174f863a9511bd5a1eba3fd91697a7684c1f6de9f8edf")
 
 
+class OrderSigningTest(unittest.TestCase):
+    """marketplace-apis.md section 7.3, COMP vector of Get Order Detail."""
+
+    def test_order_detail_vector(self):
+        params = [("app_key", "29a39d"),
+                  ("ids", "576461413038785752,576461413038785753"),
+                  ("shop_cipher", "ROW_RHkDDABBAAB8tKAVoAqsMTjsQZFLyNfY"),
+                  ("timestamp", "1623812664")]
+        self.assertEqual(
+            tiktok_sim.compute_sign("e59af819cc", "/order/202309/orders",
+                                    params),
+            "483b0106bdc4dec3d1a6587a220f20a1d1f7226061300ad3f4cc5307a3ad295b")
+
+
 class SimTestCase(unittest.TestCase):
     """Shared helpers; one simulator per class."""
 
@@ -254,6 +268,40 @@ class SimulatorTest(SimTestCase):
         self.configure()
 
     # ----- Update Inventory ------------------------------------------------
+
+    def test_order_detail(self):
+        orders = "/order/202309/orders"
+        self.control("/_sim/orders", {
+            "shop_cipher": SHOP, "order_id": "5764614130387", "status":
+            "AWAITING_SHIPMENT", "update_time": 1700000000,
+            "lines": [{"product_id": "1729", "sku_id": "2729", "qty": 2}]})
+        status, _, doc = self.signed(orders, method="GET", content_type=None,
+                                     params={"ids": "5764614130387,999"})
+        self.assertEqual((status, doc["code"]), (200, 0), doc)
+        order = doc["data"]["orders"][0]
+        self.assertEqual((order["status"], order["update_time"]),
+                         ("AWAITING_SHIPMENT", 1700000000))
+        # no quantity: one line item per unit
+        self.assertEqual([item["sku_id"] for item in order["line_items"]],
+                         ["2729", "2729"])
+        self.assertEqual(len(doc["data"]["orders"]), 1)
+        # signed, token and shop checked as any call
+        status, _, doc = self.signed(orders, method="GET", content_type=None,
+                                     params={"ids": "5764614130387"},
+                                     sign="0" * 64)
+        self.assertEqual(doc["code"], 106001)
+        status, _, doc = self.signed(orders, method="GET", content_type=None,
+                                     params={"ids": "5764614130387"},
+                                     token="wrong")
+        self.assertEqual(doc["code"], 101000)
+        status, _, doc = self.signed(orders, method="GET", content_type=None,
+                                     params={"ids": "5764614130387"},
+                                     shop_cipher=None)
+        self.assertEqual(doc["code"], 106013)
+        # faults apply to it
+        self.faults({"kind": "http_503", "count": 1, "path": orders})
+        status, _, raw = self.request("GET", orders)
+        self.assertEqual(status, 503)
 
     def test_good_update_applied(self):
         status, _, body = self.signed(

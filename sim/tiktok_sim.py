@@ -46,6 +46,8 @@ from urllib.parse import parse_qsl
 API_VERSION = "202309"
 PATH_SEARCH = f"/product/{API_VERSION}/inventory/search"
 PATH_REFRESH = "/api/v2/token/refresh"
+PATH_ORDERS = f"/order/{API_VERSION}/orders"
+MAX_ORDER_IDS = 50
 PATH_TOKEN_GET = "/api/v2/token/get"
 UPDATE_RE = re.compile(rf"/product/{API_VERSION}/products/([^/]*)"
                        r"/inventory/update")
@@ -482,6 +484,7 @@ class SimState:
         self.apps = {}
         self.shops = {}
         self.products = {}          # (shop_cipher, product_id) -> Product
+        self.orders = {}            # (shop_cipher, order_id) -> order
         self.stock = {}             # (cipher, product, sku, warehouse) -> n
         self.history = {}
         self.faults = []
@@ -656,6 +659,39 @@ class SimState:
             skus={k: list(v) for k, v in skus.items()},
             seller_skus=dict(seller_skus), fail_skus=fail_skus)
 
+    def put_order(self, spec):
+        """An order Get Order Detail returns: {shop_cipher, order_id,
+        status, update_time, lines: [{product_id, sku_id, qty?,
+        combined_listing_skus?}]}; each line becomes qty line items, one per
+        unit, as TikTok has no quantity field."""
+        shop = self._shop_for_control(spec)
+        order_id = spec.get("order_id")
+        status = spec.get("status")
+        update_time = json_int(spec.get("update_time"))
+        lines = spec.get("lines")
+        if not isinstance(order_id, str) or not order_id:
+            raise ValueError("order_id must be a non-empty string")
+        if not isinstance(status, str) or update_time is None:
+            raise ValueError("status (string) and update_time (int) are required")
+        if not isinstance(lines, list) or any(
+                not isinstance(line, dict) or not isinstance(line.get("sku_id"), str)
+                or json_int(line.get("qty", 1)) is None for line in lines):
+            raise ValueError("lines must be [{product_id, sku_id, qty?}]")
+        items = []
+        for line in lines:
+            for _ in range(json_int(line.get("qty", 1))):
+                item = {"id": str(self.rng.randrange(10**17, 10**18)),
+                        "sku_id": line["sku_id"],
+                        "product_id": str(line.get("product_id", "")),
+                        "seller_sku": line.get("seller_sku", ""),
+                        "display_status": status}
+                if line.get("combined_listing_skus"):
+                    item["combined_listing_skus"] = line["combined_listing_skus"]
+                items.append(item)
+        self.orders[(shop.shop_cipher, order_id)] = {
+            "id": order_id, "status": status, "update_time": update_time,
+            "create_time": update_time, "line_items": items}
+
     def expire_token(self, spec):
         shop = self._shop_for_control(spec)
         now = time.time()
@@ -805,6 +841,7 @@ class SimState:
             route = ("POST", self._update)
         else:
             route = {PATH_SEARCH: ("POST", self._search),
+                     PATH_ORDERS: ("GET", self._orders),
                      PATH_REFRESH: ("GET", self._refresh)}.get(call.path)
         if route is None:
             raise ApiError(404, C_INVALID_PATH,
@@ -843,7 +880,8 @@ class SimState:
                                 call.content_type)
         if not hmac.compare_digest(given.encode("utf-8"), expected.encode()):
             raise ApiError(401, C_SIGN, M_SIGN, "sign")
-        if _media_type(call.content_type) != "application/json":
+        if call.method != "GET" and \
+                _media_type(call.content_type) != "application/json":
             raise ApiError(400, C_FORMAT, M_FORMAT)
         cipher = query.get("shop_cipher")
         if not cipher:
@@ -1084,6 +1122,19 @@ class SimState:
             inventory.append({"product_id": pid, "skus": rows})
         return Reply(200, envelope(0, "Success", {"inventory": inventory}))
 
+    def _orders(self, call):
+        """Get Order Detail (202309): ids is one signed value, order ids
+        joined by commas; orders the shop does not hold are left out."""
+        shop = self._authenticate(call)
+        ids = call.query.get("ids", "")
+        ids = [i for i in ids.split(",") if i]
+        if not ids or len(ids) > MAX_ORDER_IDS:
+            raise ApiError(400, 36009001, "Invalid parameter. ids must name "
+                           f"1 to {MAX_ORDER_IDS} orders.")
+        orders = [self.orders[(shop.shop_cipher, i)] for i in ids
+                  if (shop.shop_cipher, i) in self.orders]
+        return Reply(200, envelope(0, "Success", {"orders": orders}))
+
     # ----- token refresh (auth host) -----------------------------------------
 
     def _refresh(self, call):
@@ -1309,6 +1360,7 @@ def control_action(state, method, path, params, spec):
             "/_sim/apps": state.put_app,
             "/_sim/shops": state.put_shop,
             "/_sim/products": state.put_product,
+            "/_sim/orders": state.put_order,
             "/_sim/expire_token": state.expire_token,
             "/_sim/faults": state.set_faults,
         }.get(path)

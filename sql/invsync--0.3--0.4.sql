@@ -1340,7 +1340,149 @@ $$;
 COMMENT ON FUNCTION invsync.handle_webhook(text, jsonb, text, text) IS
 	'verify and record a marketplace push: {"status": "accepted" | "duplicate" | "ignored"}; IV030 bad signature (answer 401), IV031 malformed (400), IV032 too large (413), IV033 unknown shop, IV034 unknown channel';
 
+/*
+ * The worker's side of order fetches, with the rules of pushes: a claim
+ * takes due rows with a lease (FOR UPDATE SKIP LOCKED) and the worker
+ * fetches the order over HTTP holding no transaction; the outcome is
+ * recorded in a new transaction, compare-and-set on the version claimed.
+ */
+CREATE FUNCTION invsync._claim_order_fetches(p_now timestamptz, p_lease interval,
+											 p_limit integer)
+	RETURNS TABLE (tenant_id bigint, shop_id bigint, order_id text, version bigint,
+				   attempts integer, correlation_ids text[])
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH picked AS (
+		SELECT f.tenant_id, f.shop_id, f.order_id
+		  FROM invsync.order_fetches f
+		  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE f.state = 'pending' AND f.due_at <= p_now
+		   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
+		   AND s.enabled AND s.token_state = 'ok'
+		   AND invsync._base_url_refusal(a.base_url) IS NULL
+		 ORDER BY f.due_at
+		 LIMIT p_limit
+		   FOR UPDATE OF f SKIP LOCKED
+	)
+	UPDATE invsync.order_fetches f
+	   SET lease_until = p_now + p_lease,
+		   claimed_version = f.version,
+		   attempts = f.attempts + 1
+	  FROM picked
+	 WHERE f.tenant_id = picked.tenant_id AND f.shop_id = picked.shop_id
+	   AND f.order_id = picked.order_id
+	RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
+			  f.correlation_ids
+$$;
+COMMENT ON FUNCTION invsync._claim_order_fetches(timestamptz, interval, integer) IS
+	'the sync worker''s claim of due order fetches, with a lease';
 
+/*
+ * Record what a fetch came to: ok applies the order (its status, update
+ * time and lines, invsync._apply_order, under the correlation id of the
+ * push that queued it) and makes the fetch done, or pending again at once
+ * when a newer push came in meanwhile; retry makes it pending after the
+ * worker's backoff; dead makes it a dead letter.  Only while the row is
+ * still claimed at p_version (compare-and-set): a fetch whose lease was
+ * lost changes nothing.  The worker never waits for an application's lock
+ * on the row: "locked" asks it to record again a moment later.  Returns
+ * "locked", "superseded", or the outcome recorded (with _apply_order's
+ * result for ok).  SECURITY DEFINER: the worker moves stock only through
+ * this, never with ledger privileges of its own.
+ */
+CREATE FUNCTION invsync._record_order_fetch(p_tenant bigint, p_shop bigint, p_order_id text,
+											p_version bigint, p_outcome text,
+											p_due_in_ms bigint, p_status text,
+											p_update_time timestamptz, p_lines jsonb,
+											p_error_class text, p_error text,
+											p_now timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_fetch		invsync.order_fetches;
+	v_result	jsonb;
+	v_error		text;
+BEGIN
+	SELECT * INTO v_fetch
+	  FROM invsync.order_fetches f
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM invsync.order_fetches f
+					WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop
+					  AND f.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
+		RETURN 'superseded';
+	END IF;
+	IF v_fetch.claimed_version IS DISTINCT FROM p_version OR v_fetch.lease_until IS NULL
+		OR v_fetch.state <> 'pending' THEN
+		RETURN 'superseded';
+	END IF;
+
+	IF p_outcome = 'ok' THEN
+		PERFORM pg_catalog.set_config('invsync.correlation_id',
+									  v_fetch.correlation_ids[1], true);
+		BEGIN
+			v_result := invsync._apply_order(p_tenant, p_shop, p_order_id, p_status,
+											 p_update_time, p_lines);
+		EXCEPTION WHEN SQLSTATE 'IV006' OR SQLSTATE 'IV022' THEN
+			/* what the marketplace answered can never be applied */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			p_outcome := 'dead';
+			p_error_class := 'invalid_order';
+			p_error := v_error;
+		END;
+	END IF;
+
+	UPDATE invsync.order_fetches f
+	   SET state = CASE
+					 WHEN p_outcome = 'dead' THEN 'dead'
+					 WHEN p_outcome = 'ok' AND f.version = p_version THEN 'done'
+					 ELSE 'pending'
+				   END,
+		   lease_until = NULL,
+		   due_at = CASE WHEN p_outcome = 'retry'
+						 THEN p_now + p_due_in_ms * interval '1 millisecond'
+						 ELSE p_now END,
+		   attempts = CASE WHEN p_outcome = 'ok' THEN 0 ELSE f.attempts END,
+		   correlation_ids = CASE
+							   WHEN p_outcome = 'ok' AND f.version = p_version THEN '{}'
+							   ELSE f.correlation_ids
+							 END,
+		   last_error = CASE WHEN p_outcome = 'ok' THEN NULL
+							 ELSE p_error_class || ': ' || coalesce(p_error, '') END,
+		   fetched_at = CASE WHEN p_outcome = 'ok' THEN p_now ELSE f.fetched_at END
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id;
+	RETURN CASE WHEN p_outcome = 'ok' THEN 'ok: ' || (v_result ->> 'result')
+				ELSE p_outcome END;
+END
+$$;
+COMMENT ON FUNCTION invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text, timestamptz, jsonb, text, text, timestamptz) IS
+	'the sync worker''s record of an order fetch: apply the order fetched, or retry, or give up (compare-and-set on the version claimed)';
+
+
+/* attempts of the worker's order fetches */
+ALTER TABLE invsync.sync_attempts DROP CONSTRAINT attempt_kind;
+ALTER TABLE invsync.sync_attempts ADD CONSTRAINT attempt_kind
+	CHECK (kind IN ('stock_update', 'token_refresh', 'order_fetch'));
+CREATE FUNCTION invsync._adapter_order_request(p_channel text, p_shop jsonb, p_order_id text,
+											   p_now bigint, OUT method text, OUT url text,
+											   OUT log_url text, OUT headers jsonb,
+											   OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_order_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_order_response(p_channel text, p_order_id text,
+												p_status integer, p_body text,
+												p_headers jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_order_response'
+	LANGUAGE C;
 SELECT pg_catalog.pg_extension_config_dump('invsync.marketplace_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('invsync.webhook_inbox', '');
 SELECT pg_catalog.pg_extension_config_dump('invsync.order_fetches', '');
@@ -1353,7 +1495,12 @@ REVOKE ALL ON FUNCTION invsync._reserve(bigint, text, jsonb, text),
 	invsync.record_order(bigint, text, text, timestamptz, jsonb),
 	invsync._webhook_read(text, text),
 	invsync._webhook_verify(text, text, text, text, jsonb, text),
-	invsync.handle_webhook(text, jsonb, text, text)
+	invsync.handle_webhook(text, jsonb, text, text),
+	invsync._claim_order_fetches(timestamptz, interval, integer),
+	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
+								timestamptz, jsonb, text, text, timestamptz),
+	invsync._adapter_order_request(text, jsonb, text, bigint),
+	invsync._adapter_order_response(text, text, integer, text, jsonb)
 	FROM PUBLIC;
 REVOKE ALL ON invsync.marketplace_orders, invsync.webhook_inbox, invsync.order_fetches,
 	invsync.order_problems FROM PUBLIC;
@@ -1364,3 +1511,11 @@ GRANT SELECT ON invsync.order_problems TO invsync_reader, pg_monitor;
 GRANT SELECT ON invsync.marketplace_orders, invsync.webhook_inbox, invsync.order_fetches
 	TO invsync_admin;
 GRANT SELECT (push_shop_id) ON invsync.shops TO invsync_admin;
+GRANT SELECT ON invsync.order_fetches TO invsync_worker;
+GRANT UPDATE (lease_until, claimed_version, attempts)
+	ON invsync.order_fetches TO invsync_worker;
+GRANT EXECUTE ON FUNCTION
+	invsync._claim_order_fetches(timestamptz, interval, integer),
+	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
+								timestamptz, jsonb, text, text, timestamptz)
+	TO invsync_worker;

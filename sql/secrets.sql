@@ -100,13 +100,15 @@ SELECT p.oid::regprocedure AS worker_may_execute
 SELECT has_schema_privilege('invsync_worker', 'invsync', 'USAGE') AS schema_usage,
 	   rolsuper AS superuser, rolbypassrls AS bypassrls
   FROM pg_roles WHERE rolname = 'invsync_worker';
--- the functions the worker calls pin search_path and are SECURITY INVOKER
+-- the functions the worker calls pin search_path and are SECURITY INVOKER,
+-- but _record_order_fetch: it moves stock, which the worker's role may not
 SELECT p.oid::regprocedure AS worker_function, p.prosecdef, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'invsync'::regnamespace
    AND p.proname IN ('_claim', '_record_batch', '_release_claim', '_worker_started',
 					 '_shop_context', '_take_refresh_lease', '_store_refreshed_tokens',
-					 '_refresh_failed', '_purge_attempts', '_lock_shop_row')
+					 '_refresh_failed', '_purge_attempts', '_lock_shop_row',
+					 '_claim_order_fetches', '_record_order_fetch')
  ORDER BY p.oid::regprocedure::text;
 
 --
@@ -125,6 +127,8 @@ SELECT FROM invsync.adjust('B', 'W1', 3, 'receipt', 'sec-b');
 SELECT shop_id AS shop FROM invsync.shops WHERE tenant_id = 43 \gset
 INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
 VALUES (:shop, 'A', '1', '1'), (:shop, 'KIT', '1', '2');
+INSERT INTO invsync.order_fetches (tenant_id, shop_id, order_id, correlation_ids)
+VALUES (43, :shop, 'SEC-ORDER', '{sec-order}');
 
 SET LOCAL ROLE invsync_worker;
 SELECT invsync._worker_started(now(), interval '1 second');
@@ -151,6 +155,11 @@ SELECT * FROM invsync._record_batch(
 			  '2023-11-14 22:13:20+00')::invsync.worker_attempt],
 	now());
 SELECT invsync._release_claim(43, :listing_kit, :version_kit);
+SELECT order_id, version, attempts, correlation_ids
+  FROM invsync._claim_order_fetches(now(), interval '1 minute', 10) WHERE tenant_id = 43;
+SELECT invsync._record_order_fetch(43, :shop, 'SEC-ORDER', 1, 'ok', 0, 'READY_TO_SHIP',
+	now(), '[{"ids": {"item_id": "1", "model_id": "1"}, "qty": 2}]', NULL, NULL, now());
+SELECT state, attempts, correlation_ids FROM invsync.order_fetches WHERE tenant_id = 43;
 SELECT l.sku, q.state, q.pushed_level, q.lease_until IS NULL AS released
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
  WHERE q.tenant_id = 43 ORDER BY l.sku;

@@ -472,6 +472,86 @@ adapter_signature_matches(const char *expected_hex, const char *given)
 	return diff == 0;
 }
 
+/*
+ * Add qty of a listing to a fetched order's lines: to the line with the
+ * same ids when there is one (TikTok and Lazada give one entry per unit),
+ * else as a new line.  ids[] holds a value per attribute, NULL when the
+ * order does not give it.  Past ORDER_MAX_LINES the answer is refused
+ * (PERMANENT): an order that large is not one invsync can apply.
+ */
+void
+adapter_add_order_line(const ChannelAdapter *adapter, OrderDetail *out,
+					   const char *const *ids, int64 qty)
+{
+	OrderLine  *line;
+	int			i;
+	int			k;
+
+	for (i = 0; i < out->nlines; i++)
+	{
+		bool		same = true;
+
+		for (k = 0; k < adapter->nattributes && same; k++)
+			same = (ids[k] == NULL) == (out->lines[i].ids[k] == NULL) &&
+				(ids[k] == NULL || strcmp(ids[k], out->lines[i].ids[k]) == 0);
+		if (same)
+		{
+			out->lines[i].qty += qty;
+			return;
+		}
+	}
+	if (out->nlines >= ORDER_MAX_LINES)
+	{
+		adapter_set_result(&out->call, SYNC_OUTCOME_PERMANENT, "too_many_lines",
+						   "the order has more lines than invsync reads", NULL);
+		return;
+	}
+	if (out->lines == NULL)
+		out->lines = palloc0(sizeof(OrderLine) * 8);
+	else if (out->nlines >= 8 && (out->nlines & (out->nlines - 1)) == 0)
+		out->lines = repalloc(out->lines, sizeof(OrderLine) * out->nlines * 2);
+	line = &out->lines[out->nlines++];
+	memset(line, 0, sizeof(OrderLine));
+	for (k = 0; k < adapter->nattributes; k++)
+		line->ids[k] = ids[k] ? pstrdup(ids[k]) : NULL;
+	line->qty = qty;
+}
+
+/*
+ * A fetched order's lines as invsync._apply_order takes them:
+ * [{"ids": {attribute: id, ...}, "qty": n}, ...], palloc'd.
+ */
+char *
+adapter_order_lines_json(const ChannelAdapter *adapter, const OrderDetail *detail)
+{
+	StringInfoData buf;
+	int			i;
+	int			k;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < detail->nlines; i++)
+	{
+		bool		first = true;
+
+		appendStringInfoString(&buf, i > 0 ? ",{\"ids\":{" : "{\"ids\":{");
+		for (k = 0; k < adapter->nattributes; k++)
+		{
+			if (detail->lines[i].ids[k] == NULL)
+				continue;
+			if (!first)
+				appendStringInfoChar(&buf, ',');
+			first = false;
+			json_append_string(&buf, adapter->attributes[k].name);
+			appendStringInfoChar(&buf, ':');
+			json_append_string(&buf, detail->lines[i].ids[k]);
+		}
+		appendStringInfo(&buf, "},\"qty\":" INT64_FORMAT "}", detail->lines[i].qty);
+	}
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
 /* ----------------------------------------------------------------
  * Requests
  * ----------------------------------------------------------------

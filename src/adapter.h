@@ -259,6 +259,26 @@ typedef struct OrderStatus
 	int			rank;			/* orders two statuses of one second */
 } OrderStatus;
 
+/* most lines of one fetched order invsync reads */
+#define ORDER_MAX_LINES			1000
+
+/* One line of a fetched order: the listing, by the adapter's attributes. */
+typedef struct OrderLine
+{
+	const char *ids[LISTING_MAX_ATTRIBUTES];	/* NULL when not given */
+	int64		qty;
+} OrderLine;
+
+/* A fetched order, as parse_order_fetch read it; strings in the caller's context. */
+typedef struct OrderDetail
+{
+	CallResult	call;			/* OK: status, update_time and lines are set */
+	char	   *status;			/* as the marketplace spells it */
+	int64		update_time;	/* Unix seconds of its last change */
+	int			nlines;
+	OrderLine  *lines;
+} OrderDetail;
+
 /* ----------------------------------------------------------------
  * The adapter
  * ----------------------------------------------------------------
@@ -324,6 +344,25 @@ typedef struct ChannelAdapter
 									  ListingPush *items, int nitems,
 									  const HttpResponseView *response,
 									  CallResult *result);
+
+	/*
+	 * Build the signed request reading one order (its status and lines);
+	 * order_id as invsync keys the order (Lazada: "order/line").  NULL for
+	 * a channel that cannot fetch orders.
+	 */
+	void		(*build_order_fetch) (const ShopContext *shop,
+									  const char *order_id, int64 now_ms,
+									  HttpRequestSpec *request);
+
+	/*
+	 * Read the answer (status != 0): out->call.outcome OK with the order's
+	 * status, update time and lines; PERMANENT when the marketplace does
+	 * not know the order or the answer can never be read.
+	 */
+	void		(*parse_order_fetch) (const ShopContext *shop,
+									  const char *order_id,
+									  const HttpResponseView *response,
+									  OrderDetail *out);
 
 	/* build the token-refresh request for the shop */
 	void		(*build_refresh) (const ShopContext *shop, int64 now_ms,
@@ -394,6 +433,11 @@ extern const OrderStatus *adapter_order_status(const ChannelAdapter *adapter,
 												const char *status);
 extern bool adapter_signature_matches(const char *expected_hex,
 									  const char *given);
+extern void adapter_add_order_line(const ChannelAdapter *adapter,
+								   OrderDetail *out, const char *const *ids,
+								   int64 qty);
+extern char *adapter_order_lines_json(const ChannelAdapter *adapter,
+									  const OrderDetail *detail);
 
 /* requests */
 extern void request_init(HttpRequestSpec *request, const char *method,

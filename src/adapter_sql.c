@@ -50,6 +50,8 @@ PG_FUNCTION_INFO_V1(invsync_adapter_refresh_request);
 PG_FUNCTION_INFO_V1(invsync_adapter_refresh_response);
 PG_FUNCTION_INFO_V1(invsync_adapter_read_request);
 PG_FUNCTION_INFO_V1(invsync_adapter_read_response);
+PG_FUNCTION_INFO_V1(invsync_adapter_order_request);
+PG_FUNCTION_INFO_V1(invsync_adapter_order_response);
 
 static const ChannelAdapter *lookup_adapter(text *channel);
 static JsonValue *jsonb_to_dom(Jsonb *jb, const char *argname);
@@ -651,5 +653,87 @@ invsync_adapter_refresh_response(PG_FUNCTION_ARGS)
 	append_json_text_or_null(&buf, result.call.error_message);
 	appendStringInfoChar(&buf, '}');
 
+	PG_RETURN_DATUM(jsonb_from_buf(&buf));
+}
+
+/* the adapter of p_channel, which must fetch orders */
+static const ChannelAdapter *
+order_adapter(text *channel)
+{
+	const ChannelAdapter *adapter = lookup_adapter(channel);
+
+	if (adapter->build_order_fetch == NULL || adapter->parse_order_fetch == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("channel \"%s\" cannot fetch orders", adapter->channel)));
+	return adapter;
+}
+
+/*
+ * invsync._adapter_order_request(p_channel, p_shop, p_order_id, p_now): the
+ * signed order-detail request the channel's adapter builds at p_now (Unix
+ * seconds).
+ */
+Datum
+invsync_adapter_order_request(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter = order_adapter(PG_GETARG_TEXT_PP(0));
+	ShopContext shop;
+	HttpRequestSpec request;
+
+	shop_from_jsonb(PG_GETARG_JSONB_P(1), adapter->channel, &shop);
+	adapter->build_order_fetch(&shop, text_to_cstring(PG_GETARG_TEXT_PP(2)),
+							   PG_GETARG_INT64(3) * 1000, &request);
+	return request_to_record(fcinfo, &request);
+}
+
+/*
+ * invsync._adapter_order_response(p_channel, p_order_id, p_status, p_body,
+ * p_headers): how the engine would read this answer to an order fetch, as
+ * {"outcome", "retry_after_ms", "request_id", "error_code",
+ * "error_message", "status", "update_time", "lines": [{"ids": {attribute:
+ * id}, "qty"}]} (the lines as invsync._apply_order takes them).
+ */
+Datum
+invsync_adapter_order_response(PG_FUNCTION_ARGS)
+{
+	const ChannelAdapter *adapter;
+	ShopContext shop;
+	HttpResponseView response;
+	OrderDetail detail;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("p_channel and p_order_id must not be null")));
+	adapter = order_adapter(PG_GETARG_TEXT_PP(0));
+	response_from_args(fcinfo, 2, 3, 4, &response);
+
+	memset(&shop, 0, sizeof(shop));
+	shop.channel = adapter->channel;
+	memset(&detail, 0, sizeof(detail));
+	adapter->parse_order_fetch(&shop, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							   &response, &detail);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"outcome\":");
+	json_append_string(&buf, sync_outcome_name(detail.call.outcome));
+	appendStringInfo(&buf, ",\"retry_after_ms\":%d,\"request_id\":",
+					 detail.call.retry_after_ms);
+	append_json_text_or_null(&buf, detail.call.request_id);
+	appendStringInfoString(&buf, ",\"error_code\":");
+	append_json_text_or_null(&buf, detail.call.error_code);
+	appendStringInfoString(&buf, ",\"error_message\":");
+	append_json_text_or_null(&buf, detail.call.error_message);
+	if (detail.call.outcome != SYNC_OUTCOME_OK)
+	{
+		appendStringInfoChar(&buf, '}');
+		PG_RETURN_DATUM(jsonb_from_buf(&buf));
+	}
+	appendStringInfoString(&buf, ",\"status\":");
+	append_json_text_or_null(&buf, detail.status);
+	appendStringInfo(&buf, ",\"update_time\":" INT64_FORMAT ",\"lines\":%s}",
+					 detail.update_time, adapter_order_lines_json(adapter, &detail));
 	PG_RETURN_DATUM(jsonb_from_buf(&buf));
 }

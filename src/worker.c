@@ -384,6 +384,7 @@ wait_timeout_ms(void)
 	long		timeout = TimestampDifferenceMilliseconds(now, next_poll);
 	long		curl_timeout = http_engine_timeout_ms(worker_engine);
 	long		record_wait = record_wait_ms(now);
+	long		fetch_record_wait = fetch_record_wait_ms(now);
 
 	if (curl_timeout >= 0)
 		timeout = Min(timeout, curl_timeout);
@@ -391,6 +392,8 @@ wait_timeout_ms(void)
 		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, next_dispatch));
 	if (record_wait >= 0)
 		timeout = Min(timeout, record_wait);
+	if (fetch_record_wait >= 0)
+		timeout = Min(timeout, fetch_record_wait);
 	return Max(timeout, 0);
 }
 
@@ -401,6 +404,7 @@ drive_and_record(void)
 	http_engine_drive(worker_engine);
 	handle_finished();
 	flush_records();
+	flush_fetch_records();
 	save_shop_changes();
 }
 
@@ -474,6 +478,7 @@ recover_from_error(void)
 	rows_held = 0;
 	claim_found_rows = false;
 	reset_records();
+	reset_fetches();
 	claim_forget_worker_start();
 	/* the role may be gone, or changed: look it up again */
 	role_assumed = false;
@@ -647,6 +652,7 @@ invsync_worker_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	shops_init();
 	claim_init();
+	orders_init();
 	worker_engine = http_engine_create();
 
 	wait_set = CreateWaitEventSet(TopMemoryContext, 3);

@@ -225,7 +225,8 @@ claim_rows(void)
 	send_window = Max(send_window, invsync_lease_ms / 2);
 
 	/* nothing to claim and nothing to hand back: no transaction */
-	if (2 * invsync_batch_size - rows_held <= 0 && !late_rows_waiting(now))
+	if (2 * invsync_batch_size - rows_held <= 0 && !late_rows_waiting(now) &&
+		fetches_held >= invsync_batch_size)
 		return;
 
 	begin_work("invsync: claim");
@@ -258,10 +259,14 @@ claim_rows(void)
 	 */
 	release_late_rows(now);
 
+	/* order fetches first: they reserve stock the other channels still sell */
+	claim_order_fetches(now, send_window);
+
 	/* hold no more than two batches locally */
 	limit = Min(invsync_batch_size, 2 * invsync_batch_size - rows_held);
 	if (limit <= 0)
 	{
+		reload_claimed_shops();
 		end_work();
 		return;
 	}
@@ -377,7 +382,8 @@ add_attempt(const PushRequest *request, long http_status, const char *outcome,
 	a->tenant_id = request->shop->key.tenant_id;
 	a->shop_id = request->shop->key.shop_id;
 	a->channel = record_strdup(request->shop->ctx.channel);
-	a->kind = request->is_refresh ? "token_refresh" : "stock_update";
+	a->kind = request->is_refresh ? "token_refresh" :
+		(request->fetch ? "order_fetch" : "stock_update");
 	a->nrows = request->nrows;
 	a->listing_ids = MemoryContextAlloc(record_context, sizeof(int64) * Max(request->nrows, 1));
 	a->versions = MemoryContextAlloc(record_context, sizeof(int64) * Max(request->nrows, 1));

@@ -64,7 +64,7 @@ backoff_ms(int attempts, int retry_after_ms)
 }
 
 /* a new request of the shop, with a context of its own, on the in-flight list */
-static PushRequest *
+PushRequest *
 new_request(ShopState *shop)
 {
 	MemoryContext context = AllocSetContextCreate(TopMemoryContext, "invsync request",
@@ -82,6 +82,8 @@ static void
 free_request(PushRequest *request)
 {
 	rows_held -= request->nrows;
+	if (request->fetch != NULL)
+		fetches_held--;
 	dlist_delete(&request->node);
 	MemoryContextDelete(request->context);
 }
@@ -418,11 +420,15 @@ dispatch(void)
 	{
 		double		burst = Max(1.0, shop->rate);
 
-		if (dlist_is_empty(&shop->waiting))
+		if (dlist_is_empty(&shop->waiting) && dlist_is_empty(&shop->fetches))
 			continue;
 
 		if (shop->adapter == NULL)
 		{
+			/* their leases bring them back, for a version that has one */
+			while (!dlist_is_empty(&shop->fetches))
+				forget_fetch(dlist_container(ClaimedFetch, node,
+											 dlist_pop_head_node(&shop->fetches)));
 			/* a channel without an adapter yet: keep the rows pending */
 			while (!dlist_is_empty(&shop->waiting))
 			{
@@ -461,17 +467,25 @@ dispatch(void)
 		 * claim hands them back: stop at the first request that carries
 		 * nothing, rather than build empty ones for ever.
 		 */
-		while (!dlist_is_empty(&shop->waiting) &&
+		while ((!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches)) &&
 			   shop->in_flight < shop->max_in_flight &&
 			   http_engine_running(worker_engine) < invsync_max_in_flight &&
 			   shop->tokens >= 1.0)
 		{
+			bool		sent = false;
+
 			CHECK_FOR_INTERRUPTS();
-			if (!start_stock_update(shop))
+			/* an order fetch goes first: its order holds stock nowhere yet */
+			if (!dlist_is_empty(&shop->fetches))
+				sent = start_order_fetch(shop);
+			if (!sent && !dlist_is_empty(&shop->waiting))
+				sent = start_stock_update(shop);
+			if (!sent)
 				break;
 		}
 
-		if (!dlist_is_empty(&shop->waiting) && shop->tokens < 1.0)
+		if ((!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches)) &&
+			shop->tokens < 1.0)
 		{
 			TimestampTz refill = TimestampTzPlusMilliseconds(now,
 															 (int) ceil((1.0 - shop->tokens) * 1000.0 / shop->rate));
@@ -622,6 +636,7 @@ refresh_done(PushRequest *request, const HttpResult *result)
 	else
 	{
 		shop_refresh_failed(shop, reauthorize, refresh.call.error_message);
+		fail_waiting_fetches(shop, reauthorize, refresh.call.error_message);
 		/* the rows waiting for the new token try again later */
 		while (!dlist_is_empty(&shop->waiting))
 		{
@@ -675,6 +690,8 @@ handle_finished(void)
 		old = MemoryContextSwitchTo(request->context);
 		if (request->is_refresh)
 			refresh_done(request, result);
+		else if (request->fetch != NULL)
+			order_fetch_done(request, result);
 		else
 			stock_update_done(request, result);
 		MemoryContextSwitchTo(old);

@@ -14,6 +14,7 @@
  *						refresh and the shop changes waiting to be written
  *	 worker_dispatch.c	batches and requests: build, send, and handle each
  *						finished request after the HTTP drive returned
+ *	 worker_orders.c	order fetches: claim, send, read and record them
  *	 worker_log.c		structured event records
  *
  * Memory ownership, which recovery from an ERROR relies on:
@@ -22,7 +23,11 @@
  *	 - a PushRequest owns a context holding its copies of the rows it
  *	   carries, its pushes and its request; it is on the in-flight list from
  *	   its creation until its outcome is recorded and the context deleted;
- *	 - outcomes and attempts waiting to be written live in record_context.
+ *	 - outcomes and attempts waiting to be written live in record_context;
+ *	 - a ClaimedFetch waiting to be sent lives in rows_context, on its
+ *	   shop's fetch list; a request fetching it holds a copy in its own
+ *	   context; fetch outcomes waiting to be written live in their own
+ *	   context (worker_orders.c).
  * After an ERROR, transfers are aborted first (http_engine_abort_all),
  * then requests, rows and records are freed; leases bring the rows back.
  *
@@ -67,6 +72,23 @@ typedef struct ClaimedRow
 	char	   *external_ids;	/* listings.external_ids, as JSON text */
 	char	   *sibling_key;	/* rows with one key go together; or NULL */
 } ClaimedRow;
+
+/*
+ * A claimed order fetch, from its claim until its outcome is queued: in
+ * rows_context on its shop's fetch list, then copied into its request.
+ */
+typedef struct ClaimedFetch
+{
+	dlist_node	node;
+	int64		tenant_id;
+	int64		shop_id;
+	char	   *order_id;
+	int64		version;
+	int			attempts;
+	bool		auth_retried;	/* already resent once after a refresh */
+	TimestampTz send_by;		/* as for rows: within the lease */
+	char	   *correlation_ids;	/* comma-separated, for the header */
+} ClaimedFetch;
 
 typedef struct ShopKey
 {
@@ -113,6 +135,7 @@ typedef struct ShopState
 	TimestampTz next_refresh_try;	/* the row was busy: not before this */
 	UnsavedShopChange unsaved;
 	dlist_head	waiting;		/* ClaimedRow, to send */
+	dlist_head	fetches;		/* ClaimedFetch, to send */
 } ShopState;
 
 /* one request in flight, owning everything it points to */
@@ -125,6 +148,7 @@ typedef struct PushRequest
 	int			nrows;
 	ClaimedRow *rows;			/* copies, in context */
 	ListingPush *pushes;
+	ClaimedFetch *fetch;		/* an order fetch: its copy, in context */
 	HttpRequestSpec spec;
 	char	   *log_url;		/* spec's URL with its secrets redacted */
 	char	   *correlation_header;
@@ -148,6 +172,24 @@ extern Datum interval_ms_datum(int64 ms);
 extern void log_event(int elevel, const char *event, const char *correlation_id,
 					  const ShopState *shop, const char *listings, int attempt,
 					  long http_status, double latency_ms, const char *error);
+
+extern void log_order_event(int elevel, const char *event,
+							const char *correlation_id, const ShopState *shop,
+							const char *order_id, int attempt, long http_status,
+							double latency_ms, const char *error);
+
+/* worker_orders.c */
+extern int	fetches_held;
+extern void orders_init(void);
+extern void claim_order_fetches(TimestampTz now, int64 send_window);
+extern bool start_order_fetch(ShopState *shop);
+extern void order_fetch_done(PushRequest *request, const HttpResult *result);
+extern void fail_waiting_fetches(ShopState *shop, bool reauthorize,
+								 const char *error);
+extern void forget_fetch(ClaimedFetch *fetch);
+extern long fetch_record_wait_ms(TimestampTz now);
+extern void flush_fetch_records(void);
+extern void reset_fetches(void);
 
 /* worker_claim.c */
 extern bool extension_present;
@@ -186,6 +228,7 @@ extern void reset_shops(void);
 extern struct HTAB *shop_table(void);
 
 /* worker_dispatch.c */
+extern PushRequest *new_request(ShopState *shop);
 extern void dispatch(void);
 extern void handle_finished(void);
 extern void abort_requests(void);

@@ -36,12 +36,13 @@ append_json_key(StringInfo buf, const char *key, const char *value)
  * Emit one event.  Every key is always present (null when it does not
  * apply).  Callers pass no secrets: errors come from adapter_copy_message,
  * URLs only as log_url.  The record is built in a buffer of its own and
- * freed here, whatever context the caller is in.
+ * freed here, whatever context the caller is in.  Order-fetch events
+ * carry an "order" key as well.
  */
-void
-log_event(int elevel, const char *event, const char *correlation_id,
-		  const ShopState *shop, const char *listings, int attempt,
-		  long http_status, double latency_ms, const char *error)
+static void
+emit_event(int elevel, const char *event, const char *correlation_id,
+		   const ShopState *shop, const char *listings, const char *order_id,
+		   int attempt, long http_status, double latency_ms, const char *error)
 {
 	StringInfoData buf;
 	char		number[64];
@@ -62,6 +63,8 @@ log_event(int elevel, const char *event, const char *correlation_id,
 	else
 		appendStringInfoString(&buf, ",\"tenant\":null,\"shop\":null");
 	appendStringInfo(&buf, ",\"listing\":%s", listings ? listings : "null");
+	if (order_id != NULL)
+		append_json_key(&buf, "order", order_id);
 	if (attempt > 0)
 		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
 	else
@@ -84,4 +87,24 @@ log_event(int elevel, const char *event, const char *correlation_id,
 			(errmsg_internal("%s", buf.data),
 			 errhidestmt(true), errhidecontext(true)));
 	pfree(buf.data);
+}
+
+/* an event about listings (or none) */
+void
+log_event(int elevel, const char *event, const char *correlation_id,
+		  const ShopState *shop, const char *listings, int attempt,
+		  long http_status, double latency_ms, const char *error)
+{
+	emit_event(elevel, event, correlation_id, shop, listings, NULL, attempt,
+			   http_status, latency_ms, error);
+}
+
+/* an event about a marketplace order the worker fetches */
+void
+log_order_event(int elevel, const char *event, const char *correlation_id,
+				const ShopState *shop, const char *order_id, int attempt,
+				long http_status, double latency_ms, const char *error)
+{
+	emit_event(elevel, event, correlation_id, shop, NULL, order_id, attempt,
+			   http_status, latency_ms, error);
 }

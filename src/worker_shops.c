@@ -79,6 +79,7 @@ get_shop(int64 tenant_id, int64 shop_id)
 		shop->context = AllocSetContextCreate(TopMemoryContext, "invsync shop",
 											  ALLOCSET_SMALL_SIZES);
 		dlist_init(&shop->waiting);
+		dlist_init(&shop->fetches);
 		shop->tokens = 1;
 		shop->tokens_at = GetCurrentTimestamp();
 	}
@@ -165,7 +166,8 @@ reload_claimed_shops(void)
 	hash_seq_init(&status, shops);
 	while ((shop = hash_seq_search(&status)) != NULL)
 	{
-		if (!dlist_is_empty(&shop->waiting) && shop->in_flight == 0 &&
+		if ((!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches)) &&
+			shop->in_flight == 0 &&
 			!shop->refreshing && !shop->unsaved.tokens)
 			load_shop(shop);
 	}
@@ -397,6 +399,7 @@ reset_shops(void)
 	while ((shop = hash_seq_search(&status)) != NULL)
 	{
 		dlist_init(&shop->waiting);
+		dlist_init(&shop->fetches);
 		shop->in_flight = 0;
 		if (shop->refreshing)
 			shop->needs_refresh = true;
