@@ -59,7 +59,8 @@
 #              within 1 MB from the first sample to the last.
 #
 # Writes a markdown table to bench/results-sync.md (BENCH_OUT) and prints it.
-# Takes about three minutes on the 2-core machine (most of it setup and wrk).
+# Took 589 s on the busy 2-core machine on 2026-12-01 (147 s of it setup of
+# 130,000 listings; the TikTok and Tokopedia backlogs are the slowest runs).
 #
 # Settings: BENCH_PORT (54339), BENCH_LAT_N, BENCH_LAT_RATE, BENCH_SHOPS,
 # BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
