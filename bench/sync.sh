@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# bench/sync.sh: how fast the sync worker gets committed changes to a
+# bench/sync.sh: how fast the sync worker gets committed changes to each
 # marketplace, and how many pushes per second it sustains with a backlog,
 # each against a baseline measured in the same run.
 #
 # Starts a throwaway cluster (as the unprivileged user tools/common.sh picks,
 # in a private copy of the tree it builds and installs, like bench/ledger.sh),
-# the Shopee simulator over HTTPS with a test CA made on the spot, and an
-# nginx "sink" on loopback that answers every update_stock with Shopee's
-# success shape. Then, in one run:
+# the simulators (sim/shopee_sim.py, sim/tiktok_sim.py for TikTok and
+# Tokopedia shops, sim/lazada_sim.py) over HTTPS with a test CA made on the
+# spot, and an nginx "sink" on loopback that answers every push with the
+# channel's success shape. Then, in one run, per channel (BENCH_CHANNELS,
+# "shopee tiktok tokopedia lazada" by default):
 #
-#  1. latency  BENCH_LAT_N (300) single invsync.adjust() transactions, each on
-#              another listing, at BENCH_LAT_RATE (50) per second (pgbench -R,
-#              Poisson arrivals, so ~20 ms apart), against the simulator.
+#  1. latency  lat-CHANNEL: BENCH_LAT_N (300) single invsync.adjust()
+#              transactions, each on another listing, at BENCH_LAT_RATE (50)
+#              per second (pgbench -R, Poisson arrivals, so ~20 ms apart),
+#              against the channel's simulator (one shop, one listing per
+#              product/item, the app's default batch size).
 #              Commit time: pgbench's per-transaction log (-l), written when
 #              the transaction's result (so its commit) came back, within
 #              microseconds. Arrival: the simulator's log "time" of the
@@ -21,14 +25,25 @@
 #  2. backlog  a group of BENCH_SHOPS (4) shops, their listings queued in one
 #              commit (the shops are created disabled and enabled together),
 #              timed from that commit to the last row synced (max pushed_at):
-#                sim-1    BENCH_SIM_LISTINGS (5,000), 1 model per item
-#                sim-50   BENCH_SIM_LISTINGS, 50 models per item
-#                sink-1   BENCH_SINK_LISTINGS (20,000), 1 model per item
-#                sink-50  BENCH_SINK_LISTINGS, 50 models per item
-#              so one listing is one request (1 model) or 50 are (50 models).
-#              Beside each, wrk posts the same body at the same concurrency
-#              (invsync.max_in_flight connections) to the same server for
-#              BENCH_WRK_SECONDS: the ceiling. Reported: requests/s, listings/s,
+#                sim-shopee-1     BENCH_SIM_LISTINGS (5,000), 1 model per item
+#                sim-shopee-50    BENCH_SIM_LISTINGS, 50 models per item
+#                sink-shopee-1    BENCH_SINK_LISTINGS (20,000), 1 model per item
+#                sink-shopee-50   BENCH_SINK_LISTINGS, 50 models per item
+#                sink-tiktok-1    BENCH_SINK_LISTINGS, 1 SKU x 1 warehouse per
+#                                 product (TikTok batches by product)
+#                sink-tokopedia-1 the same, Tokopedia shops (TikTok's API)
+#                sink-lazada-1    BENCH_SINK_LISTINGS, the app's batch_size 1
+#                sink-lazada-20   BENCH_SINK_LISTINGS, batch_size NULL (the
+#                                 adapter's default: 20 SKUs a request)
+#              so one listing is one request (the -1 runs) or 50 or 20 are.
+#              Beside each, wrk posts the channel's own request (the body,
+#              content type, signed query and token header the adapter
+#              builds; Shopee's without the query, as before) at the same
+#              concurrency (invsync.max_in_flight connections) to the same
+#              server for BENCH_WRK_SECONDS: the ceiling. The sink's
+#              locations: /m1 and /m50 (Shopee), /tt (TikTok and Tokopedia,
+#              a regex location for the product id in the path), /rest
+#              (Lazada). Reported: requests/s, listings/s,
 #              worker / ceiling, the worker's TCP connections to the server
 #              (most seen, sampled every 0.1 s with ss, must stay <=
 #              invsync.max_in_flight), the connections nginx accepted during
@@ -37,20 +52,24 @@
 #
 #  3. soak     BENCH_SOAK_PUSHES (1,000,000) pushes to the sink (run "soak",
 #              not in the default set: about 4 minutes), in rounds that
-#              re-queue every listing of the sink-1 shops (resync). Every
+#              re-queue every listing of the sink-shopee-1 shops (resync). Every
 #              BENCH_SOAK_SAMPLE (100,000) pushes: the worker's private RSS
 #              (/proc/PID/status RssAnon) and the grand total of its memory
 #              contexts (pg_log_backend_memory_contexts). Target: both flat
 #              within 1 MB from the first sample to the last.
 #
 # Writes a markdown table to bench/results-sync.md (BENCH_OUT) and prints it.
-# Takes about a minute on the 2-core machine (most of it setup and wrk).
+# Took 589 s on the busy 2-core machine on 2026-12-01 (147 s of it setup of
+# 130,000 listings; the TikTok and Tokopedia backlogs are the slowest runs).
 #
 # Settings: BENCH_PORT (54339), BENCH_LAT_N, BENCH_LAT_RATE, BENCH_SHOPS,
 # BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
-# BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (1000), BENCH_WRK_SECONDS (5),
-# BENCH_RUN_TIMEOUT (120 s per backlog run), BENCH_RUNS (which of
-# "lat sim-1 sim-50 sink-1 sink-50 soak" to run, all but soak by default), BENCH_SKIP_INSTALL=1
+# BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (1000: invsync.batch_size, the
+# rows a claim takes; not the apps' batch_size), BENCH_WRK_SECONDS (5),
+# BENCH_RUN_TIMEOUT (120 s per backlog run), BENCH_CHANNELS (the channels
+# whose runs are the default set), BENCH_RUNS (which of the runs above and
+# "soak" to run, all but soak of BENCH_CHANNELS by default; the older names
+# lat, sim-1, sim-50, sink-1 and sink-50 mean the Shopee runs), BENCH_SKIP_INSTALL=1
 # to use the installed extension as it is, BENCH_PG_BIN to use another
 # PostgreSQL 15 build (its pg_config installs), BENCH_EXTRA_CONF: lines
 # appended to postgresql.conf (to try a variant), BENCH_OUT.
@@ -67,7 +86,29 @@ SHOP_IN_FLIGHT=${BENCH_SHOP_IN_FLIGHT:-16}
 BATCH_SIZE=${BENCH_BATCH_SIZE:-1000}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
-RUNS=" ${BENCH_RUNS:-lat sim-1 sim-50 sink-1 sink-50} "
+ALL_CHANNELS="shopee tiktok tokopedia lazada"
+CHANNELS=${BENCH_CHANNELS:-$ALL_CHANNELS}
+default_runs() {
+	local ch
+	for ch in $CHANNELS; do
+		case $ch in
+			shopee) echo lat-shopee sim-shopee-1 sim-shopee-50 sink-shopee-1 sink-shopee-50 ;;
+			tiktok | tokopedia) echo "lat-$ch sink-$ch-1" ;;
+			lazada) echo lat-lazada sink-lazada-1 sink-lazada-20 ;;
+		esac
+	done
+}
+for ch in $CHANNELS; do
+	[[ " $ALL_CHANNELS " == *" $ch "* ]] || { echo "BENCH_CHANNELS: unknown channel $ch (one of: $ALL_CHANNELS)" >&2; exit 1; }
+done
+RUNS=" "
+for r in ${BENCH_RUNS:-$(default_runs)}; do
+	case $r in
+		lat) r=lat-shopee ;;
+		sim-1 | sim-50 | sink-1 | sink-50) r=${r%-*}-shopee-${r#*-} ;;
+	esac
+	RUNS+="$r "
+done
 if [ -n "${BENCH_PG_BIN:-}" ]; then
 	PG_BIN=$BENCH_PG_BIN
 	export PATH=$PG_BIN:$PATH
@@ -76,6 +117,10 @@ OUT=${BENCH_OUT:-$REPO/bench/results-sync.md}
 PY=/usr/bin/python3
 PARTNER=2001887
 PARTNER_KEY=bench-partner-key-0123456789abcdef
+TT_KEY=tt-bench-app
+TP_KEY=tp-bench-app
+LZ_KEY=120001
+APP_SECRET=bench-app-secret-0123456789abcdef
 START_TIME=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -94,15 +139,20 @@ BENCH_DIR=$INVSYNC_WORK/.bench-sync
 DATA=$BENCH_DIR/data
 as_run_user rm -rf "$BENCH_DIR"
 as_run_user mkdir -p "$BENCH_DIR/pki" "$BENCH_DIR/nginx"
-as_run_user cp "$REPO/bench/sync_helper.py" "$REPO/sim/shopee_sim.py" "$BENCH_DIR/"
+as_run_user cp "$REPO/bench/sync_helper.py" "$REPO/sim/shopee_sim.py" "$REPO/sim/tiktok_sim.py" \
+	"$REPO/sim/lazada_sim.py" "$BENCH_DIR/"
 helper() { as_run_user "$PY" "$BENCH_DIR/sync_helper.py" "$@"; }
 
-SIM_PID=""
+want() { [[ "$RUNS" == *" $1 "* ]]; }
+want_any() { local r; for r in "$@"; do want "$r" && return 0; done; return 1; }
+
+SIM_PIDS=()
 NGINX_PID=""
 SAMPLER_PID=""
 cleanup() {
 	[ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
-	[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
+	local pid
+	for pid in "${SIM_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	[ -z "$NGINX_PID" ] || kill "$NGINX_PID" 2>/dev/null || true
 	as_run_user pg_ctl -D "$DATA" -m fast stop >/dev/null 2>&1 || true
 }
@@ -118,18 +168,35 @@ as_run_user bash -c '
 ' _ "$BENCH_DIR/pki" >/dev/null 2>&1
 CA=$BENCH_DIR/pki/ca.crt
 
-say "starting the Shopee simulator (HTTPS)"
-as_run_user bash -c 'echo $$ > "$0"; exec "$@"' "$BENCH_DIR/sim.pid" "$PY" "$BENCH_DIR/shopee_sim.py" \
-	--host 127.0.0.1 --port 0 --port-file "$BENCH_DIR/sim.port" \
-	--tls-cert "$BENCH_DIR/pki/server.crt" --tls-key "$BENCH_DIR/pki/server.key" \
-	--quiet --seed 1 >"$BENCH_DIR/sim.log" 2>&1 &
-for _ in $(seq 100); do [ -s "$BENCH_DIR/sim.port" ] && break; sleep 0.1; done
-SIM_PID=$(cat "$BENCH_DIR/sim.pid")
-SIM_PORT=$(cat "$BENCH_DIR/sim.port")
-SIM_URL=https://127.0.0.1:$SIM_PORT
+# start_sim NAME SCRIPT: a simulator over HTTPS on a free port; sets
+# SIM_URL_NAME and SIM_PORT_NAME
+start_sim() {
+	local name=$1 script=$2 port
+	say "starting $script (HTTPS)"
+	as_run_user bash -c 'echo $$ > "$0"; exec "$@"' "$BENCH_DIR/$name.pid" "$PY" "$BENCH_DIR/$script" \
+		--host 127.0.0.1 --port 0 --port-file "$BENCH_DIR/$name.port" \
+		--tls-cert "$BENCH_DIR/pki/server.crt" --tls-key "$BENCH_DIR/pki/server.key" \
+		--quiet --seed 1 >"$BENCH_DIR/$name.log" 2>&1 &
+	for _ in $(seq 100); do [ -s "$BENCH_DIR/$name.port" ] && break; sleep 0.1; done
+	[ -s "$BENCH_DIR/$name.port" ] || { cat "$BENCH_DIR/$name.log" >&2; echo "$script did not start" >&2; exit 1; }
+	SIM_PIDS+=("$(cat "$BENCH_DIR/$name.pid")")
+	port=$(cat "$BENCH_DIR/$name.port")
+	printf -v "SIM_PORT_$name" '%s' "$port"
+	printf -v "SIM_URL_$name" '%s' "https://127.0.0.1:$port"
+}
+SIM_URL_shopee=https://127.0.0.1:1 SIM_URL_tiktok=https://127.0.0.1:1 SIM_URL_lazada=https://127.0.0.1:1
+want_any lat-shopee sim-shopee-1 sim-shopee-50 && start_sim shopee shopee_sim.py
+want_any lat-tiktok lat-tokopedia && start_sim tiktok tiktok_sim.py
+want_any lat-lazada && start_sim lazada lazada_sim.py
+SIM_URL=$SIM_URL_shopee
+SIM_PORT=${SIM_PORT_shopee:-0}
+TT_URL=$SIM_URL_tiktok
+LZ_URL=$SIM_URL_lazada
 
 # the sink: Shopee's success shape, model ids 0 (under /m1) or 0..49 (/m50),
-# which is what the listings of the sink shops use, so every push is 'ok'
+# which is what the listings of the sink shops use, so every push is 'ok';
+# TikTok's (and Tokopedia's) for any product's Update Inventory under /tt;
+# Lazada's for UpdateSellableQuantity under /rest
 say "starting the nginx sink"
 SINK_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 SINK_URL=http://127.0.0.1:$SINK_PORT
@@ -161,6 +228,12 @@ http {
 		default_type application/json;
 		location = /m1/api/v2/product/update_stock { return 200 '$(success_body 1)'; }
 		location = /m50/api/v2/product/update_stock { return 200 '$(success_body 50)'; }
+		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
+			return 200 '{"code":0,"data":{},"message":"Success","request_id":"20261201000000SINK0000000000000000"}';
+		}
+		location = /rest/product/stock/sellable/update {
+			return 200 '{"code":"0","data":{},"request_id":"0b0f0f0f17330000000000001"}';
+		}
 		location = /status { stub_status; }
 	}
 }
@@ -200,27 +273,59 @@ psql_bench() {
 q() { psql_bench -At -c "$1"; }
 
 # shop groups: name app external-shop-base listings models-per-item
-GROUPS_SPEC="lat sim 7000 $LAT_N 1
-sim-1 sim 7100 $SIM_LISTINGS 1
-sim-50 sim 7200 $SIM_LISTINGS 50
-sink-1 sink1 8100 $SINK_LISTINGS 1
-sink-50 sink50 8200 $SINK_LISTINGS 50"
-max_listings=$(printf '%s\n' "$GROUPS_SPEC" | awk '$1 != "lat" { if ($4 > m) m = $4 } END { print m }')
+# (listings per request: models per item for Shopee, the batch for Lazada)
+# only the groups of the runs wanted (the soak uses sink-shopee-1's)
+GROUPS_SPEC=$(while read -r name rest; do
+	if want "$name" || { [ "$name" = sink-shopee-1 ] && want soak; }; then echo "$name $rest"; fi
+done <<GROUPS
+lat-shopee sim 7000 $LAT_N 1
+lat-tiktok ttsim 7300 $LAT_N 1
+lat-tokopedia tpsim 7400 $LAT_N 1
+lat-lazada lzsim 7500 $LAT_N 1
+sim-shopee-1 sim 7100 $SIM_LISTINGS 1
+sim-shopee-50 sim 7200 $SIM_LISTINGS 50
+sink-shopee-1 sink1 8100 $SINK_LISTINGS 1
+sink-shopee-50 sink50 8200 $SINK_LISTINGS 50
+sink-tiktok-1 ttsink 8300 $SINK_LISTINGS 1
+sink-tokopedia-1 tpsink 8400 $SINK_LISTINGS 1
+sink-lazada-1 lzsink1 8500 $SINK_LISTINGS 1
+sink-lazada-20 lzsink20 8600 $SINK_LISTINGS 20
+GROUPS
+)
+[ -n "$GROUPS_SPEC" ] || { echo "BENCH_RUNS: nothing to run in '$RUNS'" >&2; exit 1; }
+max_listings=$(printf '%s\n' "$GROUPS_SPEC" | awk '$1 !~ /^lat-/ { if ($4 > m) m = $4 } END { print m + 0 }')
+LAT_CHANNELS=$(printf '%s\n' "$GROUPS_SPEC" | awk '$1 ~ /^lat-/ { sub(/^lat-/, "", $1); printf "%s ", $1 }')
 
-say "creating $max_listings skus, $LAT_N latency skus, shops and listings"
+say "creating $max_listings skus, $LAT_N latency skus for each of: ${LAT_CHANNELS:-none}, shops and listings"
 setup_start=$(date +%s.%N)
 psql_bench <<SQL
 CREATE EXTENSION invsync;
 SELECT invsync.upsert_location('W1');
 SELECT count(invsync.upsert_item('SKU-' || i)) FROM generate_series(1, $max_listings) i;
-SELECT count(invsync.upsert_item('LAT-' || i)) FROM generate_series(1, $LAT_N) i;
-SELECT count(*) FROM generate_series(1, $LAT_N) i,
-	LATERAL invsync.adjust('LAT-' || i, 'W1', 100, 'initial', 'lat-init-' || i);
-INSERT INTO invsync.apps (channel, name, app_key, app_secret, base_url) VALUES
-	('shopee', 'sim', '$PARTNER', '$PARTNER_KEY', '$SIM_URL'),
-	('shopee', 'sink1', '$PARTNER', '$PARTNER_KEY', '$SINK_URL/m1'),
-	('shopee', 'sink50', '$PARTNER', '$PARTNER_KEY', '$SINK_URL/m50');
+SELECT count(invsync.upsert_item('LAT-' || c || '-' || i))
+  FROM unnest(string_to_array(trim('$LAT_CHANNELS'), ' ')) c, generate_series(1, $LAT_N) i;
+SELECT count(*) FROM unnest(string_to_array(trim('$LAT_CHANNELS'), ' ')) c, generate_series(1, $LAT_N) i,
+	LATERAL invsync.adjust('LAT-' || c || '-' || i, 'W1', 100, 'initial', 'lat-init-' || c || '-' || i);
+-- apps: Shopee partner apps as before; TikTok and Lazada token calls go to
+-- the auth host, the simulator or the sink; Lazada's batch_size NULL is the
+-- adapter's default (20)
+INSERT INTO invsync.apps (channel, name, app_key, app_secret, base_url, auth_base_url, batch_size) VALUES
+	('shopee', 'sim', '$PARTNER', '$PARTNER_KEY', '$SIM_URL', NULL, NULL),
+	('shopee', 'sink1', '$PARTNER', '$PARTNER_KEY', '$SINK_URL/m1', NULL, NULL),
+	('shopee', 'sink50', '$PARTNER', '$PARTNER_KEY', '$SINK_URL/m50', NULL, NULL),
+	('tiktok', 'ttsim', '$TT_KEY', '$APP_SECRET', '$TT_URL', '$TT_URL', NULL),
+	('tiktok', 'ttsink', '$TT_KEY', '$APP_SECRET', '$SINK_URL/tt', '$SINK_URL/tt', NULL),
+	('tokopedia', 'tpsim', '$TP_KEY', '$APP_SECRET', '$TT_URL', '$TT_URL', NULL),
+	('tokopedia', 'tpsink', '$TP_KEY', '$APP_SECRET', '$SINK_URL/tt', '$SINK_URL/tt', NULL),
+	('lazada', 'lzsim', '$LZ_KEY', '$APP_SECRET', '$LZ_URL/rest', '$LZ_URL/rest', NULL),
+	('lazada', 'lzsink1', '$LZ_KEY', '$APP_SECRET', '$SINK_URL/rest', '$SINK_URL/rest', 1),
+	('lazada', 'lzsink20', '$LZ_KEY', '$APP_SECRET', '$SINK_URL/rest', '$SINK_URL/rest', NULL);
 CREATE TABLE bench_groups (name text PRIMARY KEY, shop_ids bigint[]);
+-- a group's shops and listings: Shopee's item j / p_models + 1, model
+-- j % p_models, in the generic columns as before; TikTok's (and
+-- Tokopedia's) product j + 1 with SKU 100000 + j + 1 in warehouse W1, and
+-- Lazada's item j + 1 with SKU 100000 + j + 1, in external_ids by the
+-- channel's attribute names; the latency groups' skus are LAT-channel-n
 CREATE FUNCTION bench_group(p_name text, p_app text, p_base int, p_listings int,
 							p_models int, p_shops int, p_enabled boolean)
 	RETURNS void LANGUAGE plpgsql AS \$\$
@@ -228,20 +333,39 @@ DECLARE
 	v_per int := p_listings / p_shops;
 	v_shop bigint;
 	v_ids bigint[] := '{}';
+	v_channel text;
+	v_ext text;
+	v_region text;
+	v_prefix text := CASE WHEN p_name LIKE 'lat-%' THEN 'LAT-' || substr(p_name, 5) || '-' ELSE 'SKU-' END;
 BEGIN
+	SELECT channel INTO v_channel FROM invsync.apps WHERE name = p_app;
+	v_region := CASE v_channel WHEN 'lazada' THEN 'SG' WHEN 'shopee' THEN NULL ELSE 'ID' END;
 	FOR k IN 1 .. p_shops LOOP
-		INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token,
+		v_ext := CASE v_channel WHEN 'tiktok' THEN 'TT' WHEN 'tokopedia' THEN 'TP' ELSE '' END || (p_base + k);
+		INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
 								   access_expires_at, rate_limit_per_sec, max_in_flight, enabled)
-		SELECT app_id, (p_base + k)::text, 'tok-' || (p_base + k), 'ref-' || (p_base + k),
+		SELECT app_id, v_ext, v_region, 'tok-' || v_ext, 'ref-' || v_ext,
 			   now() + interval '1 day', 100000, $SHOP_IN_FLIGHT, p_enabled
 		  FROM invsync.apps WHERE name = p_app
 		RETURNING shop_id INTO v_shop;
 		v_ids := v_ids || v_shop;
-		INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
-		SELECT v_shop,
-			   CASE WHEN p_name = 'lat' THEN 'LAT-' ELSE 'SKU-' END || ((k - 1) * v_per + j + 1),
-			   (j / p_models + 1)::text, (j % p_models)::text
-		  FROM generate_series(0, v_per - 1) j;
+		IF v_channel = 'shopee' THEN
+			INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
+			SELECT v_shop, v_prefix || ((k - 1) * v_per + j + 1),
+				   (j / p_models + 1)::text, (j % p_models)::text
+			  FROM generate_series(0, v_per - 1) j;
+		ELSIF v_channel IN ('tiktok', 'tokopedia') THEN
+			INSERT INTO invsync.listings (shop_id, sku, external_ids)
+			SELECT v_shop, v_prefix || ((k - 1) * v_per + j + 1),
+				   jsonb_build_object('product_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text,
+									  'warehouse_id', 'W1')
+			  FROM generate_series(0, v_per - 1) j;
+		ELSE
+			INSERT INTO invsync.listings (shop_id, sku, external_ids)
+			SELECT v_shop, v_prefix || ((k - 1) * v_per + j + 1),
+				   jsonb_build_object('item_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text)
+			  FROM generate_series(0, v_per - 1) j;
+		END IF;
 	END LOOP;
 	INSERT INTO bench_groups VALUES (p_name, v_ids);
 END
@@ -249,14 +373,18 @@ END
 SQL
 while read -r name app base listings models; do
 	shops=$NSHOPS
-	[ "$name" = lat ] && shops=1
+	[[ "$name" == lat-* ]] && shops=1
 	psql_bench -c "SELECT bench_group('$name', '$app', $base, $listings, $models, $shops, false)" >/dev/null
-	if [ "$app" = sim ]; then
-		per=$((listings / shops))
-		specs=()
-		for k in $(seq 1 "$shops"); do specs+=("$((base + k)):$(((per + models - 1) / models)):$models"); done
-		helper setup "$SIM_URL" "$CA" "$PARTNER" "$PARTNER_KEY" "${specs[@]}"
-	fi
+	case $app in
+		sim)
+			per=$((listings / shops))
+			specs=()
+			for k in $(seq 1 "$shops"); do specs+=("$((base + k)):$(((per + models - 1) / models)):$models"); done
+			helper setup "$SIM_URL" "$CA" "$PARTNER" "$PARTNER_KEY" "${specs[@]}" ;;
+		ttsim) helper setup-tiktok "$TT_URL" "$CA" "$TT_KEY" "$APP_SECRET" TIKTOK_SHOP "TT$((base + 1))" "$listings" ;;
+		tpsim) helper setup-tiktok "$TT_URL" "$CA" "$TP_KEY" "$APP_SECRET" TOKOPEDIA "TP$((base + 1))" "$listings" ;;
+		lzsim) helper setup-lazada "$LZ_URL" "$CA" "$LZ_KEY" "$APP_SECRET" "$((base + 1))" "$listings" ;;
+	esac
 done <<<"$GROUPS_SPEC"
 psql_bench -c 'VACUUM ANALYZE' >/dev/null
 say "set up in $(awk -v a="$setup_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
@@ -292,57 +420,55 @@ set_group() {
 		WHERE tenant_id = 0 AND shop_id = ANY ((SELECT shop_ids FROM bench_groups WHERE name = '$1')::bigint[])" >/dev/null
 }
 
-want() { [[ "$RUNS" == *" $1 "* ]]; }
-
 # ---------------------------------------------------------------- latency
-if want lat; then
-say "latency: initial sync of the $LAT_N latency listings"
-set_group lat true
-wait_synced lat
-sleep 1
-as_run_user tee "$BENCH_DIR/lat.sql" >/dev/null <<SQL
+# the channel's simulator and the shop's id there (the logs key on it)
+declare -A LAT_URL=([shopee]="$SIM_URL" [tiktok]="$TT_URL" [tokopedia]="$TT_URL" [lazada]="$LZ_URL")
+declare -A LAT_SHOP=([shopee]=7001 [tiktok]=TT7301 [tokopedia]=TP7401 [lazada]=7501)
+declare -A LAT
+latency_run() {
+	local ch=$1 key=lat-$1 json
+	say "$key: initial sync of the $LAT_N latency listings"
+	set_group "$key" true
+	wait_synced "$key"
+	sleep 1
+	as_run_user tee "$BENCH_DIR/$key.sql" >/dev/null <<SQL
 SELECT nextval('bench_lat_seq') AS n \gset
-SELECT 1 FROM invsync.adjust('LAT-' || :n, 'W1', 1, 'bench', 'lat-' || :n);
+SELECT 1 FROM invsync.adjust('LAT-$ch-' || :n, 'W1', 1, 'bench', 'lat-$ch-' || :n);
 SQL
-q "CREATE SEQUENCE bench_lat_seq" >/dev/null
-say "latency: $LAT_N adjustments at $LAT_RATE/s"
-as_run_user pgbench -n -h "$BENCH_DIR" -p "$PORT" -U bench -c 1 -j 1 -t "$LAT_N" -R "$LAT_RATE" \
-	-l --log-prefix="$BENCH_DIR/lat" -f "$BENCH_DIR/lat.sql" bench >"$BENCH_DIR/lat-pgbench.log" 2>&1 ||
-	{ cat "$BENCH_DIR/lat-pgbench.log" >&2; exit 1; }
-wait_synced lat
-q "SELECT substr(l.sku, 5), extract(epoch FROM a.started_at)
-	 FROM invsync.sync_attempts a
-	 JOIN invsync.listings l ON l.tenant_id = a.tenant_id AND l.listing_id = a.listing_ids[1]
-	WHERE a.shop_id = (SELECT shop_ids[1] FROM bench_groups WHERE name = 'lat')
-	  AND a.levels[1] = 101 ORDER BY a.attempt_id" | tr '|' ' ' | as_run_user tee "$BENCH_DIR/lat-starts.txt" >/dev/null
-LAT_JSON=$(helper latency "$SIM_URL" "$CA" 7001 101 "$(ls "$BENCH_DIR"/lat.* | grep -v '\.sql$' | head -n 1)" \
-	"$BENCH_DIR/lat-starts.txt")
-say "latency: $LAT_JSON"
-lat() { $PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.1f" % d[sys.argv[2]][sys.argv[3]])' "$LAT_JSON" "$1" "$2"; }
-LAT_MATCHED=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["matched"], "of", d["transactions"])' "$LAT_JSON")
-set_group lat false
-fi
+	q "DROP SEQUENCE IF EXISTS bench_lat_seq; CREATE SEQUENCE bench_lat_seq" >/dev/null
+	say "$key: $LAT_N adjustments at $LAT_RATE/s"
+	as_run_user pgbench -n -h "$BENCH_DIR" -p "$PORT" -U bench -c 1 -j 1 -t "$LAT_N" -R "$LAT_RATE" \
+		-l --log-prefix="$BENCH_DIR/$key-log" -f "$BENCH_DIR/$key.sql" bench >"$BENCH_DIR/$key-pgbench.log" 2>&1 ||
+		{ cat "$BENCH_DIR/$key-pgbench.log" >&2; exit 1; }
+	wait_synced "$key"
+	# every listing of an attempt (a Lazada call may carry several)
+	q "SELECT regexp_replace(l.sku, '^.*-', ''), extract(epoch FROM a.started_at)
+		 FROM invsync.sync_attempts a, unnest(a.listing_ids, a.levels) u(listing_id, level)
+		 JOIN invsync.listings l ON l.listing_id = u.listing_id
+		WHERE l.tenant_id = a.tenant_id
+		  AND a.shop_id = (SELECT shop_ids[1] FROM bench_groups WHERE name = '$key')
+		  AND u.level = 101 ORDER BY a.attempt_id" | tr '|' ' ' |
+		as_run_user tee "$BENCH_DIR/$key-starts.txt" >/dev/null
+	json=$(helper latency "$ch" "${LAT_URL[$ch]}" "$CA" "${LAT_SHOP[$ch]}" 101 \
+		"$(ls "$BENCH_DIR/$key-log".* | head -n 1)" "$BENCH_DIR/$key-starts.txt")
+	say "$key: $json"
+	LAT[$ch]=$json
+	set_group "$key" false
+}
+# lat CHANNEL total|pickup|wire p50|p90|p99|max
+lat() { $PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.1f" % d[sys.argv[2]][sys.argv[3]])' "${LAT[$1]}" "$2" "$3"; }
+lat_matched() { $PY -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["matched"], "of", d["transactions"])' "${LAT[$1]}"; }
+for ch in $LAT_CHANNELS; do latency_run "$ch"; done
 
 # ---------------------------------------------------------------- ceilings
-# the same request the worker sends, at the same concurrency, for WRK_SECONDS
-wrk_body() {
-	$PY -c '
-import json, sys
-n = int(sys.argv[1])
-print(json.dumps({"item_id": 1, "stock_list": [{"model_id": m, "seller_stock": [{"stock": 5}]}
-	for m in range(n)]}, separators=(",", ":")), end="")' "$1"
-}
+# the request the worker sends (the channel's body, content type, query and
+# headers; sync_helper.py wrk), at the same concurrency, for WRK_SECONDS
 declare -A R
+# ceiling KEY CHANNEL BASE_URL LISTINGS_PER_REQUEST [URL, for a signed Shopee one]
 ceiling() {
-	local key=$1 url=$2 models=$3 out
-	wrk_body "$models" | as_run_user tee "$BENCH_DIR/body-$key.json" >/dev/null
-	as_run_user tee "$BENCH_DIR/wrk-$key.lua" >/dev/null <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$BENCH_DIR/body-$key.json")
-wrk.body = f:read("*a")
-f:close()
-LUA
+	local key=$1 ch=$2 base=$3 n=$4 url out
+	url=$(helper wrk "$ch" "$base" "$n" "$BENCH_DIR/body-$key" "$BENCH_DIR/wrk-$key.lua")
+	[ -z "${5:-}" ] || url=$5
 	out=$(wrk -t1 -c"$MAX_IN_FLIGHT" -d"${WRK_SECONDS}s" -s "$BENCH_DIR/wrk-$key.lua" "$url" 2>&1)
 	echo "$out" >"$BENCH_DIR/wrk-$key.log"
 	if echo "$out" | grep -q 'Non-2xx'; then
@@ -409,16 +535,25 @@ SQL
 
 sim_sign() { helper sign "$SIM_URL" "$PARTNER" "$PARTNER_KEY" "$1" "tok-$1"; }
 KEYS=()
-for key in sim-1 sim-50 sink-1 sink-50; do
+for key in sim-shopee-1 sim-shopee-50 sink-shopee-1 sink-shopee-50 sink-tiktok-1 sink-tokopedia-1 \
+	sink-lazada-1 sink-lazada-20; do
 	want "$key" || continue
 	KEYS+=("$key")
-	models=${key#*-}
+	models=${key##*-}	# listings per request
+	ch=${key#*-}
+	ch=${ch%-*}
 	case $key in
 		sim-*)
-			ceiling "$key" "$(sim_sign $((models == 1 ? 7101 : 7201)))" "$models"
+			ceiling "$key" shopee "$SIM_URL" "$models" "$(sim_sign $((models == 1 ? 7101 : 7201)))"
 			backlog "$key" "$SIM_PORT" "$SIM_LISTINGS" "$models" ;;
-		sink-*)
-			ceiling "$key" "$SINK_URL/m$models/api/v2/product/update_stock" "$models"
+		sink-shopee-*)
+			ceiling "$key" shopee "$SINK_URL/m$models" "$models"
+			backlog "$key" "$SINK_PORT" "$SINK_LISTINGS" "$models" ;;
+		sink-tiktok-* | sink-tokopedia-*)
+			ceiling "$key" "$ch" "$SINK_URL/tt" "$models"
+			backlog "$key" "$SINK_PORT" "$SINK_LISTINGS" "$models" ;;
+		sink-lazada-*)
+			ceiling "$key" lazada "$SINK_URL/rest" "$models"
 			backlog "$key" "$SINK_PORT" "$SINK_LISTINGS" "$models" ;;
 	esac
 done
@@ -448,9 +583,9 @@ if want soak; then
 		say "soak: $1 pushes, worker RssAnon $anon kB (VmRSS $rss kB), memory contexts $mem bytes"
 	}
 	say "soak: $SOAK_PUSHES pushes to the sink, sampled every $SOAK_SAMPLE"
-	set_group sink-1 true
-	wait_synced sink-1
-	soak_shops=$(q "SELECT array_to_string(shop_ids, ' ') FROM bench_groups WHERE name = 'sink-1'")
+	set_group sink-shopee-1 true
+	wait_synced sink-shopee-1
+	soak_shops=$(q "SELECT array_to_string(shop_ids, ' ') FROM bench_groups WHERE name = 'sink-shopee-1'")
 	soak_pushed=0
 	soak_sample 0
 	soak_next=$SOAK_SAMPLE
@@ -459,7 +594,7 @@ if want soak; then
 		for shop in $soak_shops; do
 			soak_pushed=$((soak_pushed + $(q "SELECT invsync.resync($shop)")))
 		done
-		wait_synced sink-1
+		wait_synced sink-shopee-1
 		if [ "$soak_pushed" -ge "$soak_next" ]; then
 			soak_sample "$soak_pushed"
 			soak_next=$((soak_next + SOAK_SAMPLE))
@@ -467,7 +602,7 @@ if want soak; then
 	done
 	SOAK_SECONDS=$(awk -v a="$soak_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	SOAK_BAD=$(q "SELECT count(*) FROM invsync.sync_attempts WHERE outcome <> 'ok'")
-	set_group sink-1 false
+	set_group sink-shopee-1 false
 fi
 
 # ---------------------------------------------------------------- report
@@ -490,8 +625,8 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/sync.sh\` in ${elapsed_total} s on $(nproc) CPUs"
 	echo "($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)),"
 	echo "$(as_run_user postgres --version), $(curl --version | head -n 1 | cut -d' ' -f1-2) (the worker's libcurl),"
-	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), Python $($PY -c 'import platform; print(platform.python_version())') (simulator)."
-	echo "Everything (server, worker, simulator, sink, load generator) shares the"
+	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), Python $($PY -c 'import platform; print(platform.python_version())') (simulators)."
+	echo "Everything (server, worker, simulators, sink, load generator) shares the"
 	echo "$(nproc) CPUs; load average at the start: $LOAD_START, at the end: $load (other"
 	echo "sessions may share the machine). Compare cells of one run, not runs."
 	echo
@@ -501,23 +636,55 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo '```'
 	echo "Shops: rate_limit_per_sec 100000, max_in_flight $SHOP_IN_FLIGHT; a backlog run uses $NSHOPS shops."
 	echo
-	if want lat; then
+	if [ -n "$LAT_CHANNELS" ] || [ ${#KEYS[@]} -gt 0 ]; then
+	echo "## Per channel"
+	echo
+	echo "One listing per request against the nginx sink (worker / wrk ceiling posting the"
+	echo "channel's own request, same run), and commit to marketplace against the channel's"
+	echo "simulator over HTTPS (details below)."
+	echo
+	echo "| channel | sink pushes/s | sink ceiling req/s | worker / ceiling | worker CPU | commit -> simulator p50 ms | p99 ms |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	for ch in $ALL_CHANNELS; do
+		key=sink-$ch-1
+		if [[ " ${KEYS[*]} " == *" $key "* ]]; then
+			cells="${R[$key-rps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}%"
+		else
+			cells="| | |"
+		fi
+		if [ -n "${LAT[$ch]:-}" ]; then
+			lcells="$(lat "$ch" total p50) | $(lat "$ch" total p99)"
+		else
+			lcells="|"
+		fi
+		[ "$cells" = "| | |" ] && [ "$lcells" = "|" ] && continue
+		echo "| $ch | $cells | $lcells |"
+	done
+	if [[ " ${KEYS[*]} " == *" sink-lazada-20 "* ]]; then
+		key=sink-lazada-20
+		echo "| lazada, 20 SKUs a request (batch_size default) | ${R[$key-lps]} listings/s (${R[$key-rps]} req/s) | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | | |"
+	fi
+	echo
+	fi
+	if [ -n "$LAT_CHANNELS" ]; then
 	echo "## Commit to marketplace, light load"
 	echo
-	echo "$LAT_N single \`invsync.adjust\` transactions, each on another listing, at $LAT_RATE/s"
-	echo "(pgbench \`-R $LAT_RATE\`, one client), pushed to the Shopee simulator over HTTPS."
+	echo "Per channel, $LAT_N single \`invsync.adjust\` transactions, each on another listing, at $LAT_RATE/s"
+	echo "(pgbench \`-R $LAT_RATE\`, one client), pushed to the channel's simulator over HTTPS"
+	echo "(one shop; TikTok and Tokopedia: one SKU in one warehouse per product; Lazada: one"
+	echo "SKU per item, the app's default batch size, 20, so a call may carry more than one change)."
 	echo "Commit time: pgbench's per-transaction log (\`-l\`: the moment the result came"
 	echo "back, so after the commit); arrival: the simulator's log time of the request"
-	echo "carrying the new level. Split at the worker's request start (\`sync_attempts.started_at\`)."
-	echo "Matched: $LAT_MATCHED."
+	echo "carrying the new level. Split at the worker's request start (\`sync_attempts.started_at\`):"
+	echo "pickup = commit -> request start, wire = request start -> simulator arrival."
 	echo
-	echo "| ms | p50 | p90 | p99 | max |"
-	echo "|---|---:|---:|---:|---:|"
-	echo "| commit -> request start (worker) | $(lat pickup p50) | $(lat pickup p90) | $(lat pickup p99) | $(lat pickup max) |"
-	echo "| request start -> simulator arrival | $(lat wire p50) | $(lat wire p90) | $(lat wire p99) | $(lat wire max) |"
-	echo "| **commit -> simulator arrival** | **$(lat total p50)** | $(lat total p90) | **$(lat total p99)** | $(lat total max) |"
+	echo "| channel | matched | pickup p50 | pickup p99 | wire p50 | wire p99 | **total p50** | total p90 | **total p99** | total max | targets |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	for ch in $LAT_CHANNELS; do
+		echo "| $ch | $(lat_matched "$ch") | $(lat "$ch" pickup p50) | $(lat "$ch" pickup p99) | $(lat "$ch" wire p50) | $(lat "$ch" wire p99) | **$(lat "$ch" total p50)** | $(lat "$ch" total p90) | **$(lat "$ch" total p99)** | $(lat "$ch" total max) | $(verdict "$(lat "$ch" total p50)" 10 '<'), $(verdict "$(lat "$ch" total p99)" 50 '<') |"
+	done
 	echo
-	echo "Targets: p50 < 10 ms: $(lat total p50) ms, $(verdict "$(lat total p50)" 10 '<'); p99 < 50 ms: $(lat total p99) ms, $(verdict "$(lat total p99)" 50 '<')."
+	echo "Targets: p50 < 10 ms, p99 < 50 ms (met or MISSED, in that order). Milliseconds."
 	echo
 	fi
 	if [ ${#KEYS[@]} -gt 0 ]; then
@@ -525,7 +692,10 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo
 	echo "Each run queues every listing of $NSHOPS shops in one commit and is timed from that"
 	echo "commit to the last row synced (\`max(pushed_at)\`). The ceiling is wrk (\`-t1 -c$MAX_IN_FLIGHT\`,"
-	echo "${WRK_SECONDS} s) posting the same body to the same server, just before the run."
+	echo "${WRK_SECONDS} s) posting the channel's request (body, content type, and for TikTok,"
+	echo "Tokopedia and Lazada the signed query and token header the adapter sends) to the same"
+	echo "server, just before the run. Per request: Shopee's models of one item, TikTok's SKUs"
+	echo "of one product, Lazada's SKUs (the app's batch_size)."
 	echo "Connections: the most TCP connections the worker held to the server at once"
 	echo "(\`ss\`, every 0.1 s; cap: invsync.max_in_flight = $MAX_IN_FLIGHT) and, for the sink,"
 	echo "how many it opened during the run (nginx stub_status accepts). Worker CPU: its"
@@ -533,24 +703,25 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "transactions it wrote in (xids spent: claims and recordings), records: those that"
 	echo "recorded outcomes."
 	echo
-	echo "| server | models/item | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | worker xacts (records) | outcomes |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| run | server | listings/request | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | worker xacts (records) | outcomes |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for key in "${KEYS[@]}"; do
 		case $key in sim-*) srv="Shopee simulator, HTTPS" ;; *) srv="nginx sink, HTTP" ;; esac
-		echo "| $srv | ${key#*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-xacts]} (${R[$key-records]}) | ${R[$key-outcomes]} |"
+		echo "| $key | $srv | ${key##*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-xacts]} (${R[$key-records]}) | ${R[$key-outcomes]} |"
 	done
 	echo
 	echo "First request of each run started $(for key in "${KEYS[@]}"; do printf '%s s (%s), ' "$(sec "${R[$key-first]}")" "$key"; done | sed 's/, $//') after the queueing commit."
-	if want sink-1; then
-		echo "Target: >= 5,000 pushes/s against the nginx sink: ${R[sink-1-rps]}/s, $(verdict "${R[sink-1-rps]}" 5000 '>=');"
-	fi
+	for key in sink-shopee-1 sink-tiktok-1 sink-tokopedia-1 sink-lazada-1; do
+		want "$key" || continue
+		echo "Target: >= 5,000 pushes/s against the nginx sink ($key): ${R[$key-rps]}/s, $(verdict "${R[$key-rps]}" 5000 '>=');"
+	done
 	echo "worker connections <= invsync.max_in_flight in every run: $conns_ok;"
 	echo "every listing synced and every attempt 'ok': $([ $all_ok = 1 ] && echo yes || echo NO)."
 	fi
 	if want soak; then
 	echo "## Soak: memory over $SOAK_PUSHES pushes"
 	echo
-	echo "Rounds of \`invsync.resync()\` of the sink-1 shops ($SINK_LISTINGS listings a round) until"
+	echo "Rounds of \`invsync.resync()\` of the sink-shopee-1 shops ($SINK_LISTINGS listings a round) until"
 	echo "$SOAK_PUSHES pushes, in $SOAK_SECONDS s (resync and settling between rounds included);"
 	echo "attempts not 'ok': $SOAK_BAD. Sampled after the round that passed each $SOAK_SAMPLE."
 	echo

@@ -1,18 +1,38 @@
 #!/usr/bin/env python3
-"""bench/sync_helper.py: the parts of bench/sync.sh that talk to the Shopee
-simulator or crunch numbers (standard library only).
+"""bench/sync_helper.py: the parts of bench/sync.sh that talk to the
+simulators or crunch numbers (standard library only).
 
-  setup URL CA PARTNER KEY SPEC...   partner, shops (no rate limit) and items;
-                                     SPEC is SHOP:ITEMS:MODELS
-  sign URL PARTNER KEY SHOP TOKEN    a signed update_stock URL (valid 300 s)
-  latency URL CA SHOP LEVEL PGLOG STARTS
+  setup URL CA PARTNER KEY SPEC...   Shopee: partner, shops (no rate limit)
+                                     and items; SPEC is SHOP:ITEMS:MODELS
+  setup-tiktok URL CA APP SECRET PLATFORM CIPHER N
+                                     TikTok simulator: app, one shop
+                                     (platform TIKTOK_SHOP or TOKOPEDIA,
+                                     region ID, no rate limit, token
+                                     tok-CIPHER) and products 1..N, product n
+                                     with one SKU 100000+n in warehouse W1
+  setup-lazada URL CA APP SECRET SELLER N
+                                     Lazada simulator: app, one
+                                     single-warehouse seller (token
+                                     tok-SELLER, no rate limit) and items
+                                     1..N, item n with one SKU 100000+n
+  sign URL PARTNER KEY SHOP TOKEN    a signed Shopee update_stock URL (valid
+                                     300 s)
+  wrk CHANNEL BASE N BODYFILE LUAFILE
+                                     the channel's push request for N
+                                     listings (models, SKUs) as the worker
+                                     sends it (body, content type, signed
+                                     query, token header) as a wrk script;
+                                     prints the URL to give wrk
+  latency CHANNEL URL CA SHOP LEVEL PGLOG STARTS
                                      commit-to-marketplace latencies: the
                                      simulator's arrival time of the first
-                                     update_stock setting LAT-n's item to
-                                     LEVEL, minus the commit time of the n-th
-                                     pgbench transaction (its -l log);
-                                     STARTS has "n started_at_epoch" lines
-                                     (when the worker started the request)
+                                     update setting listing n's level to
+                                     LEVEL (n: the Shopee item, TikTok
+                                     product or Lazada item), minus the
+                                     commit time of the n-th pgbench
+                                     transaction (its -l log); STARTS has
+                                     "n started_at_epoch" lines (when the
+                                     worker started the request)
 """
 
 import hashlib
@@ -62,6 +82,86 @@ def setup(url, ca, partner, key, *specs):
                      {"shop_id": shop, "item_id": item, "models": list(range(models))})
 
 
+def setup_tiktok(url, ca, app, secret, platform, cipher, n):
+    sim = Sim(url, ca)
+    sim.call("POST", "/_sim/apps", {"app_key": app, "app_secret": secret})
+    sim.call("POST", "/_sim/shops", {
+        "app_key": app, "shop_cipher": cipher, "region": "ID", "platform": platform,
+        "access_token": f"tok-{cipher}", "refresh_token": f"ref-{cipher}",
+        "rate_limit_per_sec": None})
+    for p in range(1, int(n) + 1):
+        sim.call("POST", "/_sim/products", {
+            "shop_cipher": cipher, "product_id": str(p),
+            "skus": {str(100000 + p): ["W1"]}})
+
+
+def setup_lazada(url, ca, app, secret, seller, n):
+    sim = Sim(url, ca)
+    sim.call("POST", "/_sim/apps", {"app_key": app, "app_secret": secret})
+    sim.call("POST", "/_sim/sellers", {
+        "app_key": app, "seller_id": seller, "country": "sg",
+        "access_token": f"tok-{seller}", "refresh_token": f"ref-{seller}",
+        "multi_warehouse": False, "rate_limit_per_sec": None})
+    for i in range(1, int(n) + 1):
+        sim.call("POST", "/_sim/products", {
+            "seller_id": seller, "item_id": i,
+            "skus": [{"sku_id": 100000 + i, "seller_sku": f"LZ-{i}"}]})
+
+
+def wrk(channel, base, n, bodyfile, luafile):
+    """the request the worker sends for n listings, shaped as the adapters
+    build them (adapters/shopee.c, tiktok.c, lazada.c)"""
+    n = int(n)
+    base = base.rstrip("/")
+    headers = {}
+    if channel == "shopee":
+        # as before the per-channel runs: the body, no query
+        url = f"{base}{PATH}"
+        ctype = "application/json"
+        body = json.dumps({"item_id": 1, "stock_list": [
+            {"model_id": m, "seller_stock": [{"stock": 5}]} for m in range(n)]},
+            separators=(",", ":"))
+    elif channel in ("tiktok", "tokopedia"):
+        path = "/product/202309/products/1/inventory/update"
+        ctype = "application/json"
+        body = json.dumps({"skus": [
+            {"id": str(100001 + k), "inventory": [{"warehouse_id": "W1", "quantity": 5}]}
+            for k in range(n)]}, separators=(",", ":"))
+        secret = "bench-app-secret"
+        params = {"app_key": "bench-app", "timestamp": str(int(time.time())),
+                  "shop_cipher": "BENCH_CIPHER"}
+        base_str = secret + path + "".join(k + params[k] for k in sorted(params)) + body + secret
+        params["sign"] = hmac.new(secret.encode(), base_str.encode(), hashlib.sha256).hexdigest()
+        url = f"{base}{path}?{urllib.parse.urlencode(params)}"
+        headers["x-tts-access-token"] = "tok-BENCH_CIPHER"
+    elif channel == "lazada":
+        path = "/product/stock/sellable/update"
+        ctype = "application/x-www-form-urlencoded"
+        payload = "<Request><Product><Skus>" + "".join(
+            f"<Sku><ItemId>{k + 1}</ItemId><SkuId>{100001 + k}</SkuId>"
+            f"<SellableQuantity>5</SellableQuantity></Sku>" for k in range(n)) + \
+            "</Skus></Product></Request>"
+        params = {"app_key": "120001", "timestamp": str(int(time.time() * 1000)),
+                  "sign_method": "sha256", "access_token": "tok-8100001", "payload": payload}
+        msg = path + "".join(k + params[k] for k in sorted(params))
+        sign = hmac.new(b"bench-app-secret", msg.encode(), hashlib.sha256).hexdigest().upper()
+        query = {k: params[k] for k in sorted(params) if k != "payload"}
+        query["sign"] = sign
+        url = f"{base}{path}?{urllib.parse.urlencode(query)}"
+        body = urllib.parse.urlencode({"payload": payload})
+    else:
+        raise SystemExit(f"unknown channel {channel}")
+    with open(bodyfile, "w") as f:
+        f.write(body)
+    with open(luafile, "w") as f:
+        f.write('wrk.method = "POST"\n')
+        f.write(f'wrk.headers["Content-Type"] = "{ctype}"\n')
+        for k, v in headers.items():
+            f.write(f'wrk.headers["{k}"] = "{v}"\n')
+        f.write(f'local f = io.open("{bodyfile}")\nwrk.body = f:read("*a")\nf:close()\n')
+    print(url)
+
+
 def sign(url, partner, key, shop, token):
     ts = str(int(time.time()))
     base = f"{partner}{PATH}{ts}{token}{shop}"
@@ -77,8 +177,26 @@ def pct(values, p):
     return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
 
 
-def latency(url, ca, shop, level, pglog, starts):
-    shop, level = int(shop), int(level)
+def arrivals(channel, e, shop, level):
+    """the listings (n) a simulator log entry set to level"""
+    if e.get("status") != 200:
+        return []
+    if channel == "shopee":
+        if e["shop_id"] == int(shop) and e["path"] == PATH and \
+                any(a.get("stock") == level for a in e.get("applied") or []):
+            return [e["item_id"]]
+    elif channel in ("tiktok", "tokopedia"):
+        if e.get("shop_cipher") == shop and e.get("product_id") and e.get("code") == 0 and \
+                any(a.get("quantity") == level for a in e.get("applied") or []):
+            return [int(e["product_id"])]
+    elif channel == "lazada":
+        if str(e.get("seller_id")) == shop and e.get("api_path") == "/product/stock/sellable/update":
+            return [int(a["item_id"]) for a in e.get("applied") or [] if a.get("quantity") == level]
+    return []
+
+
+def latency(channel, url, ca, shop, level, pglog, starts):
+    level = int(level)
     # pgbench -l: client_id transaction_no latency script_no time_epoch time_us [lag]
     commits = []
     with open(pglog) as f:
@@ -101,9 +219,8 @@ def latency(url, ca, shop, level, pglog, starts):
     while True:
         page = sim.call("GET", f"/_sim/log?since={since}&limit=5000")
         for e in page["entries"]:
-            if e["shop_id"] == shop and e["path"] == PATH and e["status"] == 200 and \
-                    any(a.get("stock") == level for a in e.get("applied") or []):
-                arrival.setdefault(e["item_id"], e["time"])
+            for n in arrivals(channel, e, shop, level):
+                arrival.setdefault(n, e["time"])
         if not page["entries"]:
             break
         since = page["next"]
@@ -127,4 +244,5 @@ def latency(url, ca, shop, level, pglog, starts):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "sign": sign, "latency": latency}[cmd](*args)
+    {"setup": setup, "setup-tiktok": setup_tiktok, "setup-lazada": setup_lazada,
+     "sign": sign, "wrk": wrk, "latency": latency}[cmd](*args)

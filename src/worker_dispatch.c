@@ -36,6 +36,8 @@
 
 /* after a refresh lease could not be taken, try again this much later */
 #define REFRESH_RETRY_MS 1000
+/* rows that do not fit a request looked at before it is sent as it is */
+#define MAX_MISFITS 8
 /* longest X-Correlation-ID the worker sends, in bytes (before the last id) */
 #define CORRELATION_HEADER_MAX 512
 
@@ -206,24 +208,29 @@ refuse_row(ShopState *shop, ClaimedRow *row, const char *code,
 
 /*
  * The waiting rows of row's sibling group (row first), or row alone.  The
- * claim takes a group whole, so its rows wait together.
+ * claim takes a group whole and orders it together, and a request hands
+ * its rows back together, so a group's rows wait side by side: only the
+ * rows that follow row are looked at, not the whole list.
  */
 static int
 sibling_group(ShopState *shop, ClaimedRow *row, ClaimedRow **group, int max)
 {
-	dlist_iter	iter;
+	dlist_node *next = &row->node;
 	int			n = 1;
 
 	group[0] = row;
 	if (row->sibling_key == NULL)
 		return n;
-	dlist_foreach(iter, &shop->waiting)
+	while (n < max && dlist_has_next(&shop->waiting, next))
 	{
-		ClaimedRow *other = dlist_container(ClaimedRow, node, iter.cur);
+		ClaimedRow *other;
 
-		if (other != row && other->sibling_key != NULL && n < max &&
-			strcmp(other->sibling_key, row->sibling_key) == 0)
-			group[n++] = other;
+		next = dlist_next_node(&shop->waiting, next);
+		other = dlist_container(ClaimedRow, node, next);
+		if (other->sibling_key == NULL ||
+			strcmp(other->sibling_key, row->sibling_key) != 0)
+			break;
+		group[n++] = other;
 	}
 	return n;
 }
@@ -293,10 +300,11 @@ restart:
 		{
 			/*
 			 * Claims come ordered by batch key, so the rows of one request
-			 * are found together: look no further than one batch past them,
-			 * rather than through every waiting row for every request.
+			 * are found together: look only a few rows past them (rows of
+			 * a later claim may join), not through every waiting row for
+			 * every request.
 			 */
-			if (++misfits >= max)
+			if (++misfits >= MAX_MISFITS)
 				break;
 			continue;
 		}
