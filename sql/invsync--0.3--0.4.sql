@@ -1387,7 +1387,8 @@ COMMENT ON FUNCTION invsync._claim_order_fetches(timestamptz, interval, integer)
  * worker's backoff; dead makes it a dead letter.  Only while the row is
  * still claimed at p_version (compare-and-set): a fetch whose lease was
  * lost changes nothing.  The worker never waits for an application's lock
- * on the row: "locked" asks it to record again a moment later.  Returns
+ * on the row or on the order's row: "locked" asks it to record again a
+ * moment later.  Returns
  * "locked", "superseded", or the outcome recorded (with _apply_order's
  * result for ok).  SECURITY DEFINER: the worker moves stock only through
  * this, never with ledger privileges of its own.
@@ -1425,6 +1426,19 @@ BEGIN
 	END IF;
 
 	IF p_outcome = 'ok' THEN
+		/*
+		 * The order's row too, without waiting: handle_webhook() locks it
+		 * before it queues this fetch again, so waiting here while holding
+		 * the fetch row would deadlock with a push of the same order.
+		 */
+		PERFORM FROM invsync.marketplace_orders o
+		  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+			FOR UPDATE SKIP LOCKED;
+		IF NOT FOUND AND EXISTS (SELECT FROM invsync.marketplace_orders o
+								  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop
+									AND o.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
 		PERFORM pg_catalog.set_config('invsync.correlation_id',
 									  v_fetch.correlation_ids[1], true);
 		BEGIN

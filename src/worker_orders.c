@@ -375,9 +375,13 @@ text_datum(const char *value, char *null)
 }
 
 /*
- * Record the fetch outcomes waiting, in one transaction: each applies its
- * order (ok) and settles its fetch row.  Those whose row an application
- * held are kept for a later turn.
+ * Record the fetch outcomes waiting, each in a transaction of its own: it
+ * applies its order (ok) and settles its fetch row.  One transaction for
+ * all would hold the fetch, order and stock rows of the first while it
+ * waits for those of the next, in no order a push's transaction can
+ * follow (a push locks its order, then its skus in order, then its fetch
+ * row): deadlocks under a storm of pushes.  Those whose row an
+ * application held are kept for a later turn.
  */
 void
 flush_fetch_records(void)
@@ -392,17 +396,6 @@ flush_fetch_records(void)
 	if (next_record_attempt != 0 && GetCurrentTimestamp() < next_record_attempt)
 		return;
 
-	begin_work("invsync: record order fetches");
-	if (!check_extension())
-	{
-		end_work();
-		reset_fetches();
-		return;
-	}
-	keep_plan(&record_plan,
-			  "SELECT invsync._record_order_fetch($1, $2, $3, $4, $5, $6, $7, "
-			  "$8, $9, $10, $11, $12)",
-			  12, types);
 	for (i = 0; i < npending; i++)
 	{
 		PendingFetch *p = &pending[i];
@@ -411,6 +404,17 @@ flush_fetch_records(void)
 		char	   *result;
 		bool		ok = strcmp(p->outcome, "ok") == 0;
 
+		begin_work("invsync: record order fetches");
+		if (i == 0 && !check_extension())
+		{
+			end_work();
+			reset_fetches();
+			return;
+		}
+		keep_plan(&record_plan,
+				  "SELECT invsync._record_order_fetch($1, $2, $3, $4, $5, $6, $7, "
+				  "$8, $9, $10, $11, $12)",
+				  12, types);
 		values[0] = Int64GetDatum(p->tenant_id);
 		values[1] = Int64GetDatum(p->shop_id);
 		values[2] = CStringGetTextDatum(p->order_id);
@@ -434,6 +438,7 @@ flush_fetch_records(void)
 			SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
 		if (result != NULL && strcmp(result, "locked") == 0)
 		{
+			end_work();
 			pending[kept++] = *p;
 			continue;
 		}
@@ -442,8 +447,8 @@ flush_fetch_records(void)
 						(strcmp(p->outcome, "dead") == 0 ? "order_fetch_dead" : "order_fetch_retry"),
 						p->correlation_id, get_shop(p->tenant_id, p->shop_id),
 						p->order_id, 0, 0, -1, ok ? NULL : result);
+		end_work();
 	}
-	end_work();
 
 	npending = kept;
 	if (kept > 0)
