@@ -424,6 +424,25 @@ adapter_set_listing(ListingPush *item, SyncOutcome outcome, const char *code,
 						 message, shop);
 }
 
+/*
+ * Does haystack (may be NULL) contain the ASCII needle, whatever the case?
+ * Marketplaces' messages are matched so ("Too many requests", "timestamp").
+ */
+bool
+adapter_contains_ci(const char *haystack, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	if (haystack == NULL)
+		return false;
+	for (; *haystack != '\0'; haystack++)
+	{
+		if (pg_strncasecmp(haystack, needle, n) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* ----------------------------------------------------------------
  * Requests
  * ----------------------------------------------------------------

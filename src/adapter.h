@@ -310,6 +310,7 @@ extern void adapter_set_listing(ListingPush *item, SyncOutcome outcome,
 								const ShopContext *shop);
 extern void adapter_copy_message(char *dst, size_t dstsize, const char *src,
 								 const ShopContext *shop);
+extern bool adapter_contains_ci(const char *haystack, const char *needle);
 
 /* requests */
 extern void request_init(HttpRequestSpec *request, const char *method,
