@@ -102,7 +102,6 @@ static void shopee_build_push(const ShopContext *shop,
 							  const ListingPush *items, int nitems,
 							  int64 now_ms, HttpRequestSpec *request);
 static bool in_list(const char *code, const char *const *list);
-static bool contains_ci(const char *haystack, const char *needle);
 static const char *error_suffix(const char *error);
 static SyncOutcome shopee_classify_error(long status, const char *error,
 										 const char *message, bool refresh);
@@ -369,24 +368,6 @@ in_list(const char *code, const char *const *list)
 }
 
 /*
- * Case-insensitive strstr for ASCII needles.
- */
-static bool
-contains_ci(const char *haystack, const char *needle)
-{
-	size_t		n = strlen(needle);
-
-	if (haystack == NULL)
-		return false;
-	for (; *haystack != '\0'; haystack++)
-	{
-		if (pg_strncasecmp(haystack, needle, n) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
  * Shopee prefixes some codes with a module ("product.error_param"): the
  * part after the last dot is what the documentation lists.
  */
@@ -416,18 +397,18 @@ shopee_classify_error(long status, const char *error, const char *message,
 {
 	const char *code = error_suffix(error);
 
-	if (contains_ci(message, "too many request") ||
-		contains_ci(error, "rate_limit"))
+	if (adapter_contains_ci(message, "too many request") ||
+		adapter_contains_ci(error, "rate_limit"))
 		return SYNC_OUTCOME_THROTTLED;
 	if (in_list(code, shopee_transient_errors))
 		return SYNC_OUTCOME_RETRY;
-	if (contains_ci(message, "invalid timestamp"))
+	if (adapter_contains_ci(message, "invalid timestamp"))
 		return SYNC_OUTCOME_RETRY;
 	if (!refresh &&
 		(strcmp(code, "error_auth") == 0 ||
 		 strcmp(code, "invalid_access_token") == 0 ||
-		 contains_ci(message, "access_token") ||
-		 contains_ci(message, "access token")))
+		 adapter_contains_ci(message, "access_token") ||
+		 adapter_contains_ci(message, "access token")))
 		return SYNC_OUTCOME_AUTH;
 	if (in_list(code, shopee_permanent_errors) ||
 		strncmp(code, "error_item_", 11) == 0)

@@ -285,24 +285,6 @@ tiktok_build_push(const ShopContext *shop, const ListingPush *items,
 }
 
 /*
- * Case-insensitive strstr for ASCII needles.
- */
-static bool
-contains_ci(const char *haystack, const char *needle)
-{
-	size_t		n = strlen(needle);
-
-	if (haystack == NULL)
-		return false;
-	for (; *haystack != '\0'; haystack++)
-	{
-		if (pg_strncasecmp(haystack, needle, n) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
  * Classify a TikTok code other than 0, for a whole call or one SKU.
  * Throttling and transient server errors first; then the token (refresh
  * and retry once: 105002 says it expired, 101000 that it is not the
@@ -322,7 +304,7 @@ tiktok_classify(long status, int64 code, const char *message, bool refresh)
 	if (!refresh && (code == TT_TOKEN_EXPIRED || code == TT_TOKEN_INVALID))
 		return SYNC_OUTCOME_AUTH;
 	if (code == TT_INVALID_CREDENTIALS && !refresh &&
-		contains_ci(message, "timestamp"))
+		adapter_contains_ci(message, "timestamp"))
 		return SYNC_OUTCOME_RETRY;
 	if (code == TT_INVALID_SIGN || code == TT_INVALID_CREDENTIALS)
 		return SYNC_OUTCOME_PERMANENT;

@@ -550,6 +550,23 @@ adapter_order_lines_json(const ChannelAdapter *adapter, const OrderDetail *detai
 	}
 	appendStringInfoChar(&buf, ']');
 	return buf.data;
+/*
+ * Does haystack (may be NULL) contain the ASCII needle, whatever the case?
+ * Marketplaces' messages are matched so ("Too many requests", "timestamp").
+ */
+bool
+adapter_contains_ci(const char *haystack, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	if (haystack == NULL)
+		return false;
+	for (; *haystack != '\0'; haystack++)
+	{
+		if (pg_strncasecmp(haystack, needle, n) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* ----------------------------------------------------------------

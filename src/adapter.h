@@ -428,6 +428,7 @@ extern void adapter_set_listing(ListingPush *item, SyncOutcome outcome,
 								const ShopContext *shop);
 extern void adapter_copy_message(char *dst, size_t dstsize, const char *src,
 								 const ShopContext *shop);
+extern bool adapter_contains_ci(const char *haystack, const char *needle);
 
 extern const OrderStatus *adapter_order_status(const ChannelAdapter *adapter,
 												const char *status);

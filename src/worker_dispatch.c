@@ -289,7 +289,7 @@ restart:
 				goto restart;
 			}
 		}
-		if (n > 0 && n + ngroup > max)
+		if (n > 0 && (n + ngroup > max || row->alone || request->rows[0].alone))
 			fits = false;
 		for (i = 0; i < ngroup && fits; i++)
 			fits = adapter_batch_fits(adapter, adapter->batch_by,
@@ -310,7 +310,7 @@ restart:
 		}
 		for (i = 0; i < ngroup; i++)
 			move_row_into(request, n++, group[i]);
-		if (n >= max)
+		if (n >= max || request->rows[0].alone)
 			break;
 		/* the group's other rows left the list: walk it again */
 		if (ngroup > 1)
@@ -513,6 +513,55 @@ dispatch(void)
 	pfree(to_refresh);
 }
 
+/*
+ * A marketplace may refuse a whole call for what one of its listings is
+ * (TikTok's 400 for a SKU whose warehouses do not match), without saying
+ * which.  Rather than make dead letters of every listing the call carried,
+ * send each sibling group of it again on its own, under the same lease:
+ * the listings that are fine go through, and the one at fault is refused
+ * alone, with the marketplace's reason.  True when the request was split
+ * (its rows are waiting again); only a call refused as a whole
+ * (PERMANENT, no listing decided by the adapter) carrying more than one
+ * group is.
+ */
+static bool
+split_refused_request(PushRequest *request, const CallResult *call,
+					  const HttpResult *result)
+{
+	ShopState  *shop = request->shop;
+	int			groups = 0;
+	int			i;
+
+	if (call->outcome != SYNC_OUTCOME_PERMANENT)
+		return false;
+	for (i = 0; i < request->nrows; i++)
+	{
+		const ClaimedRow *row = &request->rows[i];
+
+		if (request->pushes[i].outcome != SYNC_OUTCOME_NONE || row->alone)
+			return false;
+		if (i == 0 || row->sibling_key == NULL ||
+			request->rows[i - 1].sibling_key == NULL ||
+			strcmp(row->sibling_key, request->rows[i - 1].sibling_key) != 0)
+			groups++;
+	}
+	if (groups < 2)
+		return false;
+
+	for (i = request->nrows - 1; i >= 0; i--)
+	{
+		request->rows[i].alone = true;
+		return_row(shop, &request->rows[i]);
+	}
+	add_attempt(request, result->response.status, "permanent", "split",
+				call->error_message, call->request_id, result->latency_ms);
+	log_event(LOG, "stock_push_split", request->correlation_header, shop,
+			  listing_ids_json(request->rows, request->nrows),
+			  request->rows[0].attempts, result->response.status,
+			  result->latency_ms, call->error_message);
+	return true;
+}
+
 /* classify a finished stock update and queue its outcomes and attempt */
 static void
 stock_update_done(PushRequest *request, const HttpResult *result)
@@ -541,8 +590,12 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 			call.retry_after_ms = invsync_http_timeout_ms;
 	}
 	else
+	{
 		shop->adapter->parse_push(&shop->ctx, request->pushes, request->nrows,
 								  &result->response, &call);
+		if (split_refused_request(request, &call, result))
+			return;
+	}
 	adapter_settle_outcomes(request->pushes, request->nrows, &call);
 
 	for (i = 0; i < request->nrows; i++)

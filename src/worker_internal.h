@@ -66,6 +66,8 @@ typedef struct ClaimedRow
 	int64		level;
 	int			attempts;
 	bool		auth_retried;	/* already resent once after a refresh */
+	bool		alone;			/* its request was refused as a whole: sent
+								 * again with its siblings only */
 	TimestampTz send_by;		/* sent later, its request could outlive the
 								 * lease and overlap a new claim's */
 	char	   *correlation_ids;	/* comma-separated, for the header */

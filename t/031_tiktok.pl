@@ -236,6 +236,31 @@ cmp_ok($stats->{peak_per_second}{$cipher}, '<=', $sim_limit,
 	"no second saw more requests than the simulator's limit of $sim_limit");
 is($stats->{throttled}, 0, 'the simulator\'s rate limiter never answered 429');
 
+# ----- a call refused as a whole is split ------------------------------------
+# TikTok refuses the whole call (HTTP 400) when one SKU's warehouses do not
+# match, without naming it in data.errors[]: S32 has two warehouses, but
+# invsync lists only one.  The SKUs are sent again one by one: S31 goes
+# through, S32's listing alone becomes a dead letter with TikTok's reason.
+my $p3 = '1729000000000000003';
+sim_post($sim, '/_sim/products',
+	{ shop_cipher => $cipher, product_id => $p3, skus => { S31 => ['W1'], S32 => [ 'W1', 'W2' ] } });
+$node->safe_psql('postgres', qq{
+	SELECT invsync.upsert_item('S31');
+	SELECT invsync.upsert_item('S32');
+	INSERT INTO invsync.listings (shop_id, sku, external_ids)
+	VALUES ($shop, 'S31', '{"product_id": "$p3", "sku_id": "S31", "warehouse_id": "W1"}'),
+		   ($shop, 'S32', '{"product_id": "$p3", "sku_id": "S32", "warehouse_id": "W1"}');
+});
+ok(wait_for($node, q{SELECT string_agg(sku || ':' || sync_state, ' ' ORDER BY sku)
+		FROM invsync.listing_levels WHERE sku IN ('S31', 'S32')}, 'S31:synced S32:dead', 30),
+	'the SKU at fault is refused alone, the other goes through');
+like($node->safe_psql('postgres', q{SELECT last_error FROM invsync.sync_queue q
+		JOIN invsync.listings l USING (tenant_id, listing_id) WHERE l.sku = 'S32'}),
+	qr/W2/, "with TikTok's reason");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM invsync.sync_attempts
+		WHERE error_class = 'split' AND cardinality(listing_ids) = 2}),
+	'1', 'after the one call refused as a whole');
+
 secrets_absent_from_log($node, $secret, "access-$cipher-initial-token", "refresh-$cipher-initial-token",
 	$sim_shop->{access_token}, $sim_shop->{refresh_token});
 
