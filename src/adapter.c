@@ -550,6 +550,8 @@ adapter_order_lines_json(const ChannelAdapter *adapter, const OrderDetail *detai
 	}
 	appendStringInfoChar(&buf, ']');
 	return buf.data;
+}
+
 /*
  * Does haystack (may be NULL) contain the ASCII needle, whatever the case?
  * Marketplaces' messages are matched so ("Too many requests", "timestamp").
