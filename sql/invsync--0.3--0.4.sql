@@ -456,7 +456,7 @@ BEGIN
 		  JOIN invsync.shops s ON s.tenant_id = q.tenant_id AND s.shop_id = q.shop_id
 		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
 		 WHERE q.lease_until IS NOT NULL
-		 ORDER BY q.tenant_id, q.shop_id, l.batch_key, l.sibling_key;
+		 ORDER BY q.tenant_id, q.shop_id, l.batch_key, l.sibling_key, q.listing_id;
 END
 $$;
 
