@@ -7,7 +7,13 @@
  * marketplace's ids by the channel's attribute names (external_ids), from
  * which the generic columns and the claim's batch and sibling keys are
  * set; the claim takes sibling groups whole and returns the ids as the
- * channel defines them; the adapter hooks show headers and read levels.
+ * channel defines them; the adapter hooks show headers and read levels;
+ * sync_status warns before a refresh token's fixed end.
+ *
+ * Marketplace orders and webhooks: the ledger's order functions work in a
+ * given tenant; handle_webhook() records verified pushes in webhook_inbox
+ * and queues order_fetches; marketplace_orders and record_order() apply
+ * reserve, fulfil and release once, a status only moving forward.
  */
 
 \echo Use "ALTER EXTENSION invsync UPDATE TO '0.4'" to load this file. \quit
