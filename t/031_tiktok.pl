@@ -50,14 +50,17 @@ my %listings = (
 	'S21' => [ $p2, 'S21', 'W1' ],
 	'S22-W1' => [ $p2, 'S22', 'W1' ],
 	'S22-W2' => [ $p2, 'S22', 'W2' ]);
-$node->safe_psql('postgres', "SELECT invsync.upsert_location('WH1');\n"
+# in one transaction, as a seller's listings of one SKU should be created:
+# a warehouse's listing claimed before its sibling exists would be sent
+# alone, and TikTok refuses a call that omits a warehouse
+$node->safe_psql('postgres', "BEGIN;\nSELECT invsync.upsert_location('WH1');\n"
 	  . join('', map {
 		my ($p, $s, $w) = @{ $listings{$_} };
 		"SELECT invsync.upsert_item('$_');\n"
 		  . "INSERT INTO invsync.listings (shop_id, sku, external_ids) VALUES ($shop, '$_', '"
 		  . encode_json({ product_id => $p, sku_id => $s, defined $w ? (warehouse_id => $w) : () })
 		  . "');\n"
-	  } sort keys %listings));
+	  } sort keys %listings) . "COMMIT;\n");
 ok(wait_for($node, "SELECT count(*) FROM invsync.listing_levels WHERE sync_state = 'synced'", '7'),
 	'new listings publish their level');
 
