@@ -666,6 +666,13 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 DECLARE
 	v_tenants	bigint[];
 	v_listings	bigint[];
+	v_member_tenants bigint[];
+	v_member_listings bigint[];
+	v_member_shops bigint[];
+	v_member_keys text[];
+	v_locked_tenants bigint[];
+	v_locked_listings bigint[];
+	v_waiting_groups text[];
 BEGIN
 	/*
 	 * No row goes to a base URL the worker may not use now: plain http
@@ -740,66 +747,71 @@ BEGIN
 	 * every warehouse of a SKU) are claimed with the row that needs them,
 	 * all or none.  A group with a member another transaction has locked,
 	 * or leased to a request in flight, is left for a later claim: its
-	 * picked rows wait a moment rather than be picked again at once.
+	 * picked rows wait a moment rather than be picked again at once.  The
+	 * steps go through arrays, which the planner joins by hashing: a
+	 * common table expression it estimates at one row would be joined
+	 * with itself row by row.
 	 */
 	IF EXISTS (SELECT FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
 				 JOIN invsync.listings l
 				   ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
 				WHERE l.sibling_key IS NOT NULL) THEN
-		WITH picked AS (
-			SELECT l.tenant_id, l.listing_id, l.shop_id, l.sibling_key
-			  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-			  JOIN invsync.listings l
-				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
-		),
-		members AS (
-			SELECT DISTINCT g.tenant_id, g.shop_id, g.sibling_key, l.listing_id
-			  FROM picked g
-			  JOIN invsync.listings l
-				ON l.tenant_id = g.tenant_id AND l.shop_id = g.shop_id
-			   AND l.sibling_key = g.sibling_key
-			 WHERE l.enabled
-		),
-		locked AS (
-			SELECT q.tenant_id, q.listing_id
-			  FROM members m
-			  JOIN invsync.sync_queue q
-				ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
-			 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
-			 ORDER BY q.tenant_id, q.listing_id
-			   FOR UPDATE OF q SKIP LOCKED
-		),
-		complete AS (
-			SELECT m.tenant_id, m.shop_id, m.sibling_key
-			  FROM members m
-			  LEFT JOIN locked k
-				ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
-			 GROUP BY m.tenant_id, m.shop_id, m.sibling_key
-			HAVING count(*) = count(k.listing_id)
-		),
-		kept AS (
-			SELECT g.tenant_id, g.listing_id
-			  FROM picked g
-			 WHERE g.sibling_key IS NULL
-			UNION
-			SELECT m.tenant_id, m.listing_id
-			  FROM members m
-			  JOIN complete USING (tenant_id, shop_id, sibling_key)
-		),
-		postponed AS (			/* data-modifying: runs whether read or not */
-			UPDATE invsync.sync_queue q
-			   SET due_at = p_now + interval '250 milliseconds'
-			  FROM picked g
-			 WHERE q.tenant_id = g.tenant_id AND q.listing_id = g.listing_id
-			   AND g.sibling_key IS NOT NULL
-			   AND NOT EXISTS (SELECT FROM complete
-								WHERE complete.tenant_id = g.tenant_id
-								  AND complete.shop_id = g.shop_id
-								  AND complete.sibling_key = g.sibling_key)
-		)
-		SELECT array_agg(kept.tenant_id), array_agg(kept.listing_id)
+		/* every enabled listing of the picked rows' groups */
+		SELECT array_agg(l.tenant_id), array_agg(l.listing_id), array_agg(l.shop_id),
+			   array_agg(l.sibling_key)
+		  INTO v_member_tenants, v_member_listings, v_member_shops, v_member_keys
+		  FROM invsync.listings l
+		 WHERE l.enabled
+		   AND (l.tenant_id, l.shop_id, l.sibling_key) IN (
+				SELECT p.tenant_id, p.shop_id, p.sibling_key
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings p
+					ON p.tenant_id = c.tenant_id AND p.listing_id = c.listing_id
+				 WHERE p.sibling_key IS NOT NULL);
+
+		/* the members no one else holds, locked */
+		SELECT array_agg(k.tenant_id), array_agg(k.listing_id)
+		  INTO v_locked_tenants, v_locked_listings
+		  FROM (SELECT q.tenant_id, q.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings) AS m (tenant_id, listing_id)
+				  JOIN invsync.sync_queue q
+					ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
+				 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
+				 ORDER BY q.tenant_id, q.listing_id
+				   FOR UPDATE OF q SKIP LOCKED) k;
+
+		/* a group with a member not locked waits */
+		SELECT array_agg(DISTINCT m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key)
+		  INTO v_waiting_groups
+		  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+				 AS m (tenant_id, listing_id, shop_id, sibling_key)
+		  LEFT JOIN unnest(v_locked_tenants, v_locked_listings) AS k (tenant_id, listing_id)
+			ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
+		 WHERE k.listing_id IS NULL;
+
+		UPDATE invsync.sync_queue q
+		   SET due_at = p_now + interval '250 milliseconds'
+		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+		  JOIN invsync.listings l
+			ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+		 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+		   AND l.tenant_id::text || '/' || l.shop_id || '/' || l.sibling_key
+			   = ANY (v_waiting_groups);
+
+		/* the picked rows without siblings, and every member of the other groups */
+		SELECT array_agg(r.tenant_id), array_agg(r.listing_id)
 		  INTO v_tenants, v_listings
-		  FROM kept;
+		  FROM (SELECT c.tenant_id, c.listing_id
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings l
+					ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				 WHERE l.sibling_key IS NULL
+				UNION
+				SELECT m.tenant_id, m.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+						 AS m (tenant_id, listing_id, shop_id, sibling_key)
+				 WHERE NOT (m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key
+							= ANY (coalesce(v_waiting_groups, '{}')))) r;
 
 		IF v_tenants IS NULL THEN
 			RETURN;
