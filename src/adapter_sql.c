@@ -69,6 +69,8 @@ static ListingPush *sendable_batch(const ChannelAdapter *adapter,
 static void response_from_args(FunctionCallInfo fcinfo, int status_arg,
 							   int body_arg, int headers_arg,
 							   HttpResponseView *response);
+static void settle_batch(ListingPush *items, int nitems, ListingPush *batch,
+						 int nbatch, const CallResult *result);
 static Datum listings_result(const CallResult *result,
 							 const ListingPush *items, int nitems,
 							 bool levels);
@@ -403,6 +405,27 @@ response_from_args(FunctionCallInfo fcinfo, int status_arg, int body_arg,
 }
 
 /*
+ * Settle the listings of a batch the adapter read an answer for, as the
+ * engine does, and put them back among the caller's listings, in the
+ * caller's order (those sendable_batch left out are settled already).
+ */
+static void
+settle_batch(ListingPush *items, int nitems, ListingPush *batch, int nbatch,
+			 const CallResult *result)
+{
+	int			i;
+	int			k;
+
+	adapter_settle_outcomes(batch, nbatch, result);
+	for (i = 0, k = 0; i < nitems && k < nbatch; i++)
+	{
+		if (items[i].outcome == SYNC_OUTCOME_NONE &&
+			items[i].listing_id == batch[k].listing_id)
+			items[i] = batch[k++];
+	}
+}
+
+/*
  * {"outcome", "retry_after_ms", "request_id", "error_code",
  * "error_message", "listings": [{"listing_id", "outcome", ["level",]
  * "error_code", "error_message"}, ...]}
@@ -490,8 +513,6 @@ invsync_adapter_stock_response(PG_FUNCTION_ARGS)
 	ListingPush *batch;
 	int			nitems;
 	int			nbatch;
-	int			i;
-	int			k;
 	HttpResponseView response;
 	CallResult	result;
 
@@ -519,15 +540,7 @@ invsync_adapter_stock_response(PG_FUNCTION_ARGS)
 	batch = sendable_batch(adapter, adapter->batch_by, items, nitems, &nbatch);
 	memset(&result, 0, sizeof(result));
 	adapter->parse_push(&shop, batch, nbatch, &response, &result);
-	adapter_settle_outcomes(batch, nbatch, &result);
-
-	/* the settled batch back in the caller's order */
-	for (i = 0, k = 0; i < nitems && k < nbatch; i++)
-	{
-		if (items[i].outcome == SYNC_OUTCOME_NONE &&
-			items[i].listing_id == batch[k].listing_id)
-			items[i] = batch[k++];
-	}
+	settle_batch(items, nitems, batch, nbatch, &result);
 	PG_RETURN_DATUM(listings_result(&result, items, nitems, false));
 }
 
@@ -569,8 +582,6 @@ invsync_adapter_read_response(PG_FUNCTION_ARGS)
 	ListingPush *batch;
 	int			nitems;
 	int			nbatch;
-	int			i;
-	int			k;
 	HttpResponseView response;
 	CallResult	result;
 
@@ -581,13 +592,7 @@ invsync_adapter_read_response(PG_FUNCTION_ARGS)
 	batch = sendable_batch(adapter, adapter->read_by, items, nitems, &nbatch);
 	memset(&result, 0, sizeof(result));
 	adapter->parse_read_levels(&shop, batch, nbatch, &response, &result);
-	adapter_settle_outcomes(batch, nbatch, &result);
-	for (i = 0, k = 0; i < nitems && k < nbatch; i++)
-	{
-		if (items[i].outcome == SYNC_OUTCOME_NONE &&
-			items[i].listing_id == batch[k].listing_id)
-			items[i] = batch[k++];
-	}
+	settle_batch(items, nitems, batch, nbatch, &result);
 	PG_RETURN_DATUM(listings_result(&result, items, nitems, true));
 }
 

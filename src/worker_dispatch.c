@@ -166,16 +166,24 @@ copy_row(const ClaimedRow *row, ClaimedRow *copy, MemoryContext context)
 	return copy;
 }
 
-/* copy a waiting row into the request's context and free the original */
+/*
+ * Copy a waiting row into the request's context, with the push take_batch
+ * read from it (its ids copied, not parsed again), and free the original.
+ */
 static void
-move_row_into(PushRequest *request, int slot, ClaimedRow *row)
+move_row_into(PushRequest *request, int slot, ClaimedRow *row,
+			  const ListingPush *push)
 {
-	MemoryContext old = MemoryContextSwitchTo(request->context);
+	ListingPush *copy = &request->pushes[slot];
+	int			i;
 
 	copy_row(row, &request->rows[slot], request->context);
-	fill_push(&request->pushes[slot], &request->rows[slot],
-			  request->shop->adapter);
-	MemoryContextSwitchTo(old);
+	*copy = *push;
+	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)
+	{
+		if (copy->ids[i] != NULL)
+			copy->ids[i] = MemoryContextStrdup(request->context, copy->ids[i]);
+	}
 	dlist_delete(&row->node);
 	forget_row(row);
 	rows_held++;				/* still held, by the request now */
@@ -309,7 +317,7 @@ restart:
 			continue;
 		}
 		for (i = 0; i < ngroup; i++)
-			move_row_into(request, n++, group[i]);
+			move_row_into(request, n++, group[i], &candidates[i]);
 		if (n >= max || request->rows[0].alone)
 			break;
 		/* the group's other rows left the list: walk it again */
