@@ -8,7 +8,7 @@
 #                      adjust()'s direct path off
 
 EXTENSION = invsync
-EXTVERSION = 0.4
+EXTVERSION = 0.5
 
 MODULE_big = invsync
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c adapters/*.c)))

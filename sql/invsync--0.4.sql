@@ -1,0 +1,3501 @@
+/*
+ * invsync.sql
+ *	  Install script of the invsync extension: the inventory ledger, its
+ *	  functions and views, and the roles that may use them.
+ *
+ * Conventions: every user-data table leads its keys with tenant_id (DESIGN
+ * §6); the current tenant is invsync.current_tenant(), read from the
+ * invsync.tenant setting, or the tenant a DBA pinned the role to.  Tables are written only by the SECURITY DEFINER
+ * functions below, which pin search_path and qualify every name.  Errors a
+ * caller can cause raise SQLSTATEs of class IV, listed in README.md.
+ */
+
+\echo Use "CREATE EXTENSION invsync" to load this file. \quit
+
+/* ---------------------------------------------------------------------
+ * Roles.  Roles are cluster-wide, so they outlive the extension and are
+ * created only when missing.
+ * --------------------------------------------------------------------- */
+DO $roles$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['invsync_reader', 'invsync_writer',
+							 'invsync_admin', 'invsync_webhook',
+							 'invsync_worker', 'invsync_secrets']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END
+$roles$;
+
+GRANT invsync_reader TO invsync_writer;
+GRANT invsync_writer TO invsync_admin;
+
+/* ---------------------------------------------------------------------
+ * Session helpers (C)
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync.current_tenant() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'invsync_current_tenant_sql'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION invsync.current_tenant() IS
+	'the tenant invsync functions work in: the tenant the role is pinned to, else the invsync.tenant setting, 0 when unset';
+
+/* the tenant this session is pinned to, NULL when it is not */
+CREATE FUNCTION invsync._pinned_tenant() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'invsync_pinned_tenant_sql'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION invsync._pinned_tenant() IS
+	'the tenant the calling role is pinned to (see invsync.tenant_roles), NULL when it is not pinned';
+
+CREATE FUNCTION invsync.correlation_id() RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_correlation_id_sql'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION invsync.correlation_id() IS
+	'the invsync.correlation_id setting, or an id generated once per transaction when it is unset';
+
+CREATE FUNCTION invsync._caller() RETURNS name
+	AS 'MODULE_PATHNAME', 'invsync_caller_sql'
+	LANGUAGE C STABLE;
+COMMENT ON FUNCTION invsync._caller() IS
+	'the role calling from outside SECURITY DEFINER functions (the actor of a ledger row)';
+
+/* largest quantity one movement may carry, and largest level one stock row may hold */
+CREATE FUNCTION invsync.max_quantity() RETURNS bigint
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 1000000000::bigint;
+COMMENT ON FUNCTION invsync.max_quantity() IS
+	'the largest quantity one movement may carry and the largest level a stock row may hold';
+
+/* how deep bundles nest, and how many stocked skus one bundle consumes */
+CREATE FUNCTION invsync.max_bundle_depth() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 32;
+COMMENT ON FUNCTION invsync.max_bundle_depth() IS
+	'the deepest a bundle may nest: a bundle of plain items is 1 level deep, a bundle containing it 2';
+
+CREATE FUNCTION invsync.max_bundle_size() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 1000;
+COMMENT ON FUNCTION invsync.max_bundle_size() IS
+	'the most components one set_bundle call may list, and the most different stocked skus one bundle may consume through all its nesting';
+
+/* ---------------------------------------------------------------------
+ * Roles pinned to a tenant (src/tenant.c has the rules)
+ *
+ * Keyed by role, not tenant: a role is a cluster-wide object, and this is
+ * the DBA's security setting, not a tenant's data.  With Citus it would be
+ * a reference table.  A role's OID follows renames; a dropped role's pin
+ * stays behind (as a bare OID) until unpin_role() removes it.
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.tenant_roles (
+	role		regrole PRIMARY KEY,
+	tenant_id	bigint NOT NULL,
+	pinned_at	timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT tenant_roles_tenant_range CHECK (tenant_id >= 0)
+);
+COMMENT ON TABLE invsync.tenant_roles IS
+	'roles pinned to one tenant: each, and every role that is a member of it, works in that tenant whatever invsync.tenant says';
+
+/* pins are cached per backend: a change invalidates them everywhere */
+CREATE FUNCTION invsync._tenant_roles_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'invsync_tenant_roles_changed'
+	LANGUAGE C;
+
+CREATE TRIGGER tenant_roles_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON invsync.tenant_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION invsync._tenant_roles_changed();
+
+/*
+ * Pin a role to a tenant, or move its pin.  Not SECURITY DEFINER and
+ * granted to no role: only the extension's owner (or a superuser) pins.
+ * Pinning a role that reads invsync's tables directly (invsync_admin)
+ * confines its functions and views only, and says so.
+ */
+CREATE FUNCTION invsync.pin_role(p_role regrole, p_tenant bigint)
+	RETURNS invsync.tenant_roles
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		invsync.tenant_roles;
+BEGIN
+	IF p_role IS NULL OR p_role OPERATOR(pg_catalog.=) 0 THEN
+		RAISE EXCEPTION 'invalid role NULL'
+			USING ERRCODE = 'IV014';
+	END IF;
+	IF p_tenant IS NULL OR p_tenant < 0 THEN
+		RAISE EXCEPTION 'invalid tenant %', coalesce(p_tenant::text, 'NULL')
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A tenant is a non-negative bigint.';
+	END IF;
+	IF has_table_privilege(p_role, 'invsync.ledger', 'SELECT') THEN
+		RAISE WARNING 'role "%" reads invsync''s tables directly', p_role
+			USING DETAIL = 'The pin confines what the role does through invsync''s functions and views, not what it reads from the tables.',
+				  HINT = 'Pin roles granted invsync_reader, invsync_writer or invsync_webhook.';
+	END IF;
+	INSERT INTO invsync.tenant_roles AS t (role, tenant_id)
+	VALUES (p_role, p_tenant)
+	ON CONFLICT (role) DO UPDATE
+		SET tenant_id = excluded.tenant_id, pinned_at = now()
+	RETURNING * INTO v_row;
+	RETURN v_row;
+END
+$$;
+COMMENT ON FUNCTION invsync.pin_role(regrole, bigint) IS
+	'pin a role (and its members) to one tenant: from its next transaction on, it works in that tenant whatever it sets invsync.tenant to';
+
+/* remove a role's pin; returns whether it had one */
+CREATE FUNCTION invsync.unpin_role(p_role regrole)
+	RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM invsync.tenant_roles t WHERE t.role OPERATOR(pg_catalog.=) p_role;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION invsync.unpin_role(regrole) IS
+	'remove a role''s pin to a tenant; returns whether it had one';
+
+/* ---------------------------------------------------------------------
+ * Catalog
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.locations (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	location	text NOT NULL,
+	name		text,
+	priority	integer NOT NULL DEFAULT 100,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, location),
+	CONSTRAINT location_code_format
+		CHECK (location ~ '^[[:graph:]]{1,64}$')
+);
+COMMENT ON TABLE invsync.locations IS
+	'stock-holding places (warehouses, stores); a reservation naming no location draws from them by priority, lowest first';
+
+CREATE TABLE invsync.items (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	sku			text NOT NULL,
+	name		text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, sku),
+	CONSTRAINT sku_format CHECK (sku ~ '^[[:graph:]]{1,128}$')
+);
+COMMENT ON TABLE invsync.items IS
+	'stock-keeping units; an item with bundle_components is a bundle and holds no stock of its own';
+
+CREATE TABLE invsync.bundle_components (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	bundle_sku	text NOT NULL,
+	component_sku text NOT NULL,
+	qty			bigint NOT NULL,
+	PRIMARY KEY (tenant_id, bundle_sku, component_sku),
+	FOREIGN KEY (tenant_id, bundle_sku)
+		REFERENCES invsync.items (tenant_id, sku) ON DELETE CASCADE,
+	FOREIGN KEY (tenant_id, component_sku)
+		REFERENCES invsync.items (tenant_id, sku),
+	CONSTRAINT component_is_not_bundle CHECK (bundle_sku <> component_sku),
+	CONSTRAINT component_qty_range CHECK (qty BETWEEN 1 AND 1000)
+);
+CREATE INDEX bundle_components_component_idx
+	ON invsync.bundle_components (tenant_id, component_sku);
+COMMENT ON TABLE invsync.bundle_components IS
+	'what one unit of a bundle consumes, as defined; bundles may nest, cycles are refused; written only by set_bundle()';
+
+/*
+ * Each bundle flattened: the stocked skus one unit of it consumes through
+ * all its nesting, with quantities multiplied.  set_bundle() rewrites the
+ * lists of the bundle it defines and of every bundle containing it, so
+ * availability, reservations and listing levels read one short list and
+ * never walk the nesting.
+ */
+CREATE TABLE invsync.bundle_leaves (
+	tenant_id	bigint NOT NULL,
+	bundle_sku	text NOT NULL,
+	component_sku text NOT NULL,
+	qty			bigint NOT NULL,
+	depth		integer NOT NULL,
+	PRIMARY KEY (tenant_id, bundle_sku, component_sku),
+	FOREIGN KEY (tenant_id, bundle_sku)
+		REFERENCES invsync.items (tenant_id, sku) ON DELETE CASCADE,
+	FOREIGN KEY (tenant_id, component_sku)
+		REFERENCES invsync.items (tenant_id, sku),
+	CONSTRAINT bundle_leaf_qty CHECK (qty >= 1),
+	CONSTRAINT bundle_leaf_depth CHECK (depth >= 1)
+);
+CREATE INDEX bundle_leaves_component_idx
+	ON invsync.bundle_leaves (tenant_id, component_sku);
+COMMENT ON TABLE invsync.bundle_leaves IS
+	'each bundle flattened: the stocked skus one unit consumes through all its nesting, quantities multiplied; kept by set_bundle()';
+COMMENT ON COLUMN invsync.bundle_leaves.depth IS
+	'the longest chain of nesting from the bundle down to this sku: 1 when only the bundle itself lists it';
+
+/*
+ * One row per tenant that has defined bundles.  set_bundle() updates it
+ * first, so definitions of one tenant's bundles take turns and each sees
+ * the one before: two sessions cannot each add half of a cycle, or flatten
+ * a bundle from a list the other is rewriting.  A REPEATABLE READ
+ * transaction that would miss a concurrent definition fails with 40001.
+ */
+CREATE TABLE invsync.bundle_versions (
+	tenant_id	bigint NOT NULL,
+	version		bigint NOT NULL DEFAULT 1,
+	changed_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id)
+);
+COMMENT ON TABLE invsync.bundle_versions IS
+	'per tenant: how many times its bundles were defined, and when last; set_bundle() calls of one tenant take turns on this row';
+
+/* ---------------------------------------------------------------------
+ * Stock and the ledger
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.stock_levels (
+	tenant_id	bigint NOT NULL,
+	sku			text NOT NULL,
+	location	text NOT NULL,
+	on_hand		bigint NOT NULL DEFAULT 0,
+	reserved	bigint NOT NULL DEFAULT 0,
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, sku, location),
+	FOREIGN KEY (tenant_id, sku) REFERENCES invsync.items (tenant_id, sku),
+	FOREIGN KEY (tenant_id, location)
+		REFERENCES invsync.locations (tenant_id, location),
+	CONSTRAINT stock_never_oversold
+		CHECK (reserved >= 0 AND reserved <= on_hand),
+	CONSTRAINT stock_within_range
+		CHECK (on_hand <= 1000000000)
+) WITH (fillfactor = 80);
+COMMENT ON TABLE invsync.stock_levels IS
+	'cache of the ledger: on hand and reserved per sku and location, kept in the transaction that writes the ledger';
+
+CREATE SEQUENCE invsync.ledger_id_seq AS bigint;
+
+CREATE TABLE invsync.ledger (
+	tenant_id	bigint NOT NULL,
+	ledger_id	bigint NOT NULL DEFAULT nextval('invsync.ledger_id_seq'),
+	sku			text NOT NULL,
+	location	text NOT NULL,
+	operation	text NOT NULL,
+	on_hand_change bigint NOT NULL,
+	reserved_change bigint NOT NULL,
+	on_hand_after bigint NOT NULL,
+	reserved_after bigint NOT NULL,
+	reason		text,
+	reference	text,
+	order_ref	text,
+	idempotency_key text NOT NULL,
+	correlation_id text NOT NULL,
+	actor		name NOT NULL,
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, ledger_id),
+	CONSTRAINT ledger_operation CHECK (operation IN
+		('adjust', 'set_on_hand', 'transfer_out', 'transfer_in',
+		 'reserve', 'release', 'fulfill'))
+);
+ALTER SEQUENCE invsync.ledger_id_seq OWNED BY invsync.ledger.ledger_id;
+CREATE INDEX ledger_idempotency_key_idx
+	ON invsync.ledger (tenant_id, idempotency_key);
+COMMENT ON TABLE invsync.ledger IS
+	'append-only record of every change of on-hand or reserved stock; stock_levels always equals its sum';
+
+/*
+ * The ledger is append-only for everyone: no role is granted UPDATE or
+ * DELETE, and these triggers stop the owner and superusers too.
+ */
+CREATE FUNCTION invsync._ledger_is_append_only() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RAISE EXCEPTION 'invsync.ledger is append-only'
+		USING ERRCODE = 'IV015',
+			  DETAIL = pg_catalog.format('%s is not allowed on the ledger.', TG_OP),
+			  HINT = 'Record a correcting movement with invsync.adjust() instead.';
+END
+$$;
+
+CREATE TRIGGER ledger_no_update_or_delete
+	BEFORE UPDATE OR DELETE ON invsync.ledger
+	FOR EACH ROW EXECUTE FUNCTION invsync._ledger_is_append_only();
+CREATE TRIGGER ledger_no_truncate
+	BEFORE TRUNCATE ON invsync.ledger
+	FOR EACH STATEMENT EXECUTE FUNCTION invsync._ledger_is_append_only();
+
+CREATE TABLE invsync.reservation_orders (
+	tenant_id	bigint NOT NULL,
+	order_ref	text NOT NULL,
+	status		text NOT NULL DEFAULT 'reserved',
+	idempotency_key text NOT NULL,
+	correlation_id text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	closed_at	timestamptz,
+	PRIMARY KEY (tenant_id, order_ref),
+	CONSTRAINT reservation_order_status
+		CHECK (status IN ('reserved', 'released', 'fulfilled'))
+);
+COMMENT ON TABLE invsync.reservation_orders IS
+	'one row per order reference that reserved stock, with its status';
+
+CREATE TABLE invsync.reservations (
+	tenant_id	bigint NOT NULL,
+	order_ref	text NOT NULL,
+	line_no		integer NOT NULL,
+	sku			text NOT NULL,
+	location	text NOT NULL,
+	qty			bigint NOT NULL CHECK (qty > 0),
+	line_sku	text NOT NULL,
+	PRIMARY KEY (tenant_id, order_ref, line_no, sku, location),
+	FOREIGN KEY (tenant_id, order_ref)
+		REFERENCES invsync.reservation_orders (tenant_id, order_ref)
+);
+COMMENT ON TABLE invsync.reservations IS
+	'what each order line holds, per stocked sku and location (a bundle line holds its components)';
+COMMENT ON COLUMN invsync.reservations.line_sku IS
+	'the sku the order line named; differs from sku when the line is a bundle';
+
+CREATE TABLE invsync.idempotency_keys (
+	tenant_id	bigint NOT NULL,
+	idempotency_key text NOT NULL,
+	operation	text NOT NULL,
+	fingerprint bytea NOT NULL,
+	correlation_id text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, idempotency_key)
+);
+CREATE INDEX idempotency_keys_created_at_idx
+	ON invsync.idempotency_keys USING brin (created_at);
+COMMENT ON TABLE invsync.idempotency_keys IS
+	'keys of the stock mutations that committed, with a fingerprint of their parameters; purged by purge_idempotency_keys()';
+
+/* ---------------------------------------------------------------------
+ * Internal helpers
+ * --------------------------------------------------------------------- */
+
+/*
+ * The ledger's hot path is C (src/ledger.c): _check_quantity,
+ * _take_idempotency_key, _post and adjust.
+ */
+
+/*
+ * Bounded inputs (src/inputs.c): IV027 unless p_value has at most the
+ * characters allowed for p_what ('sku', 'location code', 'reason',
+ * 'reference' or 'name'); the size of a value, read from its header; and
+ * what an error message may show of a caller's value (40 bytes).
+ */
+CREATE FUNCTION invsync._check_length(p_value text, p_what text)
+	RETURNS void
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_check_length_sql';
+
+CREATE FUNCTION invsync._raw_size(p_value jsonb)
+	RETURNS bigint
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_raw_size_sql';
+
+CREATE FUNCTION invsync._clip(p_value text)
+	RETURNS text
+	LANGUAGE c STRICT IMMUTABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'invsync_clip_sql';
+
+/* quantities are positive and at most max_quantity(); IV003 otherwise */
+CREATE FUNCTION invsync._check_quantity(p_value bigint, p_what text,
+										p_allow_negative boolean DEFAULT false)
+	RETURNS void
+	LANGUAGE c IMMUTABLE
+	AS 'MODULE_PATHNAME', 'invsync_check_quantity_sql';
+
+/*
+ * Take an idempotency key for this call.  Returns true when the key is new
+ * and the caller should do the work; false when the same call already
+ * committed under this key (the caller then replays its result).  A call
+ * with the same key but other parameters is refused (IV005); a concurrent
+ * call with the same key waits until the first one commits or aborts.
+ */
+CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
+											  p_operation text, p_params jsonb)
+	RETURNS boolean
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'invsync_take_idempotency_key_sql';
+
+/* the ledger rows a committed call wrote under an idempotency key */
+CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT l.*
+	  FROM invsync.ledger l
+	  JOIN invsync.idempotency_keys k
+		ON k.tenant_id = l.tenant_id AND k.idempotency_key = l.idempotency_key
+	 WHERE l.tenant_id = p_tenant
+	   AND l.idempotency_key = p_key
+	   AND l.recorded_at >= k.created_at
+	 ORDER BY l.ledger_id
+$$;
+
+/* IV001 / IV002 / IV013 unless sku and location exist and the sku holds stock */
+CREATE FUNCTION invsync._check_stockable(p_tenant bigint, p_sku text, p_location text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.items i
+					WHERE i.tenant_id = p_tenant AND i.sku = p_sku) THEN
+		RAISE EXCEPTION 'unknown sku %', coalesce('"' || p_sku || '"', 'NULL')
+			USING ERRCODE = 'IV001',
+				  HINT = 'Create it first with invsync.upsert_item().';
+	END IF;
+	IF NOT EXISTS (SELECT FROM invsync.locations l
+					WHERE l.tenant_id = p_tenant AND l.location = p_location) THEN
+		RAISE EXCEPTION 'unknown location %', coalesce('"' || p_location || '"', 'NULL')
+			USING ERRCODE = 'IV002',
+				  HINT = 'Create it first with invsync.upsert_location().';
+	END IF;
+	IF EXISTS (SELECT FROM invsync.bundle_components b
+				WHERE b.tenant_id = p_tenant AND b.bundle_sku = p_sku) THEN
+		RAISE EXCEPTION 'sku "%" is a bundle and holds no stock of its own', p_sku
+			USING ERRCODE = 'IV013',
+				  HINT = 'Move stock of its components instead.';
+	END IF;
+END
+$$;
+
+/*
+ * The slow path of _post: the stock row is missing or the change does not
+ * fit.  Raises IV001 / IV002 / IV013 for an unknown sku or location or a
+ * bundle, IV003 / IV004 for a change out of range or overselling; otherwise
+ * leaves the row existing and locked by this transaction, so that _post's
+ * statement applies.  An existing stock row proves the sku and location
+ * exist and the sku is no bundle (set_bundle refuses skus with stock rows),
+ * so they are checked only when the row is missing.
+ */
+CREATE FUNCTION invsync._prepare_stock_row(p_tenant bigint, p_sku text, p_location text,
+										   p_on_hand_change bigint, p_reserved_change bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_on_hand	bigint;
+	v_reserved	bigint;
+	v_exists	boolean;
+BEGIN
+	LOOP
+		SELECT s.on_hand, s.reserved INTO v_on_hand, v_reserved
+		  FROM invsync.stock_levels s
+		 WHERE s.tenant_id = p_tenant AND s.sku = p_sku AND s.location = p_location
+		   FOR UPDATE;
+		v_exists := FOUND;
+		IF NOT v_exists THEN
+			PERFORM invsync._check_stockable(p_tenant, p_sku, p_location);
+		END IF;
+		v_on_hand := coalesce(v_on_hand, 0) + p_on_hand_change;
+		v_reserved := coalesce(v_reserved, 0) + p_reserved_change;
+
+		IF v_on_hand > invsync.max_quantity() THEN
+			RAISE EXCEPTION 'stock of "%" at "%" would exceed the largest level allowed', p_sku, p_location
+				USING ERRCODE = 'IV003',
+					  DETAIL = pg_catalog.format('The level would be %s; at most %s is allowed.',
+												 v_on_hand, invsync.max_quantity());
+		END IF;
+		IF v_reserved < 0 OR v_reserved > v_on_hand OR v_on_hand < 0 THEN
+			RAISE EXCEPTION 'insufficient stock of "%" at "%"', p_sku, p_location
+				USING ERRCODE = 'IV004',
+					  DETAIL = pg_catalog.format('On hand would be %s with %s reserved.',
+												 v_on_hand, v_reserved);
+		END IF;
+		IF v_exists THEN
+			RETURN;
+		END IF;
+
+		/* a first movement creates the row empty; the movement fills it */
+		INSERT INTO invsync.stock_levels (tenant_id, sku, location)
+		VALUES (p_tenant, p_sku, p_location)
+		ON CONFLICT (tenant_id, sku, location) DO NOTHING;
+		IF FOUND THEN
+			RETURN;
+		END IF;
+		/* created concurrently: check again against what it holds now */
+	END LOOP;
+END
+$$;
+
+/*
+ * Write one ledger row and apply it to stock_levels: the only place either
+ * table is written.  A change that would oversell or exceed the range
+ * raises IV004 / IV003 and writes nothing.
+ */
+CREATE FUNCTION invsync._post(p_tenant bigint, p_sku text, p_location text,
+							  p_on_hand_change bigint, p_reserved_change bigint,
+							  p_operation text, p_reason text, p_reference text,
+							  p_order_ref text, p_key text)
+	RETURNS invsync.ledger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'invsync_post_sql';
+
+/*
+ * The stocked skus one unit of p_sku consumes, with quantities multiplied
+ * through nested bundles; a plain sku consumes itself once.  Reads the
+ * flat list set_bundle() keeps, never the nesting.
+ */
+CREATE FUNCTION invsync._expand_bundle(p_tenant bigint, p_sku text)
+	RETURNS TABLE (sku text, qty numeric)
+	LANGUAGE sql STABLE
+BEGIN ATOMIC
+	SELECT f.component_sku, f.qty::numeric
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku
+	UNION ALL
+	SELECT p_sku, 1::numeric
+	 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
+						WHERE f.tenant_id = p_tenant AND f.bundle_sku = p_sku);
+END;
+
+/*
+ * Rewrite the flat lists (bundle_leaves) of the given bundles from their
+ * components.  Bundles not given must have correct lists already.  Each
+ * round flattens every bundle none of whose components still waits, from
+ * its components' lists: the rounds are as many as the nesting is deep and
+ * each costs what the lists it writes hold, however many paths lead from a
+ * bundle to a sku.  With p_enforce_limits, a list nested deeper than
+ * max_bundle_depth() (IV016), longer than max_bundle_size() (IV017) or
+ * needing more than max_quantity() of one sku per unit (IV003) is refused;
+ * the caller's statement then fails and writes nothing.  Lists that only
+ * contain each other raise IV009 (set_bundle refuses cycles before).
+ */
+CREATE FUNCTION invsync._flatten_bundles(p_tenant bigint, p_bundles text[],
+										 p_enforce_limits boolean DEFAULT true)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_todo		text[] := ARRAY(SELECT DISTINCT b FROM unnest(p_bundles) AS b);
+	v_ready		text[];
+	v_bundles	text[];
+	v_skus		text[];
+	v_qtys		numeric[];
+	v_depths	integer[];
+	v_bad		record;
+BEGIN
+	WHILE cardinality(v_todo) > 0
+	LOOP
+		v_ready := ARRAY(
+			SELECT t.sku FROM unnest(v_todo) AS t (sku)
+			 WHERE NOT EXISTS (
+					SELECT FROM invsync.bundle_components c
+					 WHERE c.tenant_id = p_tenant AND c.bundle_sku = t.sku
+					   AND c.component_sku IN (SELECT unnest(v_todo))));
+		IF cardinality(v_ready) = 0 THEN
+			RAISE EXCEPTION 'bundles % contain themselves', v_todo
+				USING ERRCODE = 'IV009';
+		END IF;
+
+		/* a component that is no bundle is a leaf of its own */
+		SELECT array_agg(x.bundle_sku), array_agg(x.sku), array_agg(x.qty),
+			   array_agg(x.depth)
+		  INTO v_bundles, v_skus, v_qtys, v_depths
+		  FROM (SELECT c.bundle_sku, coalesce(f.component_sku, c.component_sku) AS sku,
+					   sum(c.qty::numeric * coalesce(f.qty, 1)) AS qty,
+					   max(coalesce(f.depth, 0) + 1) AS depth
+				  FROM invsync.bundle_components c
+				  LEFT JOIN invsync.bundle_leaves f
+					ON f.tenant_id = c.tenant_id AND f.bundle_sku = c.component_sku
+				 WHERE c.tenant_id = p_tenant AND c.bundle_sku = ANY (v_ready)
+				 GROUP BY 1, 2) x;
+
+		IF p_enforce_limits THEN
+			SELECT l.bundle_sku, max(l.depth) AS depth INTO v_bad
+			  FROM unnest(v_bundles, v_depths) AS l (bundle_sku, depth)
+			 GROUP BY 1 HAVING max(l.depth) > invsync.max_bundle_depth()
+			 ORDER BY 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'bundle "%" would nest % levels deep', v_bad.bundle_sku, v_bad.depth
+					USING ERRCODE = 'IV016',
+						  DETAIL = pg_catalog.format('Bundles nest at most %s levels; a bundle of plain items is 1 level deep.',
+													 invsync.max_bundle_depth());
+			END IF;
+			SELECT l.bundle_sku, count(*) AS skus INTO v_bad
+			  FROM unnest(v_bundles) AS l (bundle_sku)
+			 GROUP BY 1 HAVING count(*) > invsync.max_bundle_size()
+			 ORDER BY 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'bundle "%" would consume % different stocked skus', v_bad.bundle_sku, v_bad.skus
+					USING ERRCODE = 'IV017',
+						  DETAIL = pg_catalog.format('A bundle consumes at most %s different stocked skus, through all its nesting.',
+													 invsync.max_bundle_size());
+			END IF;
+			SELECT l.bundle_sku, l.sku, l.qty INTO v_bad
+			  FROM unnest(v_bundles, v_skus, v_qtys) AS l (bundle_sku, sku, qty)
+			 WHERE l.qty > invsync.max_quantity()
+			 ORDER BY 1, 2 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'one unit of bundle "%" would consume % of "%"', v_bad.bundle_sku, v_bad.qty, v_bad.sku
+					USING ERRCODE = 'IV003',
+						  DETAIL = pg_catalog.format('A unit of a bundle consumes at most %s of one sku, through all its nesting.',
+													 invsync.max_quantity());
+			END IF;
+		END IF;
+
+		DELETE FROM invsync.bundle_leaves f
+		 WHERE f.tenant_id = p_tenant AND f.bundle_sku = ANY (v_ready);
+		INSERT INTO invsync.bundle_leaves (tenant_id, bundle_sku, component_sku, qty, depth)
+		SELECT p_tenant, l.bundle_sku, l.sku, l.qty::bigint, l.depth
+		  FROM unnest(v_bundles, v_skus, v_qtys, v_depths) AS l (bundle_sku, sku, qty, depth);
+
+		v_todo := ARRAY(SELECT t.sku FROM unnest(v_todo) AS t (sku)
+						 WHERE t.sku NOT IN (SELECT unnest(v_ready)));
+	END LOOP;
+END
+$$;
+
+/* ---------------------------------------------------------------------
+ * Catalog functions
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync.upsert_item(p_sku text, p_name text DEFAULT NULL)
+	RETURNS invsync.items
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		invsync.items;
+BEGIN
+	IF p_sku IS NULL THEN
+		RAISE EXCEPTION 'invalid sku NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_sku, 'sku'), invsync._check_length(p_name, 'name');
+	IF p_sku !~ '^[[:graph:]]{1,128}$' THEN
+		RAISE EXCEPTION 'invalid sku "%"', p_sku
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A sku is 1 to 128 printable characters without spaces.';
+	END IF;
+	INSERT INTO invsync.items AS i (tenant_id, sku, name)
+	VALUES (invsync.current_tenant(), p_sku, p_name)
+	ON CONFLICT (tenant_id, sku) DO UPDATE
+		SET name = coalesce(excluded.name, i.name)
+	RETURNING * INTO v_row;
+	RETURN v_row;
+END
+$$;
+COMMENT ON FUNCTION invsync.upsert_item(text, text) IS
+	'create an item, or rename it when it exists';
+
+CREATE FUNCTION invsync.upsert_location(p_location text, p_name text DEFAULT NULL,
+										p_priority integer DEFAULT NULL)
+	RETURNS invsync.locations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		invsync.locations;
+BEGIN
+	IF p_location IS NULL THEN
+		RAISE EXCEPTION 'invalid location code NULL'
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
+	END IF;
+	PERFORM invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_name, 'name');
+	IF p_location !~ '^[[:graph:]]{1,64}$' THEN
+		RAISE EXCEPTION 'invalid location code "%"', p_location
+			USING ERRCODE = 'IV014',
+				  DETAIL = 'A location code is 1 to 64 printable characters without spaces.';
+	END IF;
+	INSERT INTO invsync.locations AS l (tenant_id, location, name, priority)
+	VALUES (invsync.current_tenant(), p_location, p_name, coalesce(p_priority, 100))
+	ON CONFLICT (tenant_id, location) DO UPDATE
+		SET name = coalesce(excluded.name, l.name),
+			priority = coalesce(p_priority, l.priority)
+	RETURNING * INTO v_row;
+	RETURN v_row;
+END
+$$;
+COMMENT ON FUNCTION invsync.upsert_location(text, text, integer) IS
+	'create a location, or change its name or allocation priority';
+
+/*
+ * Make p_sku a bundle of the given components, replacing earlier ones, and
+ * flatten it and every bundle containing it (see _flatten_bundles).  The
+ * tenant's bundle_versions row is updated first: one tenant's definitions
+ * take turns, so the cycle check and the flat lists see every definition
+ * committed before.  Refused, writing nothing: malformed, duplicate or too
+ * many components (IV014), an unknown sku (IV001), a sku with stock (IV013),
+ * a cycle (IV009), nesting too deep (IV016), too many stocked skus (IV017)
+ * or more than max_quantity() of one per unit (IV003), for this bundle or
+ * for any bundle containing it.
+ */
+CREATE FUNCTION invsync.set_bundle(p_sku text, p_components jsonb)
+	RETURNS SETOF invsync.bundle_components
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_component jsonb;
+	v_sku		text;
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_affected	text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.items i
+					WHERE i.tenant_id = v_tenant AND i.sku = p_sku) THEN
+		RAISE EXCEPTION 'unknown sku "%"', p_sku USING ERRCODE = 'IV001';
+	END IF;
+	IF p_components IS NULL OR jsonb_typeof(p_components) <> 'array'
+		OR jsonb_array_length(p_components) NOT BETWEEN 1 AND invsync.max_bundle_size() THEN
+		RAISE EXCEPTION 'invalid bundle components'
+			USING ERRCODE = 'IV014',
+				  DETAIL = pg_catalog.format('Components are a JSON array of 1 to %s objects {"sku": text, "qty": integer}.',
+											 invsync.max_bundle_size());
+	END IF;
+
+	FOR v_component IN SELECT * FROM jsonb_array_elements(p_components)
+	LOOP
+		IF jsonb_typeof(v_component) <> 'object'
+			OR jsonb_typeof(v_component -> 'sku') IS DISTINCT FROM 'string'
+			OR jsonb_typeof(v_component -> 'qty') IS DISTINCT FROM 'number'
+			OR (v_component ->> 'qty')::numeric NOT BETWEEN 1 AND 1000
+			OR (v_component ->> 'qty')::numeric <> trunc((v_component ->> 'qty')::numeric) THEN
+			RAISE EXCEPTION 'invalid bundle component %', v_component
+				USING ERRCODE = 'IV014',
+					  DETAIL = 'Each component is {"sku": text, "qty": integer from 1 to 1000}.';
+		END IF;
+		v_sku := v_component ->> 'sku';
+		IF v_sku = ANY (v_skus) THEN
+			RAISE EXCEPTION 'bundle component "%" is listed twice', v_sku
+				USING ERRCODE = 'IV014',
+					  HINT = 'List each component once, with its whole quantity.';
+		END IF;
+		IF NOT EXISTS (SELECT FROM invsync.items i
+						WHERE i.tenant_id = v_tenant AND i.sku = v_sku) THEN
+			RAISE EXCEPTION 'unknown sku "%"', v_sku USING ERRCODE = 'IV001';
+		END IF;
+		v_skus := v_skus || v_sku;
+		v_qtys := v_qtys || (v_component ->> 'qty')::bigint;
+	END LOOP;
+
+	/* take the tenant's turn; later statements see every earlier definition */
+	INSERT INTO invsync.bundle_versions AS v (tenant_id)
+	VALUES (v_tenant)
+	ON CONFLICT (tenant_id) DO UPDATE
+		SET version = v.version + 1, changed_at = excluded.changed_at;
+
+	IF EXISTS (SELECT FROM invsync.stock_levels s
+				WHERE s.tenant_id = v_tenant AND s.sku = p_sku) THEN
+		RAISE EXCEPTION 'sku "%" has stock history and cannot become a bundle', p_sku
+			USING ERRCODE = 'IV013',
+				  HINT = 'Create the bundle under a new sku.';
+	END IF;
+
+	/* this bundle and every bundle containing it, at any depth */
+	v_affected := ARRAY(
+		WITH RECURSIVE up (sku) AS (
+			SELECT p_sku
+			UNION
+			SELECT c.bundle_sku
+			  FROM up
+			  JOIN invsync.bundle_components c
+				ON c.tenant_id = v_tenant AND c.component_sku = up.sku)
+		SELECT up.sku FROM up);
+	SELECT s.sku INTO v_sku
+	  FROM unnest(v_skus) WITH ORDINALITY AS s (sku, n)
+	 WHERE s.sku = ANY (v_affected)
+	 ORDER BY s.n LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'bundle "%" would contain itself through "%"', p_sku, v_sku
+			USING ERRCODE = 'IV009';
+	END IF;
+
+	DELETE FROM invsync.bundle_components b
+	 WHERE b.tenant_id = v_tenant AND b.bundle_sku = p_sku;
+	INSERT INTO invsync.bundle_components (tenant_id, bundle_sku, component_sku, qty)
+	SELECT v_tenant, p_sku, c.sku, c.qty
+	  FROM unnest(v_skus, v_qtys) AS c (sku, qty);
+
+	PERFORM invsync._flatten_bundles(v_tenant, v_affected);
+	PERFORM invsync._bundles_changed(v_tenant, v_affected);
+
+	RETURN QUERY
+		SELECT * FROM invsync.bundle_components b
+		 WHERE b.tenant_id = v_tenant AND b.bundle_sku = p_sku
+		 ORDER BY b.component_sku;
+END
+$$;
+COMMENT ON FUNCTION invsync.set_bundle(text, jsonb) IS
+	'make an item a bundle of the given components (replacing earlier ones) and flatten it and the bundles containing it; cycles raise IV009, nesting deeper than max_bundle_depth() IV016';
+
+/* ---------------------------------------------------------------------
+ * Stock movements
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync.adjust(p_sku text, p_location text, p_delta bigint,
+							   p_reason text, p_idempotency_key text,
+							   p_reference text DEFAULT NULL)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE c SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	ROWS 1
+	AS 'MODULE_PATHNAME', 'invsync_adjust';
+COMMENT ON FUNCTION invsync.adjust(text, text, bigint, text, text, text) IS
+	'add (positive delta) or remove (negative delta) on-hand stock; returns the ledger row';
+
+CREATE FUNCTION invsync.set_on_hand(p_sku text, p_location text, p_on_hand bigint,
+									p_reason text, p_idempotency_key text,
+									p_reference text DEFAULT NULL)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_current	bigint;
+BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code'),
+			invsync._check_length(p_reason, 'reason'),
+			invsync._check_length(p_reference, 'reference');
+	IF p_on_hand IS NULL OR p_on_hand < 0 OR p_on_hand > invsync.max_quantity() THEN
+		RAISE EXCEPTION 'invalid on-hand level %', coalesce(p_on_hand::text, 'NULL')
+			USING ERRCODE = 'IV003',
+				  DETAIL = pg_catalog.format('A level is a whole number between 0 and %s.',
+											 invsync.max_quantity());
+	END IF;
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'set_on_hand',
+			jsonb_build_array(p_sku, p_location, p_on_hand, p_reason, p_reference)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+	SELECT s.on_hand INTO v_current
+	  FROM invsync.stock_levels s
+	 WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location = p_location
+	   FOR UPDATE;
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_location,
+							  p_on_hand - coalesce(v_current, 0), 0, 'set_on_hand',
+							  p_reason, p_reference, NULL, p_idempotency_key);
+END
+$$;
+COMMENT ON FUNCTION invsync.set_on_hand(text, text, bigint, text, text, text) IS
+	'set on-hand stock to a counted level (the ledger records the difference); returns the ledger row';
+
+CREATE FUNCTION invsync.transfer(p_sku text, p_from text, p_to text, p_qty bigint,
+								 p_idempotency_key text, p_reference text DEFAULT NULL)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_from, 'location code'),
+			invsync._check_length(p_to, 'location code'),
+			invsync._check_length(p_reference, 'reference');
+	PERFORM invsync._check_quantity(p_qty, 'quantity');
+	IF p_from IS NOT DISTINCT FROM p_to THEN
+		RAISE EXCEPTION 'cannot transfer from "%" to itself', p_from
+			USING ERRCODE = 'IV014';
+	END IF;
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'transfer',
+			jsonb_build_array(p_sku, p_from, p_to, p_qty, p_reference)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+	/* both rows in one fixed order, as every multi-row writer does */
+	PERFORM FROM invsync.stock_levels s
+	  WHERE s.tenant_id = v_tenant AND s.sku = p_sku AND s.location IN (p_from, p_to)
+	  ORDER BY s.location
+	  FOR UPDATE;
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_from, -p_qty, 0, 'transfer_out',
+							  NULL, p_reference, NULL, p_idempotency_key);
+	RETURN NEXT invsync._post(v_tenant, p_sku, p_to, p_qty, 0, 'transfer_in',
+							  NULL, p_reference, NULL, p_idempotency_key);
+END
+$$;
+COMMENT ON FUNCTION invsync.transfer(text, text, text, bigint, text, text) IS
+	'move on-hand stock between two locations; returns the two ledger rows';
+
+/*
+ * Reserve stock for every line of an order, or for none.  Lines are
+ * [{"sku": text, "qty": integer, "location": text (optional)}].  A bundle
+ * line reserves its components; a line without a location draws from the
+ * tenant's locations in priority order, possibly from several.
+ */
+/* reserve() in a given tenant: the ledger side of marketplace orders too */
+CREATE FUNCTION invsync._reserve(p_tenant bigint, p_order_ref text, p_lines jsonb,
+								 p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := p_tenant;
+	v_line		jsonb;
+	v_line_no	integer := 0;
+	v_line_sku	text;
+	v_line_qty	numeric;
+	v_location	text;
+	v_demand	record;
+	v_stock		record;
+	v_need		bigint;
+	v_take		bigint;
+	v_line_nos	integer[] := '{}';
+	v_line_skus text[] := '{}';
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_locations text[] := '{}';
+	i			integer;
+BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
+	/* the size first: it is read from the value's header, not the value */
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
+		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'invalid reservation lines'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer, "location": text (optional)}, of at most 1 MB.';
+	END IF;
+
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_line_no := v_line_no + 1;
+		IF jsonb_typeof(v_line) <> 'object'
+			OR jsonb_typeof(v_line -> 'sku') IS DISTINCT FROM 'string'
+			OR jsonb_typeof(v_line -> 'qty') IS DISTINCT FROM 'number'
+			OR coalesce(jsonb_typeof(v_line -> 'location'), 'null') NOT IN ('string', 'null')
+			OR EXISTS (SELECT FROM jsonb_object_keys(v_line) k
+						WHERE k NOT IN ('sku', 'qty', 'location')) THEN
+			RAISE EXCEPTION 'invalid reservation line %', v_line_no
+				USING ERRCODE = 'IV006',
+					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer, "location": text (optional)}.',
+												 v_line_no, invsync._clip(v_line::text));
+		END IF;
+		PERFORM invsync._check_length(v_line ->> 'sku', 'sku'),
+				invsync._check_length(v_line ->> 'location', 'location code');
+		v_line_qty := (v_line ->> 'qty')::numeric;
+		IF v_line_qty <> trunc(v_line_qty) OR v_line_qty < 1
+			OR v_line_qty > invsync.max_quantity() THEN
+			RAISE EXCEPTION 'invalid quantity % on reservation line %',
+				invsync._clip(v_line ->> 'qty'), v_line_no
+				USING ERRCODE = 'IV003',
+					  DETAIL = pg_catalog.format('A quantity is a whole number between 1 and %s.',
+												 invsync.max_quantity());
+		END IF;
+	END LOOP;
+
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, 'reserve',
+			jsonb_build_array(p_order_ref, p_lines)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+
+	INSERT INTO invsync.reservation_orders
+		(tenant_id, order_ref, idempotency_key, correlation_id)
+	VALUES (v_tenant, p_order_ref, p_idempotency_key, invsync.correlation_id())
+	ON CONFLICT (tenant_id, order_ref) DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order "%" already has a reservation', p_order_ref
+			USING ERRCODE = 'IV012',
+				  DETAIL = 'An order reference reserves once, even after it was released or fulfilled.',
+				  HINT = 'To get the original result, resend the original request with its original idempotency key.';
+	END IF;
+
+	/* expand every line into the stocked skus it consumes */
+	v_line_no := 0;
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_line_no := v_line_no + 1;
+		v_line_sku := v_line ->> 'sku';
+		v_location := v_line ->> 'location';
+		IF NOT EXISTS (SELECT FROM invsync.items it
+						WHERE it.tenant_id = v_tenant AND it.sku = v_line_sku) THEN
+			RAISE EXCEPTION 'unknown sku "%" on reservation line %', v_line_sku, v_line_no
+				USING ERRCODE = 'IV001';
+		END IF;
+		IF v_location IS NOT NULL AND NOT EXISTS (
+				SELECT FROM invsync.locations l
+				 WHERE l.tenant_id = v_tenant AND l.location = v_location) THEN
+			RAISE EXCEPTION 'unknown location "%" on reservation line %', v_location, v_line_no
+				USING ERRCODE = 'IV002';
+		END IF;
+		FOR v_demand IN
+			SELECT e.sku, e.qty * (v_line ->> 'qty')::numeric AS qty
+			  FROM invsync._expand_bundle(v_tenant, v_line_sku) e
+			 ORDER BY e.sku
+		LOOP
+			IF v_demand.qty > invsync.max_quantity() THEN
+				RAISE EXCEPTION 'reservation line % needs % of "%", more than one movement may carry',
+					v_line_no, v_demand.qty, v_demand.sku
+					USING ERRCODE = 'IV003';
+			END IF;
+			v_line_nos := v_line_nos || v_line_no;
+			v_line_skus := v_line_skus || v_line_sku;
+			v_skus := v_skus || v_demand.sku;
+			v_qtys := v_qtys || v_demand.qty::bigint;
+			v_locations := v_locations || v_location;
+		END LOOP;
+	END LOOP;
+
+	/*
+	 * Lock every stock row involved in one fixed order, (sku, location), as
+	 * every multi-row writer does, so that two orders touching the same
+	 * skus in opposite orders cannot deadlock.
+	 */
+	PERFORM FROM invsync.stock_levels s
+	  WHERE s.tenant_id = v_tenant AND s.sku = ANY (v_skus)
+	  ORDER BY s.sku, s.location
+	  FOR UPDATE;
+
+	FOR i IN 1 .. array_length(v_skus, 1)
+	LOOP
+		v_need := v_qtys[i];
+		FOR v_stock IN
+			SELECT s.location, s.on_hand - s.reserved AS available
+			  FROM invsync.stock_levels s
+			  JOIN invsync.locations l
+				ON l.tenant_id = s.tenant_id AND l.location = s.location
+			 WHERE s.tenant_id = v_tenant AND s.sku = v_skus[i]
+			   AND (v_locations[i] IS NULL OR s.location = v_locations[i])
+			   AND s.on_hand > s.reserved
+			 ORDER BY l.priority, s.location
+		LOOP
+			EXIT WHEN v_need = 0;
+			v_take := least(v_need, v_stock.available);
+			RETURN NEXT invsync._post(v_tenant, v_skus[i], v_stock.location, 0, v_take,
+									  'reserve', NULL, NULL, p_order_ref, p_idempotency_key);
+			INSERT INTO invsync.reservations AS r
+				(tenant_id, order_ref, line_no, sku, location, qty, line_sku)
+			VALUES (v_tenant, p_order_ref, v_line_nos[i], v_skus[i], v_stock.location,
+					v_take, v_line_skus[i])
+			ON CONFLICT (tenant_id, order_ref, line_no, sku, location) DO UPDATE
+				SET qty = r.qty + excluded.qty;
+			v_need := v_need - v_take;
+		END LOOP;
+		IF v_need > 0 THEN
+			RAISE EXCEPTION 'insufficient stock of "%" for order "%"', v_skus[i], p_order_ref
+				USING ERRCODE = 'IV004',
+					  DETAIL = pg_catalog.format('Line %s needs %s more than is available%s.',
+												 v_line_nos[i], v_need,
+												 coalesce(' at ' || v_locations[i], ''));
+		END IF;
+	END LOOP;
+END
+$$;
+CREATE FUNCTION invsync.reserve(p_order_ref text, p_lines jsonb, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._reserve(invsync.current_tenant(), p_order_ref, p_lines,
+								   p_idempotency_key)
+$$;
+COMMENT ON FUNCTION invsync.reserve(text, jsonb, text) IS
+	'reserve stock for all lines of an order or none; bundle lines reserve their components; returns the ledger rows';
+
+/* release or fulfil every reservation of an order: one body for both */
+CREATE FUNCTION invsync._close_order(p_tenant bigint, p_order_ref text,
+									 p_idempotency_key text, p_operation text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := p_tenant;
+	v_status	text;
+	v_line		record;
+	v_final		text := CASE p_operation WHEN 'release' THEN 'released' ELSE 'fulfilled' END;
+BEGIN
+	IF p_order_ref IS NULL OR length(p_order_ref) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid order reference'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'An order reference is a non-empty string of at most 255 characters.';
+	END IF;
+	IF NOT invsync._take_idempotency_key(v_tenant, p_idempotency_key, p_operation,
+			jsonb_build_array(p_order_ref)) THEN
+		RETURN QUERY SELECT * FROM invsync._replay(v_tenant, p_idempotency_key);
+		RETURN;
+	END IF;
+
+	SELECT o.status INTO v_status
+	  FROM invsync.reservation_orders o
+	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown order "%"', p_order_ref
+			USING ERRCODE = 'IV007',
+				  DETAIL = 'No reservation was made for this order reference.';
+	ELSIF v_status = 'fulfilled' THEN
+		RAISE EXCEPTION 'order "%" is already fulfilled', p_order_ref
+			USING ERRCODE = 'IV008';
+	ELSIF v_status = 'released' THEN
+		RAISE EXCEPTION 'order "%" is already released', p_order_ref
+			USING ERRCODE = 'IV011';
+	END IF;
+
+	/* the same lock order as reserve() */
+	PERFORM FROM invsync.stock_levels s
+	  WHERE s.tenant_id = v_tenant
+		AND (s.sku, s.location) IN (SELECT r.sku, r.location
+									  FROM invsync.reservations r
+									 WHERE r.tenant_id = v_tenant
+									   AND r.order_ref = p_order_ref)
+	  ORDER BY s.sku, s.location
+	  FOR UPDATE;
+
+	FOR v_line IN
+		SELECT r.sku, r.location, sum(r.qty)::bigint AS qty
+		  FROM invsync.reservations r
+		 WHERE r.tenant_id = v_tenant AND r.order_ref = p_order_ref
+		 GROUP BY r.sku, r.location
+		 ORDER BY r.sku, r.location
+	LOOP
+		RETURN NEXT invsync._post(v_tenant, v_line.sku, v_line.location,
+								  CASE p_operation WHEN 'fulfill' THEN -v_line.qty ELSE 0 END,
+								  -v_line.qty, p_operation, NULL, NULL, p_order_ref,
+								  p_idempotency_key);
+	END LOOP;
+
+	UPDATE invsync.reservation_orders o
+	   SET status = v_final, closed_at = now()
+	 WHERE o.tenant_id = v_tenant AND o.order_ref = p_order_ref;
+END
+$$;
+
+CREATE FUNCTION invsync.release(p_order_ref text, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'release')
+$$;
+COMMENT ON FUNCTION invsync.release(text, text) IS
+	'give back everything an order reserved; returns the ledger rows';
+
+CREATE FUNCTION invsync.fulfill(p_order_ref text, p_idempotency_key text)
+	RETURNS SETOF invsync.ledger
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM invsync._close_order(invsync.current_tenant(), p_order_ref,
+									   p_idempotency_key, 'fulfill')
+$$;
+COMMENT ON FUNCTION invsync.fulfill(text, text) IS
+	'turn an order''s reservations into on-hand deductions (it shipped); returns the ledger rows';
+
+/* ---------------------------------------------------------------------
+ * Reading stock
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync.available(p_sku text, p_location text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_result	numeric;
+BEGIN
+	PERFORM invsync._check_length(p_sku, 'sku'),
+			invsync._check_length(p_location, 'location code');
+	IF NOT EXISTS (SELECT FROM invsync.items i
+					WHERE i.tenant_id = v_tenant AND i.sku = p_sku) THEN
+		RAISE EXCEPTION 'unknown sku "%"', p_sku USING ERRCODE = 'IV001';
+	END IF;
+	IF p_location IS NOT NULL AND NOT EXISTS (
+			SELECT FROM invsync.locations l
+			 WHERE l.tenant_id = v_tenant AND l.location = p_location) THEN
+		RAISE EXCEPTION 'unknown location "%"', p_location USING ERRCODE = 'IV002';
+	END IF;
+
+	/* a plain sku expands to itself once, so one formula serves both */
+	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
+	  FROM invsync._expand_bundle(v_tenant, p_sku) e
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = v_tenant AND s.sku = e.sku
+			   AND (p_location IS NULL OR s.location = p_location)) a ON true;
+	RETURN v_result::bigint;
+END
+$$;
+COMMENT ON FUNCTION invsync.available(text, text) IS
+	'units of a sku that can still be sold, at one location or over all; a bundle yields the minimum over its components of floor(available / qty)';
+
+CREATE VIEW invsync.stock WITH (security_barrier) AS
+	SELECT s.sku, s.location, s.on_hand, s.reserved,
+		   s.on_hand - s.reserved AS available, s.updated_at
+	  FROM invsync.stock_levels s
+	 WHERE s.tenant_id = invsync.current_tenant();
+COMMENT ON VIEW invsync.stock IS
+	'on hand, reserved and available per sku and location of the current tenant';
+
+CREATE VIEW invsync.ledger_entries WITH (security_barrier) AS
+	SELECT l.ledger_id, l.sku, l.location, l.operation, l.on_hand_change,
+		   l.reserved_change, l.on_hand_after, l.reserved_after, l.reason,
+		   l.reference, l.order_ref, l.idempotency_key, l.correlation_id,
+		   l.actor, l.recorded_at
+	  FROM invsync.ledger l
+	 WHERE l.tenant_id = invsync.current_tenant();
+COMMENT ON VIEW invsync.ledger_entries IS
+	'the current tenant''s ledger';
+
+CREATE VIEW invsync.open_reservations WITH (security_barrier) AS
+	SELECT r.order_ref, r.line_no, r.line_sku, r.sku, r.location, r.qty,
+		   o.created_at
+	  FROM invsync.reservations r
+	  JOIN invsync.reservation_orders o
+		ON o.tenant_id = r.tenant_id AND o.order_ref = r.order_ref
+	 WHERE r.tenant_id = invsync.current_tenant()
+	   AND o.status = 'reserved';
+COMMENT ON VIEW invsync.open_reservations IS
+	'what the current tenant''s unreleased, unfulfilled orders hold';
+
+/*
+ * Every (sku, location) where stock_levels differs from the ledger: the sum
+ * of the changes, or the balance the newest ledger row recorded.  Empty,
+ * always; anything it returns is a bug or tampering.  For a role pinned to
+ * a tenant, all tenants means its own.
+ */
+CREATE FUNCTION invsync.check_consistency(p_all_tenants boolean DEFAULT false)
+	RETURNS TABLE (tenant_id bigint, sku text, location text,
+				   on_hand bigint, reserved bigint,
+				   ledger_on_hand numeric, ledger_reserved numeric,
+				   last_on_hand_after bigint, last_reserved_after bigint)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH sums AS (
+		SELECT l.tenant_id, l.sku, l.location,
+			   sum(l.on_hand_change) AS on_hand, sum(l.reserved_change) AS reserved,
+			   max(l.ledger_id) AS last_id
+		  FROM invsync.ledger l
+		 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
+			OR l.tenant_id = invsync.current_tenant()
+		 GROUP BY l.tenant_id, l.sku, l.location
+	)
+	SELECT coalesce(s.tenant_id, m.tenant_id), coalesce(s.sku, m.sku),
+		   coalesce(s.location, m.location), s.on_hand, s.reserved,
+		   m.on_hand, m.reserved, last.on_hand_after, last.reserved_after
+	  FROM (SELECT * FROM invsync.stock_levels x
+			 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
+				OR x.tenant_id = invsync.current_tenant()) s
+	  FULL JOIN sums m
+		ON m.tenant_id = s.tenant_id AND m.sku = s.sku AND m.location = s.location
+	  LEFT JOIN invsync.ledger last
+		ON last.tenant_id = m.tenant_id AND last.ledger_id = m.last_id
+	 WHERE s.on_hand IS DISTINCT FROM m.on_hand
+		OR s.reserved IS DISTINCT FROM m.reserved
+		OR s.on_hand IS DISTINCT FROM last.on_hand_after
+		OR s.reserved IS DISTINCT FROM last.reserved_after
+	 ORDER BY 1, 2, 3
+$$;
+COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
+	'rows where the cached stock level differs from the ledger; always empty';
+
+/*
+ * Forget idempotency keys older than the retention (invsync.idempotency_
+ * retention unless given), in batches so that a large purge does not hold
+ * long locks.  A key reused after its purge is a new request.
+ */
+CREATE FUNCTION invsync.purge_idempotency_keys(p_older_than interval DEFAULT NULL,
+											   p_batch_size integer DEFAULT 10000)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_cutoff	timestamptz := now() - coalesce(p_older_than,
+		current_setting('invsync.idempotency_retention')::interval);
+	v_total		bigint := 0;
+	v_batch		bigint;
+BEGIN
+	IF p_batch_size IS NULL OR p_batch_size < 1 THEN
+		RAISE EXCEPTION 'invalid batch size %', p_batch_size USING ERRCODE = 'IV014';
+	END IF;
+	LOOP
+		DELETE FROM invsync.idempotency_keys k
+		 WHERE (k.tenant_id, k.idempotency_key) IN (
+				SELECT x.tenant_id, x.idempotency_key
+				  FROM invsync.idempotency_keys x
+				 WHERE x.created_at < v_cutoff
+				 LIMIT p_batch_size);
+		GET DIAGNOSTICS v_batch = ROW_COUNT;
+		v_total := v_total + v_batch;
+		EXIT WHEN v_batch < p_batch_size;
+	END LOOP;
+	RETURN v_total;
+END
+$$;
+COMMENT ON FUNCTION invsync.purge_idempotency_keys(interval, integer) IS
+	'delete idempotency keys older than the retention (default: the invsync.idempotency_retention setting); returns how many';
+
+/* ---------------------------------------------------------------------
+ * pg_dump keeps the rows of every user-data table
+ * --------------------------------------------------------------------- */
+SELECT pg_catalog.pg_extension_config_dump('invsync.locations', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.items', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.bundle_components', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.bundle_leaves', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.bundle_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.stock_levels', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.reservation_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.reservations', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.tenant_roles', '');
+
+/* ---------------------------------------------------------------------
+ * Privileges
+ * --------------------------------------------------------------------- */
+REVOKE ALL ON SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA invsync FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA invsync
+	TO invsync_reader, invsync_writer, invsync_admin, invsync_webhook;
+
+GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync.correlation_id(),
+	invsync.max_quantity(), invsync.max_bundle_depth(), invsync.max_bundle_size(),
+	invsync.available(text, text),
+	invsync.check_consistency(boolean)
+	TO invsync_reader;
+GRANT SELECT ON invsync.stock, invsync.ledger_entries, invsync.open_reservations
+	TO invsync_reader;
+
+GRANT EXECUTE ON FUNCTION
+	invsync.adjust(text, text, bigint, text, text, text),
+	invsync.set_on_hand(text, text, bigint, text, text, text),
+	invsync.transfer(text, text, text, bigint, text, text),
+	invsync.reserve(text, jsonb, text),
+	invsync.release(text, text),
+	invsync.fulfill(text, text),
+	invsync.upsert_item(text, text),
+	invsync.upsert_location(text, text, integer),
+	invsync.set_bundle(text, jsonb)
+	TO invsync_writer;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA invsync TO invsync_admin;
+/* bundles change only through set_bundle(), which keeps bundle_leaves */
+GRANT INSERT, UPDATE, DELETE ON invsync.items, invsync.locations TO invsync_admin;
+GRANT EXECUTE ON FUNCTION invsync.purge_idempotency_keys(interval, integer)
+	TO invsync_admin;
+/*
+ * invsync_sync.sql
+ *	  Second part of the install script: marketplace channels (apps, shops,
+ *	  listings), the sync queue that triggers on stock fill, the attempt log
+ *	  the worker writes, and the views and functions that run them.
+ *
+ * The worker (src/worker.c) claims due queue rows with a lease, commits,
+ * calls the marketplace, and records the outcome in a new transaction with
+ * compare-and-set on the version it pushed (invsync._record_*).  "Newer" is
+ * decided only by the per-listing version.
+ */
+
+/* ---------------------------------------------------------------------
+ * Channels
+ * --------------------------------------------------------------------- */
+CREATE SEQUENCE invsync.channel_id_seq AS bigint;
+
+/* the channels of the adapter registry (src/adapter.c) */
+CREATE FUNCTION invsync._is_channel(p_channel text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'invsync_is_channel'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TABLE invsync.apps (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	app_id		bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	channel		text NOT NULL,
+	name		text,
+	app_key		text NOT NULL,
+	app_secret	text NOT NULL,
+	push_secret text,
+	base_url	text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	auth_base_url text,
+	batch_size	integer,
+	PRIMARY KEY (tenant_id, app_id),
+	CONSTRAINT app_channel CHECK (invsync._is_channel(channel)),
+	CONSTRAINT app_base_url
+		CHECK (base_url IS NULL OR base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$'),
+	CONSTRAINT app_auth_base_url
+		CHECK (auth_base_url IS NULL OR auth_base_url ~ '^https?://[^/[:space:]]+(/[^[:space:]]*)?$'),
+	CONSTRAINT app_batch_size CHECK (batch_size > 0)
+);
+COMMENT ON TABLE invsync.apps IS
+	'marketplace app credentials (Shopee partner id and key, ...); the secrets are readable only by invsync_worker and invsync_secrets';
+COMMENT ON COLUMN invsync.apps.base_url IS
+	'API host override (sandbox, tests, demo, Shopee mainland-China developers); NULL means the channel''s production host. https only unless invsync.allow_insecure_http is on';
+COMMENT ON COLUMN invsync.apps.auth_base_url IS
+	'host override for token calls (TikTok''s and Lazada''s differ from the API host); NULL means the channel''s production auth host, or for Shopee the API host';
+COMMENT ON COLUMN invsync.apps.batch_size IS
+	'listings per stock update; NULL means the channel''s default (invsync.channel_attributes()); at most the channel''s largest';
+COMMENT ON COLUMN invsync.apps.push_secret IS
+	'key that signs webhooks when it differs from app_secret';
+
+/*
+ * Base URLs (src/endpoint.c): https://host[:port][/prefix], no user name
+ * or password, query or fragment, at most 512 bytes; plain http only while
+ * a superuser has set invsync.allow_insecure_http.  Checked when stored
+ * (IV023 malformed, IV024 plain http) and again by _claim() before any row
+ * of the app's shops is sent, under the setting as it is then.  A row
+ * loaded from a dump (its created_at is not now(): see "Rows loaded from a
+ * dump" below) is kept as it was stored; _claim() still checks it.
+ */
+CREATE FUNCTION invsync._base_url_refusal(p_url text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_base_url_refusal'
+	LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION invsync._base_url_refusal(text) IS
+	'why the worker may not send to this base URL now, or NULL when it may (NULL means the production host)';
+
+CREATE FUNCTION invsync._apps_check_base_url() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'invsync_apps_check_base_url'
+	LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION invsync._apps_check_base_url() IS
+	'refuse a malformed base URL (IV023), a plain http one while invsync.allow_insecure_http is off (IV024), a batch size the channel does not take (IV029); rows loaded from a dump pass';
+
+CREATE TRIGGER apps_base_url
+	BEFORE INSERT OR UPDATE OF channel, base_url, auth_base_url, batch_size ON invsync.apps
+	FOR EACH ROW EXECUTE FUNCTION invsync._apps_check_base_url();
+
+CREATE TABLE invsync.shops (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	shop_id		bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	app_id		bigint NOT NULL,
+	external_shop_id text NOT NULL,
+	region		text,
+	access_token text,
+	access_expires_at timestamptz,
+	refresh_token text,
+	refresh_expires_at timestamptz,
+	token_state text NOT NULL DEFAULT 'ok',
+	token_error text,
+	refresh_lease_until timestamptz,
+	uses_locations boolean NOT NULL DEFAULT false,
+	rate_limit_per_sec numeric NOT NULL DEFAULT 10,
+	max_in_flight integer NOT NULL DEFAULT 4,
+	enabled		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	push_shop_id text,
+	PRIMARY KEY (tenant_id, shop_id),
+	UNIQUE (tenant_id, app_id, external_shop_id),
+	FOREIGN KEY (tenant_id, app_id) REFERENCES invsync.apps (tenant_id, app_id),
+	CONSTRAINT shop_token_state CHECK (token_state IN ('ok', 'reauthorize')),
+	CONSTRAINT shop_rate_limit CHECK (rate_limit_per_sec > 0 AND rate_limit_per_sec <= 100000),
+	CONSTRAINT shop_max_in_flight CHECK (max_in_flight BETWEEN 1 AND 1000)
+);
+COMMENT ON TABLE invsync.shops IS
+	'one seller shop on a marketplace app, with its tokens, rate limit and in-flight cap';
+CREATE INDEX shops_push_key_idx
+	ON invsync.shops ((coalesce(push_shop_id, external_shop_id)));
+COMMENT ON COLUMN invsync.shops.push_shop_id IS
+	'the shop as the marketplace''s pushes name it, when not external_shop_id: TikTok''s shop id (its API takes the shop cipher), Lazada''s seller id';
+COMMENT ON COLUMN invsync.shops.token_state IS
+	'reauthorize: the refresh token is spent or refused; the seller must authorise again (set_shop_tokens)';
+
+CREATE TABLE invsync.listings (
+	tenant_id	bigint NOT NULL DEFAULT invsync.current_tenant(),
+	listing_id	bigint NOT NULL DEFAULT nextval('invsync.channel_id_seq'),
+	shop_id		bigint NOT NULL,
+	sku			text NOT NULL,
+	external_item_id text NOT NULL,
+	external_model_id text,
+	external_location_id text,
+	source_locations text[],
+	buffer		bigint NOT NULL DEFAULT 0,
+	allocation_percent numeric NOT NULL DEFAULT 100,
+	min_level	bigint,
+	max_level	bigint,
+	enabled		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	external_ids jsonb NOT NULL DEFAULT '{}',
+	batch_key	text,
+	sibling_key text,
+	PRIMARY KEY (tenant_id, listing_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	FOREIGN KEY (tenant_id, sku) REFERENCES invsync.items (tenant_id, sku),
+	CONSTRAINT listing_buffer CHECK (buffer >= 0),
+	CONSTRAINT listing_allocation CHECK (allocation_percent BETWEEN 0 AND 100),
+	CONSTRAINT listing_bounds CHECK (min_level >= 0 AND max_level >= 0
+									 AND (min_level IS NULL OR max_level IS NULL
+										  OR min_level <= max_level))
+);
+CREATE UNIQUE INDEX listings_external_key
+	ON invsync.listings (tenant_id, shop_id, external_item_id,
+						 coalesce(external_model_id, ''),
+						 coalesce(external_location_id, ''));
+CREATE INDEX listings_sku_idx ON invsync.listings (tenant_id, sku);
+CREATE INDEX listings_siblings_idx ON invsync.listings (tenant_id, shop_id, sibling_key)
+	WHERE sibling_key IS NOT NULL;
+COMMENT ON TABLE invsync.listings IS
+	'a sku offered in a shop: the marketplace''s ids for it and the terms of the level it publishes';
+COMMENT ON COLUMN invsync.listings.source_locations IS
+	'locations whose stock backs this listing; NULL means all';
+COMMENT ON COLUMN invsync.listings.external_ids IS
+	'the marketplace''s ids for the listing, by the channel''s attribute names (invsync.channel_attributes()): Shopee item_id, model_id, location_id; TikTok and Tokopedia product_id, sku_id, warehouse_id; Lazada item_id, sku_id, seller_sku, warehouse_code. Mirrored in external_item_id, external_model_id and external_location_id, which may be written instead';
+COMMENT ON COLUMN invsync.listings.batch_key IS
+	'set from external_ids: listings of one shop with equal keys may share a stock update';
+COMMENT ON COLUMN invsync.listings.sibling_key IS
+	'set from external_ids: listings of one shop with equal keys are sent together, all or none (TikTok: every warehouse of a SKU)';
+COMMENT ON COLUMN invsync.listings.min_level IS
+	'below this the listing publishes 0, keeping the last units for other channels';
+
+/*
+ * The identifiers of listings.  Each channel's adapter declares the
+ * attributes of its listings; invsync.channel_attributes() lists them.
+ */
+CREATE FUNCTION invsync.channel_attributes()
+	RETURNS TABLE (channel text, attribute text, attribute_position integer,
+				   mirrored_in text, kind text, required boolean,
+				   default_value text, batch boolean, siblings boolean,
+				   default_batch integer, max_batch integer)
+	AS 'MODULE_PATHNAME', 'invsync_channel_attributes'
+	LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION invsync.channel_attributes() IS
+	'the listing attributes of each channel (keys of listings.external_ids), the generic column each is mirrored in, and the channel''s batch sizes';
+
+CREATE FUNCTION invsync._listing_ids(p_channel text, p_ids jsonb, p_item text,
+									 p_model text, p_location text,
+									 p_use_ids boolean, p_use_columns boolean,
+									 OUT external_ids jsonb, OUT item_id text,
+									 OUT model_id text, OUT location_id text,
+									 OUT batch_key text, OUT sibling_key text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_listing_ids'
+	LANGUAGE C STABLE;
+COMMENT ON FUNCTION invsync._listing_ids(text, jsonb, text, text, text, boolean, boolean) IS
+	'check a listing''s ids against its channel''s attributes (IV028) and return them canonical, mirrored and keyed';
+
+/*
+ * A listing's ids may be given in external_ids, in the generic columns, or
+ * both when they agree; on UPDATE, the side that changed wins.  A row
+ * loaded from a dump (see "Rows loaded from a dump" below) is kept as it
+ * was stored.
+ */
+CREATE FUNCTION invsync._listings_check_ids() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_ids_changed boolean;
+	v_columns_changed boolean;
+	r			record;
+BEGIN
+	IF TG_OP = 'INSERT' AND NEW.created_at <> pg_catalog.now() THEN
+		RETURN NEW;
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = NEW.tenant_id AND s.shop_id = NEW.shop_id;
+	IF NOT FOUND THEN
+		RETURN NEW;				/* the foreign key reports it */
+	END IF;
+	IF TG_OP = 'INSERT' THEN
+		v_ids_changed := true;
+		v_columns_changed := true;
+	ELSE
+		v_ids_changed := NEW.external_ids IS DISTINCT FROM OLD.external_ids;
+		v_columns_changed :=
+			NEW.external_item_id IS DISTINCT FROM OLD.external_item_id
+			OR NEW.external_model_id IS DISTINCT FROM OLD.external_model_id
+			OR NEW.external_location_id IS DISTINCT FROM OLD.external_location_id;
+		IF NOT v_ids_changed AND NOT v_columns_changed THEN
+			v_ids_changed := true;	/* another shop: check them again */
+		END IF;
+	END IF;
+	SELECT * INTO r
+	  FROM invsync._listing_ids(v_channel, NEW.external_ids, NEW.external_item_id,
+								NEW.external_model_id, NEW.external_location_id,
+								v_ids_changed, v_columns_changed);
+	NEW.external_ids := r.external_ids;
+	NEW.external_item_id := r.item_id;
+	NEW.external_model_id := r.model_id;
+	NEW.external_location_id := r.location_id;
+	NEW.batch_key := r.batch_key;
+	NEW.sibling_key := r.sibling_key;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER listings_ids
+	BEFORE INSERT OR UPDATE OF shop_id, external_ids, external_item_id,
+		external_model_id, external_location_id
+	ON invsync.listings
+	FOR EACH ROW EXECUTE FUNCTION invsync._listings_check_ids();
+
+/*
+ * The level a listing publishes: available stock over its source
+ * locations (bundle-aware), less the buffer, times the allocation, 0 below
+ * min_level, at most max_level.  One definition, used by the queue trigger,
+ * the listing_levels view and resync().
+ */
+CREATE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
+										   p_source_locations text[])
+	RETURNS bigint
+	LANGUAGE sql STABLE
+BEGIN ATOMIC
+	SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	  FROM invsync._expand_bundle(p_tenant, p_sku) e
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
+			   AND (p_source_locations IS NULL
+					OR s.location = ANY (p_source_locations))) a ON true;
+END;
+
+CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
+									   p_allocation_percent numeric,
+									   p_min_level bigint, p_max_level bigint)
+	RETURNS bigint
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (CASE
+			  WHEN greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))
+				   < coalesce(p_min_level, 0) THEN 0
+			  ELSE least(greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100)),
+						 p_max_level)
+			END)::bigint;
+
+/*
+ * The view reads through a SECURITY DEFINER function: readers may see
+ * levels but not the tables (nor the secrets) behind them.
+ */
+CREATE FUNCTION invsync._listing_levels()
+	RETURNS TABLE (listing_id bigint, shop_id bigint, channel text,
+				   external_shop_id text, sku text, external_item_id text,
+				   external_model_id text, external_location_id text,
+				   source_locations text[], available bigint, buffer bigint,
+				   allocation_percent numeric, min_level bigint, max_level bigint,
+				   level bigint, enabled boolean, sync_state text,
+				   pushed_level bigint, pushed_at timestamptz, external_ids jsonb)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
+		   l.external_item_id, l.external_model_id, l.external_location_id,
+		   l.source_locations, v.available, l.buffer, l.allocation_percent,
+		   l.min_level, l.max_level,
+		   invsync._publish_level(v.available, l.buffer, l.allocation_percent,
+								  l.min_level, l.max_level),
+		   l.enabled AND s.enabled, q.state, q.pushed_level, q.pushed_at,
+		   l.external_ids
+	  FROM invsync.listings l
+	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q
+		ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
+	 CROSS JOIN LATERAL (
+			SELECT invsync._listing_available(l.tenant_id, l.sku, l.source_locations)
+				   AS available) v
+	 WHERE l.tenant_id = invsync.current_tenant()
+$$;
+
+/* ---------------------------------------------------------------------
+ * The sync queue: one row per listing, holding the newest level
+ * --------------------------------------------------------------------- */
+CREATE TABLE invsync.sync_queue (
+	tenant_id	bigint NOT NULL,
+	listing_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	target_level bigint,
+	version		bigint NOT NULL DEFAULT 1,
+	force_push	boolean NOT NULL DEFAULT false,
+	state		text NOT NULL DEFAULT 'pending',
+	due_at		timestamptz NOT NULL DEFAULT now(),
+	lease_until timestamptz,
+	claimed_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	correlation_ids text[] NOT NULL,
+	changed_at	timestamptz NOT NULL DEFAULT now(),
+	last_error_class text,
+	last_error	text,
+	pushed_level bigint,
+	pushed_version bigint,
+	pushed_at	timestamptz,
+	PRIMARY KEY (tenant_id, listing_id),
+	FOREIGN KEY (tenant_id, listing_id)
+		REFERENCES invsync.listings (tenant_id, listing_id) ON DELETE CASCADE,
+	CONSTRAINT sync_queue_state CHECK (state IN ('pending', 'synced', 'dead'))
+) WITH (fillfactor = 70);
+CREATE INDEX sync_queue_due_idx
+	ON invsync.sync_queue (tenant_id, shop_id, due_at) WHERE state = 'pending';
+CREATE INDEX sync_queue_leased_idx
+	ON invsync.sync_queue (tenant_id, shop_id)
+	WHERE state = 'pending' AND lease_until IS NOT NULL;
+COMMENT ON TABLE invsync.sync_queue IS
+	'per listing: a change to publish (pending), the last level published (synced), or a dead letter';
+COMMENT ON COLUMN invsync.sync_queue.target_level IS
+	'the level computed when the row was last claimed: the one in flight or last tried';
+COMMENT ON COLUMN invsync.sync_queue.version IS
+	'bumped on every new target level; the worker records outcomes only if the version it claimed is unchanged';
+COMMENT ON COLUMN invsync.sync_queue.correlation_ids IS
+	'correlation ids of the changes not yet published, newest last, at most 10';
+COMMENT ON COLUMN invsync.sync_queue.changed_at IS
+	'when the oldest unpublished change arrived';
+COMMENT ON COLUMN invsync.sync_queue.force_push IS
+	'publish even if the level equals the one last published (resync)';
+
+CREATE VIEW invsync.listing_levels AS
+	SELECT * FROM invsync._listing_levels();
+COMMENT ON VIEW invsync.listing_levels IS
+	'per listing of the current tenant: the level it would publish now, the terms it comes from, and what was last published';
+
+/* correlation ids kept per queue row */
+CREATE FUNCTION invsync._append_correlation_id(p_ids text[], p_id text)
+	RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT CASE
+			 WHEN p_id = ANY (p_ids) THEN p_ids
+			 WHEN cardinality(p_ids) >= 10 THEN p_ids[cardinality(p_ids) - 8:] || p_id
+			 ELSE p_ids || p_id
+		   END
+$$;
+
+CREATE FUNCTION invsync._wake_worker() RETURNS void
+	AS 'MODULE_PATHNAME', 'invsync_wake_worker'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION invsync._wake_worker() IS
+	'wake the sync worker when the current transaction commits';
+
+/*
+ * The given skus and every bundle that consumes one of them as a stocked
+ * sku (from the flat lists, at any depth; bundles given are kept, the
+ * bundles containing them are not added).
+ */
+CREATE FUNCTION invsync._skus_and_bundles(p_tenant bigint, p_skus text[])
+	RETURNS SETOF text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT unnest(p_skus)
+	UNION
+	SELECT f.bundle_sku
+	  FROM invsync.bundle_leaves f
+	 WHERE f.tenant_id = p_tenant AND f.component_sku = ANY (p_skus)
+$$;
+
+/*
+ * Mark every enabled listing of the given skus (the bundles containing them
+ * included) as changed: a new version, pending unless dead-lettered.  The
+ * level itself is computed when the worker claims the row, from committed
+ * stock: a level computed here could miss a concurrent transaction's change
+ * at another location or of another component, and whichever of the two
+ * committed last would publish a stale level.  Dead letters keep their
+ * state; retry_dead() sends them again.
+ */
+CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
+									  p_location text, p_force boolean DEFAULT false)
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_count		integer;
+BEGIN
+	INSERT INTO invsync.sync_queue AS q
+		(tenant_id, listing_id, shop_id, force_push, correlation_ids)
+	SELECT l.tenant_id, l.listing_id, l.shop_id, p_force,
+		   ARRAY[invsync.correlation_id()]
+	  FROM invsync.listings l
+	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+	 WHERE l.tenant_id = p_tenant
+	   AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, p_skus))
+	   AND l.enabled AND s.enabled
+	   AND (p_location IS NULL OR l.source_locations IS NULL
+			OR p_location = ANY (l.source_locations))
+	 ORDER BY l.tenant_id, l.listing_id
+	ON CONFLICT (tenant_id, listing_id) DO UPDATE
+		SET version = q.version + 1,
+			force_push = q.force_push OR excluded.force_push,
+			state = CASE q.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+			due_at = CASE q.state WHEN 'synced' THEN excluded.due_at ELSE q.due_at END,
+			attempts = CASE q.state WHEN 'synced' THEN 0 ELSE q.attempts END,
+			changed_at = CASE q.state WHEN 'synced' THEN excluded.changed_at ELSE q.changed_at END,
+			correlation_ids = CASE q.state
+								WHEN 'synced' THEN excluded.correlation_ids
+								ELSE invsync._append_correlation_id(q.correlation_ids,
+																	excluded.correlation_ids[1])
+							  END;
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	IF v_count > 0 THEN
+		PERFORM invsync._wake_worker();
+	END IF;
+	RETURN v_count;
+END
+$$;
+
+/*
+ * stock_levels.published says whether a listing publishes this stock
+ * (directly or through a bundle), so that the enqueue trigger's WHEN
+ * clause skips every movement of stock no listing uses, at no cost.  It is
+ * set when a stock row is created, and when a listing or bundle starts
+ * using the sku; it is never cleared (a stale true costs a no-op call).
+ */
+ALTER TABLE invsync.stock_levels
+	ADD COLUMN published boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN invsync.stock_levels.published IS
+	'a listing publishes this stock (directly or through a bundle): its changes are queued';
+
+CREATE FUNCTION invsync._is_published(p_tenant bigint, p_sku text)
+	RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT EXISTS (SELECT FROM invsync.listings l
+					WHERE l.tenant_id = p_tenant
+					  AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, ARRAY[p_sku])))
+$$;
+
+/* flag the stock of everything the given skus consume */
+CREATE FUNCTION invsync._mark_published(p_tenant bigint, p_skus text[])
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	UPDATE invsync.stock_levels s
+	   SET published = true
+	 WHERE s.tenant_id = p_tenant AND NOT s.published
+	   AND s.sku IN (SELECT e.sku FROM unnest(p_skus) AS u (sku),
+						   LATERAL invsync._expand_bundle(p_tenant, u.sku) e)
+$$;
+
+/*
+ * Rows loaded from a dump.  pg_dump writes the rows of the extension's
+ * tables after CREATE EXTENSION, and pg_restore or psql load them with the
+ * triggers below enabled, one table after another in the order of the
+ * foreign keys between them (listings before sync_queue; stock after
+ * listings), each in its own transaction or all in one.  What those
+ * triggers would do is in the dump already: the published flags, and the
+ * queue rows with their versions, leases, outcomes and dead letters.
+ * Queueing a loaded listing or stock row would collide with its dumped
+ * queue row, loaded later.  So the triggers that react to a new row pass
+ * over a loaded one, and the restored tables equal the dumped ones.
+ *
+ * A row the extension creates takes its creation time by default, now():
+ * created_at of a listing, updated_at of a stock row (_prepare_stock_row
+ * creates them empty).  A loaded row brings the time it was created at in
+ * the source.  So a row inserted with another creation time than this
+ * transaction's start is a loaded one.  The test costs the hot path
+ * nothing: stock changes are UPDATEs, and the queue has no trigger.
+ */
+CREATE FUNCTION invsync._stock_row_created() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
+	RETURN NEW;
+END
+$$;
+
+/* a stock row created, not loaded: whether a listing publishes it */
+CREATE TRIGGER stock_levels_published
+	BEFORE INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_row_created();
+
+/* stock_levels trigger: only a change of available stock can move a level */
+CREATE FUNCTION invsync._stock_changed() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NEW.location);
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER stock_levels_enqueue_insert
+	AFTER INSERT ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.published AND NEW.on_hand <> NEW.reserved
+					   AND NEW.updated_at = pg_catalog.now())
+	EXECUTE FUNCTION invsync._stock_changed();
+CREATE TRIGGER stock_levels_enqueue_update
+	AFTER UPDATE ON invsync.stock_levels
+	FOR EACH ROW WHEN (NEW.published AND
+					   NEW.on_hand - NEW.reserved IS DISTINCT FROM OLD.on_hand - OLD.reserved)
+	EXECUTE FUNCTION invsync._stock_changed();
+
+/*
+ * A listing was created, its own terms changed, or a listing or shop was
+ * (re-)enabled.  A listing loaded from a dump (see above) comes with its
+ * queue row and is not queued; its stock is still marked published, which
+ * changes nothing when the flags were loaded too.  SECURITY DEFINER: the
+ * admin editing listings may not write the queue.
+ */
+CREATE FUNCTION invsync._listing_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'shops' THEN
+		PERFORM invsync._enqueue_skus(NEW.tenant_id,
+									  ARRAY(SELECT l.sku FROM invsync.listings l
+											 WHERE l.tenant_id = NEW.tenant_id
+											   AND l.shop_id = NEW.shop_id),
+									  NULL);
+	ELSE
+		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
+		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
+			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER listings_enqueue
+	AFTER INSERT OR UPDATE OF sku, external_item_id, external_model_id,
+		external_location_id, source_locations, buffer, allocation_percent,
+		min_level, max_level, enabled, external_ids
+	ON invsync.listings
+	FOR EACH ROW EXECUTE FUNCTION invsync._listing_changed();
+CREATE TRIGGER shops_enqueue
+	AFTER UPDATE OF enabled ON invsync.shops
+	FOR EACH ROW WHEN (NEW.enabled AND NOT OLD.enabled)
+	EXECUTE FUNCTION invsync._listing_changed();
+
+/*
+ * Bundles were (re-)defined: set_bundle() passes the bundle and every
+ * bundle containing it.  Their listings' stock becomes published and the
+ * listings are queued, as a stock change would queue them.
+ */
+CREATE FUNCTION invsync._bundles_changed(p_tenant bigint, p_bundles text[])
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM invsync._mark_published(p_tenant,
+		ARRAY(SELECT l.sku FROM invsync.listings l
+			   WHERE l.tenant_id = p_tenant AND l.sku = ANY (p_bundles)));
+	PERFORM invsync._enqueue_skus(p_tenant, p_bundles, NULL);
+END
+$$;
+
+/* ---------------------------------------------------------------------
+ * Attempts: one row per HTTP request the worker made
+ * --------------------------------------------------------------------- */
+CREATE SEQUENCE invsync.attempt_id_seq AS bigint;
+
+CREATE TABLE invsync.sync_attempts (
+	tenant_id	bigint NOT NULL,
+	attempt_id	bigint NOT NULL DEFAULT nextval('invsync.attempt_id_seq'),
+	shop_id		bigint NOT NULL,
+	channel		text NOT NULL,
+	kind		text NOT NULL,
+	listing_ids bigint[] NOT NULL,
+	versions	bigint[] NOT NULL,
+	levels		bigint[] NOT NULL,
+	correlation_id text NOT NULL,
+	request_url text NOT NULL,
+	http_status integer,
+	outcome		text NOT NULL,
+	error_class text,
+	error_message text,
+	marketplace_request_id text,
+	latency_ms	double precision NOT NULL,
+	started_at	timestamptz NOT NULL,
+	PRIMARY KEY (tenant_id, attempt_id),
+	CONSTRAINT attempt_kind CHECK (kind IN ('stock_update', 'token_refresh', 'order_fetch')),
+	CONSTRAINT attempt_outcome
+		CHECK (outcome IN ('ok', 'partial', 'retry', 'throttled', 'auth', 'permanent'))
+);
+CREATE INDEX sync_attempts_started_idx ON invsync.sync_attempts USING brin (started_at);
+CREATE INDEX sync_attempts_shop_idx ON invsync.sync_attempts (tenant_id, shop_id, attempt_id);
+COMMENT ON TABLE invsync.sync_attempts IS
+	'one row per marketplace HTTP request: correlation id, status, latency, outcome, redacted error; kept invsync.attempt_retention';
+COMMENT ON COLUMN invsync.sync_attempts.correlation_id IS
+	'the X-Correlation-ID header sent: the correlation ids of the changes the request published';
+COMMENT ON COLUMN invsync.sync_attempts.request_url IS
+	'the request URL with every secret replaced by [redacted]';
+
+/* ---------------------------------------------------------------------
+ * Worker protocol.  The worker calls these with parameters only (no
+ * VOLATILE function inside UPDATE ... SET: "now" comes from the worker).
+ * --------------------------------------------------------------------- */
+
+/*
+ * Claim due rows: per shop at most what its in-flight cap times the
+ * largest batch allows, and no more than its rate limit can send within a
+ * quarter of the lease, minus rows it already holds; so one shop's backlog
+ * never starves another's and a claimed row is sent long before its lease
+ * ends.
+ *
+ * The levels are computed by a second statement, after the rows are
+ * locked: its snapshot includes every transaction that changed stock
+ * before our lock, and any later one must wait for our lock to bump the
+ * version, so the level pushed is never older than the version claimed.
+ * Rows whose level equals the one already published are settled here
+ * without a call.
+ */
+CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
+							   p_max_batch integer)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
+				   version bigint, target_level bigint, attempts integer,
+				   correlation_ids text[], channel text,
+				   external_ids jsonb, sibling_key text)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenants	bigint[];
+	v_listings	bigint[];
+	v_member_tenants bigint[];
+	v_member_listings bigint[];
+	v_member_shops bigint[];
+	v_member_keys text[];
+	v_locked_tenants bigint[];
+	v_locked_listings bigint[];
+	v_waiting_groups text[];
+BEGIN
+	/*
+	 * No row goes to a base URL the worker may not use now: plain http
+	 * while invsync.allow_insecure_http is off, or a malformed one (stored
+	 * while the setting was on, or written past the check on apps).  The
+	 * due rows of such shops become dead letters carrying the reason;
+	 * retry_dead() sends them once the URL is fixed.
+	 */
+	WITH refused AS (
+		SELECT s.tenant_id, s.shop_id, r.reason
+		  FROM invsync.apps a
+		 CROSS JOIN LATERAL (SELECT coalesce(invsync._base_url_refusal(a.base_url),
+											 invsync._base_url_refusal(a.auth_base_url))
+									AS reason) r
+		  JOIN invsync.shops s ON s.tenant_id = a.tenant_id AND s.app_id = a.app_id
+		 WHERE (a.base_url IS NOT NULL OR a.auth_base_url IS NOT NULL)
+		   AND r.reason IS NOT NULL
+		   AND s.enabled AND s.token_state = 'ok'
+	),
+	locked AS (
+		SELECT q.tenant_id, q.listing_id, refused.reason
+		  FROM refused
+		  JOIN invsync.sync_queue q
+			ON q.tenant_id = refused.tenant_id AND q.shop_id = refused.shop_id
+		 WHERE q.state = 'pending' AND q.due_at <= p_now
+		   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
+		 ORDER BY q.tenant_id, q.listing_id
+		   FOR UPDATE OF q SKIP LOCKED
+	)
+	UPDATE invsync.sync_queue q
+	   SET state = 'dead', lease_until = NULL,
+		   last_error_class = 'base_url', last_error = locked.reason
+	  FROM locked
+	 WHERE q.tenant_id = locked.tenant_id AND q.listing_id = locked.listing_id;
+
+	WITH slots AS (
+		SELECT s.tenant_id, s.shop_id,
+			   least(s.max_in_flight * p_max_batch,
+					 ceil(s.rate_limit_per_sec * extract(epoch FROM p_lease) / 4))::integer
+			   - (SELECT count(*)
+					FROM invsync.sync_queue h
+				   WHERE h.tenant_id = s.tenant_id AND h.shop_id = s.shop_id
+					 AND h.state = 'pending' AND h.lease_until IS NOT NULL
+					 AND h.lease_until > p_now)::integer AS free
+		  FROM invsync.shops s
+		 WHERE s.enabled AND s.token_state = 'ok'
+	),
+	picked AS (
+		SELECT c.tenant_id, c.listing_id
+		  FROM slots
+		 CROSS JOIN LATERAL (
+				SELECT q.tenant_id, q.listing_id
+				  FROM invsync.sync_queue q
+				 WHERE q.tenant_id = slots.tenant_id AND q.shop_id = slots.shop_id
+				   AND q.state = 'pending' AND q.due_at <= p_now
+				   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
+				 ORDER BY q.due_at
+				 LIMIT greatest(slots.free, 0)
+				   FOR UPDATE OF q SKIP LOCKED) c
+		 LIMIT p_limit
+	)
+	SELECT array_agg(picked.tenant_id), array_agg(picked.listing_id)
+	  INTO v_tenants, v_listings
+	  FROM picked;
+
+	IF v_tenants IS NULL THEN
+		RETURN;
+	END IF;
+
+	/*
+	 * Siblings (listings the marketplace wants in one call: TikTok lists
+	 * every warehouse of a SKU) are claimed with the row that needs them,
+	 * all or none.  A group with a member another transaction has locked,
+	 * or leased to a request in flight, is left for a later claim: its
+	 * picked rows wait a moment rather than be picked again at once.  The
+	 * steps go through arrays, which the planner joins by hashing: a
+	 * common table expression it estimates at one row would be joined
+	 * with itself row by row.
+	 */
+	IF EXISTS (SELECT FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				 JOIN invsync.listings l
+				   ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				WHERE l.sibling_key IS NOT NULL) THEN
+		/* every enabled listing of the picked rows' groups */
+		SELECT array_agg(l.tenant_id), array_agg(l.listing_id), array_agg(l.shop_id),
+			   array_agg(l.sibling_key)
+		  INTO v_member_tenants, v_member_listings, v_member_shops, v_member_keys
+		  FROM invsync.listings l
+		 WHERE l.enabled
+		   AND (l.tenant_id, l.shop_id, l.sibling_key) IN (
+				SELECT p.tenant_id, p.shop_id, p.sibling_key
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings p
+					ON p.tenant_id = c.tenant_id AND p.listing_id = c.listing_id
+				 WHERE p.sibling_key IS NOT NULL);
+
+		/* the members no one else holds, locked */
+		SELECT array_agg(k.tenant_id), array_agg(k.listing_id)
+		  INTO v_locked_tenants, v_locked_listings
+		  FROM (SELECT q.tenant_id, q.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings) AS m (tenant_id, listing_id)
+				  JOIN invsync.sync_queue q
+					ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
+				 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
+				 ORDER BY q.tenant_id, q.listing_id
+				   FOR UPDATE OF q SKIP LOCKED) k;
+
+		/* a group with a member not locked waits */
+		SELECT array_agg(DISTINCT m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key)
+		  INTO v_waiting_groups
+		  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+				 AS m (tenant_id, listing_id, shop_id, sibling_key)
+		  LEFT JOIN unnest(v_locked_tenants, v_locked_listings) AS k (tenant_id, listing_id)
+			ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
+		 WHERE k.listing_id IS NULL;
+
+		UPDATE invsync.sync_queue q
+		   SET due_at = p_now + interval '250 milliseconds'
+		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+		  JOIN invsync.listings l
+			ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+		 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+		   AND l.tenant_id::text || '/' || l.shop_id || '/' || l.sibling_key
+			   = ANY (v_waiting_groups);
+
+		/* the picked rows without siblings, and every member of the other groups */
+		SELECT array_agg(r.tenant_id), array_agg(r.listing_id)
+		  INTO v_tenants, v_listings
+		  FROM (SELECT c.tenant_id, c.listing_id
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings l
+					ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				 WHERE l.sibling_key IS NULL
+				UNION
+				SELECT m.tenant_id, m.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+						 AS m (tenant_id, listing_id, shop_id, sibling_key)
+				 WHERE NOT (m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key
+							= ANY (coalesce(v_waiting_groups, '{}')))) r;
+
+		IF v_tenants IS NULL THEN
+			RETURN;
+		END IF;
+	END IF;
+
+	/*
+	 * A new statement, so a new snapshot: see the comment above.  The lease
+	 * is taken here too, in the one UPDATE: a second UPDATE of a row this
+	 * transaction already updated costs a row version and a foreign-key
+	 * check per row.
+	 */
+	UPDATE invsync.sync_queue q
+	   SET target_level = lv.level,
+		   lease_until = p_now + p_lease,
+		   claimed_version = q.version,
+		   attempts = q.attempts + 1
+	  FROM (SELECT l.tenant_id, l.listing_id,
+				   invsync._publish_level(invsync._listing_available(l.tenant_id, l.sku, l.source_locations),
+										  l.buffer, l.allocation_percent,
+										  l.min_level, l.max_level) AS level
+			  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+			  JOIN invsync.listings l
+				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id) lv
+	 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id;
+
+	/*
+	 * Nothing to publish: the marketplace already shows this level.  A
+	 * sibling stays in its group unless the whole group is unchanged.
+	 */
+	UPDATE invsync.sync_queue q
+	   SET state = 'synced', lease_until = NULL, attempts = 0,
+		   pushed_version = q.version, changed_at = p_now,
+		   last_error_class = NULL, last_error = NULL
+	  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+	  JOIN invsync.listings l
+		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+	 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+	   AND NOT q.force_push AND q.pushed_level = q.target_level
+	   AND (l.sibling_key IS NULL
+			OR NOT EXISTS (
+				SELECT FROM unnest(v_tenants, v_listings) AS c2 (tenant_id, listing_id)
+				  JOIN invsync.listings l2
+					ON l2.tenant_id = c2.tenant_id AND l2.listing_id = c2.listing_id
+				  JOIN invsync.sync_queue q2
+					ON q2.tenant_id = c2.tenant_id AND q2.listing_id = c2.listing_id
+				 WHERE l2.tenant_id = l.tenant_id AND l2.shop_id = l.shop_id
+				   AND l2.sibling_key = l.sibling_key
+				   AND (q2.force_push OR q2.pushed_level IS DISTINCT FROM q2.target_level)));
+
+	RETURN QUERY
+		SELECT q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
+			   q.attempts, q.correlation_ids, a.channel, l.external_ids,
+			   l.sibling_key
+		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+		  JOIN invsync.sync_queue q
+			ON q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+		  JOIN invsync.listings l
+			ON l.tenant_id = q.tenant_id AND l.listing_id = q.listing_id
+		  JOIN invsync.shops s ON s.tenant_id = q.tenant_id AND s.shop_id = q.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE q.lease_until IS NOT NULL
+		 ORDER BY q.tenant_id, q.shop_id, l.batch_key, l.sibling_key, q.listing_id;
+END
+$$;
+
+/* the credentials of a shop, for the worker only */
+CREATE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
+	RETURNS TABLE (channel text, external_shop_id text, region text,
+				   app_key text, app_secret text, access_token text,
+				   refresh_token text, base_url text, uses_locations boolean,
+				   rate_limit_per_sec double precision, max_in_flight integer,
+				   access_expires_at timestamptz, token_state text,
+				   auth_base_url text, batch_size integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
+		   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
+		   s.rate_limit_per_sec::double precision, s.max_in_flight,
+		   s.access_expires_at, s.token_state, a.auth_base_url, a.batch_size
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+$$;
+
+/*
+ * What the worker hands _record_batch: one outcome per claimed row, one
+ * attempt per HTTP request (arrays of these, built by the worker in C).
+ */
+CREATE TYPE invsync.worker_outcome AS (
+	tenant_id	bigint,
+	listing_id	bigint,
+	version		bigint,
+	level		bigint,
+	outcome		text,
+	due_in_ms	bigint,
+	error_class text,
+	error		text
+);
+COMMENT ON TYPE invsync.worker_outcome IS
+	'the sync worker''s outcome for one claimed queue row (ok, retry or dead)';
+CREATE TYPE invsync.worker_attempt AS (
+	tenant_id	bigint,
+	shop_id		bigint,
+	channel		text,
+	kind		text,
+	listing_ids bigint[],
+	versions	bigint[],
+	levels		bigint[],
+	correlation_id text,
+	request_url text,
+	http_status integer,
+	outcome		text,
+	error_class text,
+	error_message text,
+	marketplace_request_id text,
+	latency_ms	double precision,
+	started_at	timestamptz
+);
+COMMENT ON TYPE invsync.worker_attempt IS
+	'one HTTP request of the sync worker, as recorded in sync_attempts';
+
+/*
+ * Record what became of a batch of claimed rows, and the attempts that
+ * produced it, in one statement each.  An outcome applies only if the row
+ * is still claimed at the version pushed (compare-and-set): ok makes it
+ * synced, or pending again at once when a newer version came in meanwhile;
+ * retry makes it pending, due after the worker's backoff; dead makes it a
+ * dead letter.  Rows are locked in key order with SKIP LOCKED, so the worker
+ * never waits on (nor deadlocks with) an application transaction that is
+ * queueing a change: the keys it could not lock are returned, and the worker
+ * records them again a moment later.
+ */
+CREATE FUNCTION invsync._record_batch(p_outcomes invsync.worker_outcome[],
+									  p_attempts invsync.worker_attempt[],
+									  p_now timestamptz)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	INSERT INTO invsync.sync_attempts
+		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
+		 correlation_id, request_url, http_status, outcome, error_class,
+		 error_message, marketplace_request_id, latency_ms, started_at)
+	SELECT a.tenant_id, a.shop_id, a.channel, a.kind, a.listing_ids, a.versions,
+		   a.levels, a.correlation_id, a.request_url, a.http_status, a.outcome,
+		   a.error_class, a.error_message, a.marketplace_request_id, a.latency_ms,
+		   a.started_at
+	  FROM pg_catalog.unnest(p_attempts) AS a;
+
+	RETURN QUERY
+	WITH o AS (
+		SELECT * FROM pg_catalog.unnest(p_outcomes) AS x
+	),
+	locked AS (
+		SELECT q.tenant_id, q.listing_id
+		  FROM invsync.sync_queue q
+		  JOIN o ON o.tenant_id OPERATOR(pg_catalog.=) q.tenant_id
+				AND o.listing_id OPERATOR(pg_catalog.=) q.listing_id
+		 ORDER BY q.tenant_id, q.listing_id
+		   FOR UPDATE OF q SKIP LOCKED
+	),
+	recorded AS (			/* data-modifying: runs whether read or not */
+		UPDATE invsync.sync_queue q
+		   SET lease_until = NULL,
+			   state = CASE
+						 WHEN o.outcome = 'dead' THEN 'dead'
+						 WHEN o.outcome = 'ok' AND q.version = o.version THEN 'synced'
+						 ELSE 'pending'
+					   END,
+			   due_at = p_now + o.due_in_ms * interval '1 millisecond',
+			   attempts = CASE WHEN o.outcome = 'ok' THEN 0 ELSE q.attempts END,
+			   force_push = q.force_push AND o.outcome <> 'ok',
+			   pushed_level = CASE WHEN o.outcome = 'ok' THEN o.level ELSE q.pushed_level END,
+			   pushed_version = CASE WHEN o.outcome = 'ok' THEN o.version ELSE q.pushed_version END,
+			   pushed_at = CASE WHEN o.outcome = 'ok' THEN p_now ELSE q.pushed_at END,
+			   changed_at = CASE
+							  WHEN o.outcome = 'ok' AND q.version = o.version THEN p_now
+							  ELSE q.changed_at
+							END,
+			   correlation_ids = CASE
+								   WHEN o.outcome = 'ok' AND q.version = o.version THEN '{}'
+								   ELSE q.correlation_ids
+								 END,
+			   last_error_class = CASE WHEN o.outcome = 'ok' THEN NULL ELSE o.error_class END,
+			   last_error = CASE WHEN o.outcome = 'ok' THEN NULL ELSE o.error END
+		  FROM o, locked
+		 WHERE q.tenant_id = o.tenant_id AND q.listing_id = o.listing_id
+		   AND locked.tenant_id = q.tenant_id AND locked.listing_id = q.listing_id
+		   AND q.claimed_version = o.version AND q.lease_until IS NOT NULL)
+	SELECT o.tenant_id, o.listing_id
+	  FROM o
+	 WHERE NOT EXISTS (SELECT FROM locked
+						WHERE locked.tenant_id = o.tenant_id
+						  AND locked.listing_id = o.listing_id);
+END
+$$;
+
+/*
+ * At worker start: rows and refresh leases a previous incarnation held can
+ * be claimed again once any request it had sent has timed out.
+ */
+CREATE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	UPDATE invsync.sync_queue q
+	   SET lease_until = p_now + p_grace
+	 WHERE q.lease_until > p_now + p_grace;
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_grace
+	 WHERE s.refresh_lease_until > p_now + p_grace;
+$$;
+
+/* hand a claimed row back untouched (worker shutting down, shop paused) */
+CREATE FUNCTION invsync._release_claim(p_tenant bigint, p_listing bigint,
+									   p_claimed_version bigint)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	UPDATE invsync.sync_queue q
+	   SET lease_until = NULL, attempts = greatest(q.attempts - 1, 0)
+	 WHERE q.tenant_id = p_tenant AND q.listing_id = p_listing
+	   AND q.claimed_version = p_claimed_version AND q.lease_until IS NOT NULL
+$$;
+
+/*
+ * Token refresh, in two transactions around the HTTP call.  Taking the
+ * refresh lease is the per-shop lock: only the holder may spend the refresh
+ * token it read, and the new tokens are stored only if the refresh token is
+ * still the one spent (compare-and-set), so two processes never spend one
+ * refresh token.  The worker never waits for a shop row someone else holds
+ * (SKIP LOCKED): no lease this time, or a change it writes later.
+ */
+CREATE FUNCTION invsync._take_refresh_lease(p_tenant bigint, p_shop bigint,
+											p_now timestamptz, p_lease interval)
+	RETURNS text
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH free AS (
+		SELECT s.tenant_id, s.shop_id
+		  FROM invsync.shops s
+		 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+		   AND s.token_state = 'ok' AND s.refresh_token IS NOT NULL
+		   AND (s.refresh_lease_until IS NULL OR s.refresh_lease_until <= p_now)
+		   FOR UPDATE SKIP LOCKED)
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_lease
+	  FROM free
+	 WHERE s.tenant_id = free.tenant_id AND s.shop_id = free.shop_id
+	RETURNING s.refresh_token
+$$;
+
+/*
+ * Lock a shop's row for the worker without waiting: 'locked', 'busy' when
+ * someone else holds it (the worker writes later), 'stale' when the shop is
+ * gone.
+ */
+CREATE FUNCTION invsync._lock_shop_row(p_tenant bigint, p_shop bigint)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM FROM invsync.shops s
+	  WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	  FOR UPDATE SKIP LOCKED;
+	IF FOUND THEN
+		RETURN 'locked';
+	END IF;
+	IF EXISTS (SELECT FROM invsync.shops s
+				WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop) THEN
+		RETURN 'busy';
+	END IF;
+	RETURN 'stale';
+END
+$$;
+
+/*
+ * Store refreshed tokens.  Returns 'stored'; 'stale' when the refresh
+ * token is no longer the one spent (a new authorisation came in) or the
+ * shop is gone; 'busy' when someone holds the shop's row, to try later.
+ */
+CREATE FUNCTION invsync._store_refreshed_tokens(p_tenant bigint, p_shop bigint,
+												p_spent_refresh_token text,
+												p_access_token text,
+												p_refresh_token text,
+												p_access_expires_at timestamptz,
+												p_refresh_expires_at timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		text;
+BEGIN
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
+	END IF;
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token,
+		   refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = coalesce(p_refresh_expires_at, s.refresh_expires_at),
+		   refresh_lease_until = NULL,
+		   token_error = NULL
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+	   AND s.refresh_token = p_spent_refresh_token;
+	RETURN CASE WHEN FOUND THEN 'stored' ELSE 'stale' END;
+END
+$$;
+
+/* record a failed refresh: 'stored', 'stale' (shop gone) or 'busy' */
+CREATE FUNCTION invsync._refresh_failed(p_tenant bigint, p_shop bigint,
+										p_reauthorize boolean, p_error text)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_row		text;
+BEGIN
+	v_row := invsync._lock_shop_row(p_tenant, p_shop);
+	IF v_row <> 'locked' THEN
+		RETURN v_row;
+	END IF;
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = NULL,
+		   token_state = CASE WHEN p_reauthorize THEN 'reauthorize' ELSE s.token_state END,
+		   token_error = p_error
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+	RETURN 'stored';
+END
+$$;
+
+/* delete attempts older than the retention, a bounded batch per call */
+CREATE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
+	RETURNS bigint
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH gone AS (
+		DELETE FROM invsync.sync_attempts x
+		 WHERE (x.tenant_id, x.attempt_id) IN (
+				SELECT a.tenant_id, a.attempt_id FROM invsync.sync_attempts a
+				 WHERE a.started_at < p_cutoff LIMIT p_limit)
+		RETURNING 1)
+	SELECT count(*) FROM gone
+$$;
+
+/* ---------------------------------------------------------------------
+ * Operating the sync: views and functions for people
+ * --------------------------------------------------------------------- */
+/*
+ * Some marketplaces (Lazada) never extend a refresh token: refreshing
+ * renews the access token only, and at refresh_expires_at the seller must
+ * authorise again, whatever the worker does.  authorization_alert warns a
+ * week ahead, for any channel whose adapter reports that end.
+ */
+CREATE VIEW invsync.sync_status WITH (security_barrier) AS
+	SELECT s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+		   count(*) FILTER (WHERE q.state = 'pending') AS pending,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until IS NOT NULL) AS in_flight,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.attempts > 0
+							  AND q.last_error_class IS NOT NULL) AS failing,
+		   count(*) FILTER (WHERE q.state = 'dead') AS dead,
+		   now() - min(q.changed_at) FILTER (WHERE q.state = 'pending') AS oldest_pending_age,
+		   max(q.pushed_at) AS last_success,
+		   s.refresh_expires_at,
+		   CASE
+			   WHEN s.token_state = 'reauthorize' THEN 'reauthorize'
+			   WHEN s.refresh_expires_at <= now() THEN 'expired'
+			   WHEN s.refresh_expires_at <= now() + interval '7 days' THEN 'expires_soon'
+		   END AS authorization_alert
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q ON q.tenant_id = s.tenant_id AND q.shop_id = s.shop_id
+	 WHERE s.tenant_id = invsync.current_tenant()
+	 GROUP BY s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+			  s.refresh_expires_at;
+COMMENT ON VIEW invsync.sync_status IS
+	'per shop of the current tenant: pending, in flight, failing and dead listings, oldest pending change, last success, and when the seller must authorise again (authorization_alert: reauthorize, expired, or expires_soon within 7 days of refresh_expires_at)';
+
+CREATE VIEW invsync.dead_letters WITH (security_barrier) AS
+	SELECT q.listing_id, q.shop_id, l.sku, l.external_item_id, l.external_model_id,
+		   q.target_level, q.version, q.attempts, q.last_error_class, q.last_error,
+		   q.correlation_ids, q.changed_at
+	  FROM invsync.sync_queue q
+	  JOIN invsync.listings l ON l.tenant_id = q.tenant_id AND l.listing_id = q.listing_id
+	 WHERE q.tenant_id = invsync.current_tenant() AND q.state = 'dead';
+COMMENT ON VIEW invsync.dead_letters IS
+	'listings of the current tenant the marketplace refused for good, with its message; retry_dead() re-drives them';
+
+CREATE FUNCTION invsync.resync(p_shop bigint)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	v_count		integer;
+BEGIN
+	IF NOT EXISTS (SELECT FROM invsync.shops s
+					WHERE s.tenant_id = v_tenant AND s.shop_id = p_shop) THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	UPDATE invsync.sync_queue q
+	   SET state = 'pending', due_at = now(), attempts = 0, lease_until = NULL
+	 WHERE q.tenant_id = v_tenant AND q.shop_id = p_shop AND q.state = 'dead';
+	SELECT invsync._enqueue_skus(v_tenant,
+								 ARRAY(SELECT l.sku FROM invsync.listings l
+										WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop),
+								 NULL, true)
+	  INTO v_count;
+	RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION invsync.resync(bigint) IS
+	'publish every enabled listing of a shop again, whatever was published before; returns how many were queued';
+
+CREATE FUNCTION invsync.retry_dead(p_shop bigint DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_count		integer;
+BEGIN
+	UPDATE invsync.sync_queue q
+	   SET state = 'pending', due_at = now(), attempts = 0,
+		   version = q.version + 1, lease_until = NULL
+	 WHERE q.tenant_id = invsync.current_tenant() AND q.state = 'dead'
+	   AND (p_shop IS NULL OR q.shop_id = p_shop);
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	IF v_count > 0 THEN
+		PERFORM invsync._wake_worker();
+	END IF;
+	RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION invsync.retry_dead(bigint) IS
+	'send dead-lettered listings (of one shop, or all) again with their newest level; returns how many';
+
+/*
+ * Store tokens from a (re-)authorisation and clear a reauthorize state.
+ * Both tokens are required: Shopee, TikTok Shop (and Tokopedia through it)
+ * and Lazada issue a refresh token with every access token, and a shop
+ * without one could never renew its access.  Tokens are 1 to 2048
+ * printable ASCII characters; messages never quote them.
+ */
+CREATE FUNCTION invsync.set_shop_tokens(p_shop bigint, p_access_token text,
+										p_refresh_token text,
+										p_access_expires_at timestamptz,
+										p_refresh_expires_at timestamptz DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_name		text;
+	v_token		text;
+BEGIN
+	FOREACH v_name IN ARRAY ARRAY['access', 'refresh']
+	LOOP
+		v_token := CASE v_name WHEN 'access' THEN p_access_token ELSE p_refresh_token END;
+		IF v_token IS NULL OR v_token = '' THEN
+			RAISE EXCEPTION 'the % token is required', v_name
+				USING ERRCODE = 'IV025',
+					  HINT = 'Store the access and refresh tokens the marketplace issued for the shop''s authorisation.';
+		END IF;
+		IF octet_length(v_token) > 2048 OR v_token !~ '^[!-~]+$' THEN
+			RAISE EXCEPTION 'invalid % token', v_name
+				USING ERRCODE = 'IV025',
+					  DETAIL = 'A token is 1 to 2048 printable ASCII characters, without spaces.';
+		END IF;
+	END LOOP;
+
+	UPDATE invsync.shops s
+	   SET access_token = p_access_token, refresh_token = p_refresh_token,
+		   access_expires_at = p_access_expires_at,
+		   refresh_expires_at = p_refresh_expires_at,
+		   token_state = 'ok', token_error = NULL, refresh_lease_until = NULL
+	 WHERE s.tenant_id = invsync.current_tenant() AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	PERFORM invsync._wake_worker();
+END
+$$;
+COMMENT ON FUNCTION invsync.set_shop_tokens(bigint, text, text, timestamptz, timestamptz) IS
+	'store the tokens of a new authorisation of a shop';
+
+/* ---------------------------------------------------------------------
+ * Marketplace orders
+ *
+ * An order placed on a marketplace reserves stock the moment invsync
+ * learns of it, so that the other channels stop selling it; it is
+ * fulfilled (on-hand deducted) once the carrier has it, and released if it
+ * is cancelled before.  What each status means is the channel's adapter's
+ * (marketplace-apis.md section 7.7): invsync._order_status().  A status
+ * only moves forward, by (update time, rank): an older event changes
+ * nothing.  Each transition calls the ledger under an idempotency key
+ * derived from (channel, shop, order, transition), so a replayed event can
+ * never reserve or deduct twice.
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._order_status(p_channel text, p_status text,
+									  OUT effect text, OUT rank integer)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_order_status'
+	LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION invsync._order_status(text, text) IS
+	'what an order status of a channel means for stock (reserve, fulfill, release, none) and its rank in an order''s life';
+
+CREATE TABLE invsync.marketplace_orders (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	order_id	text NOT NULL,
+	channel		text NOT NULL,
+	status		text NOT NULL,
+	status_rank integer NOT NULL,
+	update_time timestamptz NOT NULL,
+	effect		text,
+	lines		jsonb,
+	unmatched_lines jsonb,
+	error		text,
+	correlation_id text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, shop_id, order_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT marketplace_order_effect
+		CHECK (effect IN ('reserve', 'fulfill', 'release'))
+);
+COMMENT ON TABLE invsync.marketplace_orders IS
+	'per marketplace order: the last status applied, when it changed, and the stock effect it had';
+COMMENT ON COLUMN invsync.marketplace_orders.effect IS
+	'the last transition applied to the ledger: reserve, fulfill or release; NULL before any';
+COMMENT ON COLUMN invsync.marketplace_orders.lines IS
+	'the order''s lines as skus and quantities, [{"sku", "qty"}]';
+COMMENT ON COLUMN invsync.marketplace_orders.unmatched_lines IS
+	'lines whose marketplace ids match no listing of the shop: kept and reported, never dropped';
+COMMENT ON COLUMN invsync.marketplace_orders.error IS
+	'why the status''s effect could not be applied (insufficient stock, no lines yet); NULL when it was';
+
+/*
+ * An order's lines, as given by an application ({"sku", "qty"}) or a
+ * marketplace ({"ids": {attribute: id}, "qty"}), as skus and quantities
+ * ({"sku", "qty"}, summed per sku), and the lines no listing of the shop
+ * matches.  A marketplace line matches a listing whose ids contain every
+ * id the line gives.  IV006 for malformed lines.
+ */
+CREATE FUNCTION invsync._order_lines(p_tenant bigint, p_shop bigint, p_lines jsonb,
+									 OUT lines jsonb, OUT unmatched jsonb)
+	RETURNS record
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_line		jsonb;
+	v_no		integer := 0;
+	v_sku		text;
+	v_ids		jsonb;
+	v_skus		text[] := '{}';
+	v_qtys		bigint[] := '{}';
+	v_unmatched jsonb := '[]';
+BEGIN
+	IF p_lines IS NULL OR invsync._raw_size(p_lines) > 1048576
+		OR jsonb_typeof(p_lines) <> 'array'
+		OR jsonb_array_length(p_lines) NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'invalid order lines'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'Lines are a JSON array of 1 to 1000 objects {"sku": text, "qty": integer} or {"ids": {attribute: id}, "qty": integer}, of at most 1 MB.';
+	END IF;
+	FOR v_line IN SELECT * FROM jsonb_array_elements(p_lines)
+	LOOP
+		v_no := v_no + 1;
+		IF jsonb_typeof(v_line) <> 'object'
+			OR jsonb_typeof(v_line -> 'qty') IS DISTINCT FROM 'number'
+			OR (v_line ->> 'qty')::numeric <> trunc((v_line ->> 'qty')::numeric)
+			OR (v_line ->> 'qty')::numeric NOT BETWEEN 1 AND invsync.max_quantity()
+			OR (jsonb_typeof(v_line -> 'sku') IS DISTINCT FROM 'string')
+			   = (jsonb_typeof(v_line -> 'ids') IS DISTINCT FROM 'object')
+			OR EXISTS (SELECT FROM jsonb_object_keys(v_line) k
+						WHERE k NOT IN ('sku', 'ids', 'qty')) THEN
+			RAISE EXCEPTION 'invalid order line %', v_no
+				USING ERRCODE = 'IV006',
+					  DETAIL = pg_catalog.format('Line %s is %s; expected {"sku": text, "qty": integer} or {"ids": {attribute: id}, "qty": integer}.',
+												 v_no, invsync._clip(v_line::text));
+		END IF;
+		IF v_line ? 'sku' THEN
+			v_sku := v_line ->> 'sku';
+			PERFORM invsync._check_length(v_sku, 'sku');
+		ELSE
+			/* ids as strings, as listings store them */
+			SELECT jsonb_object_agg(e.key, CASE jsonb_typeof(e.value)
+											 WHEN 'string' THEN e.value
+											 ELSE to_jsonb(e.value #>> '{}')
+										   END)
+			  INTO v_ids
+			  FROM jsonb_each(v_line -> 'ids') e;
+			SELECT l.sku INTO v_sku
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = p_tenant AND l.shop_id = p_shop
+			   AND l.external_ids @> coalesce(v_ids, '{}')
+			   AND v_ids IS NOT NULL
+			 ORDER BY l.listing_id
+			 LIMIT 1;
+			IF NOT FOUND THEN
+				v_unmatched := v_unmatched || jsonb_build_array(v_line);
+				CONTINUE;
+			END IF;
+		END IF;
+		IF v_sku = ANY (v_skus) THEN
+			v_qtys[array_position(v_skus, v_sku)] :=
+				v_qtys[array_position(v_skus, v_sku)] + (v_line ->> 'qty')::bigint;
+		ELSE
+			v_skus := v_skus || v_sku;
+			v_qtys := v_qtys || (v_line ->> 'qty')::bigint;
+		END IF;
+	END LOOP;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('sku', s.sku, 'qty', s.qty) ORDER BY s.sku), '[]')
+	  INTO lines
+	  FROM unnest(v_skus, v_qtys) AS s (sku, qty);
+	unmatched := nullif(v_unmatched, '[]');
+END
+$$;
+
+/*
+ * Apply what is known of a marketplace order: its status as of
+ * p_update_time and, when given, its lines.  The status moves forward
+ * only; the effect of the status now held is brought about if the lines
+ * are known.  Returns {"result": "applied" (the ledger moved) | "recorded"
+ * (status or lines kept, the ledger as it was) | "unchanged" | "stale"
+ * (an older status), "status", "effect", "error"}.
+ */
+CREATE FUNCTION invsync._apply_order(p_tenant bigint, p_shop bigint, p_order_id text,
+									 p_status text, p_update_time timestamptz,
+									 p_lines jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_order		invsync.marketplace_orders;
+	v_effect	text;
+	v_rank		integer;
+	v_newer		boolean;
+	v_lines		record;
+	v_target	text;
+	v_ref		text;
+	v_key		text;
+	v_recorded	boolean := false;
+	v_applied	boolean := false;
+	v_error		text;
+BEGIN
+	IF p_order_id IS NULL OR length(p_order_id) NOT BETWEEN 1 AND 128 THEN
+		RAISE EXCEPTION 'invalid marketplace order id'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A marketplace order id is a non-empty string of at most 128 characters.';
+	END IF;
+	IF p_status IS NULL OR length(p_status) NOT BETWEEN 1 AND 64 OR p_update_time IS NULL THEN
+		RAISE EXCEPTION 'invalid marketplace order status or update time'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A status is a non-empty string of at most 64 characters, with the time it was set.';
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	SELECT st.effect, st.rank INTO v_effect, v_rank
+	  FROM invsync._order_status(v_channel, p_status) st;
+	IF p_lines IS NOT NULL THEN
+		v_lines := invsync._order_lines(p_tenant, p_shop, p_lines);
+	END IF;
+
+	/* one order at a time: concurrent events of one order take turns */
+	INSERT INTO invsync.marketplace_orders AS o
+		(tenant_id, shop_id, order_id, channel, status, status_rank, update_time,
+		 correlation_id)
+	VALUES (p_tenant, p_shop, p_order_id, v_channel, p_status, v_rank, p_update_time,
+			invsync.correlation_id())
+	ON CONFLICT (tenant_id, shop_id, order_id) DO NOTHING
+	RETURNING true INTO v_newer;
+	SELECT * INTO v_order
+	  FROM invsync.marketplace_orders o
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+	   FOR UPDATE;
+	v_newer := coalesce(v_newer, false)
+		OR (p_update_time, v_rank) > (v_order.update_time, v_order.status_rank);
+
+	IF NOT v_newer AND (p_lines IS NULL OR v_order.lines IS NOT NULL) THEN
+		RETURN jsonb_build_object('result', 'stale', 'status', v_order.status,
+								  'effect', v_order.effect);
+	END IF;
+	IF v_newer THEN
+		v_order.status := p_status;
+		v_order.status_rank := v_rank;
+		v_order.update_time := p_update_time;
+		v_recorded := true;
+	END IF;
+	/* lines from the marketplace's own order are the authority */
+	IF p_lines IS NOT NULL AND (v_newer OR v_order.lines IS NULL) THEN
+		v_order.lines := v_lines.lines;
+		v_order.unmatched_lines := v_lines.unmatched;
+		v_recorded := true;
+	END IF;
+
+	SELECT st.effect INTO v_target FROM invsync._order_status(v_channel, v_order.status) st;
+	v_ref := pg_catalog.format('mp:%s:%s:%s', v_channel, p_shop, p_order_id);
+	v_error := NULL;
+	IF v_target <> 'none' AND v_order.lines IS NULL THEN
+		v_error := 'the order''s lines are not known yet';
+	ELSIF v_target <> 'none' AND jsonb_array_length(v_order.lines) = 0 THEN
+		v_error := 'no line of the order matches a listing of the shop';
+	ELSE
+		BEGIN
+			IF v_target IN ('reserve', 'fulfill') AND v_order.effect IS NULL THEN
+				PERFORM invsync._reserve(p_tenant, v_ref, v_order.lines, v_ref || ':reserve');
+				v_order.effect := 'reserve';
+				v_applied := true;
+			END IF;
+			IF v_target = 'fulfill' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':fulfill', 'fulfill');
+				v_order.effect := 'fulfill';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':release', 'release');
+				v_order.effect := 'release';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect IS NULL THEN
+				v_order.effect := 'release';	/* nothing was held */
+			END IF;
+		EXCEPTION WHEN SQLSTATE 'IV004' THEN
+			/* the subtransaction undid a reserve that went through */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			SELECT o.effect INTO v_order.effect
+			  FROM invsync.marketplace_orders o
+			 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+			v_applied := false;
+		END;
+	END IF;
+
+	UPDATE invsync.marketplace_orders o
+	   SET status = v_order.status, status_rank = v_order.status_rank,
+		   update_time = v_order.update_time, effect = v_order.effect,
+		   lines = v_order.lines, unmatched_lines = v_order.unmatched_lines,
+		   error = v_error, correlation_id = invsync.correlation_id(),
+		   updated_at = now()
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+	RETURN jsonb_build_object('result', CASE WHEN v_applied THEN 'applied'
+											 WHEN v_recorded OR v_error IS NOT NULL THEN 'recorded'
+											 ELSE 'unchanged' END,
+							  'status', v_order.status, 'effect', v_order.effect,
+							  'error', v_error);
+END
+$$;
+
+/*
+ * record_order(): an application that holds a marketplace order's lines
+ * (an order service, a poller) records it by the same rules as a pushed
+ * one.  p_update_time orders the calls: an older one changes nothing.
+ */
+CREATE FUNCTION invsync.record_order(p_shop bigint, p_order_id text, p_status text,
+									 p_update_time timestamptz, p_lines jsonb DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT invsync._apply_order(invsync.current_tenant(), p_shop, p_order_id, p_status,
+								p_update_time, p_lines)
+$$;
+COMMENT ON FUNCTION invsync.record_order(bigint, text, text, timestamptz, jsonb) IS
+	'record a marketplace order''s status (and lines): reserve, fulfil or release its stock once, a status only moving forward';
+
+CREATE VIEW invsync.order_problems WITH (security_barrier) AS
+	SELECT o.shop_id, o.order_id, o.channel, o.status, o.update_time, o.effect,
+		   o.error, o.unmatched_lines
+	  FROM invsync.marketplace_orders o
+	 WHERE o.tenant_id = invsync.current_tenant()
+	   AND (o.error IS NOT NULL OR o.unmatched_lines IS NOT NULL);
+COMMENT ON VIEW invsync.order_problems IS
+	'marketplace orders of the current tenant whose effect could not be applied, or with lines matching no listing';
+
+/* ---------------------------------------------------------------------
+ * Webhooks
+ *
+ * handle_webhook() takes a marketplace's push as the web handler got it
+ * (headers, raw body, the URL it was posted to), finds the shop it names
+ * (and so the tenant), checks its signature with that shop's app key,
+ * records it in the inbox under its event key, and answers at once; no
+ * HTTP is done in its transaction.  An order push whose lines are not
+ * known yet queues a fetch of the order (order_fetches), which the worker
+ * runs with the lease and retry rules of pushes; a stock push re-publishes
+ * the listing (the ledger is the truth) and stays in the inbox as a drift
+ * signal.
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._webhook_read(p_channel text, p_body text,
+									  OUT kind text, OUT shop_key text,
+									  OUT event_key text, OUT event_type text,
+									  OUT order_id text, OUT status text,
+									  OUT update_time bigint, OUT ids jsonb)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_webhook_read'
+	LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION invsync._webhook_read(text, text) IS
+	'what a push says (before its signature is checked): IV031 malformed, IV032 too large, IV034 unknown channel';
+CREATE FUNCTION invsync._webhook_verify(p_channel text, p_app_key text, p_secret text,
+										p_url text, p_headers jsonb, p_body text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'invsync_webhook_verify'
+	LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION invsync._webhook_verify(text, text, text, text, jsonb, text) IS
+	'is the push signed with this app''s key (constant-time compare)?';
+
+CREATE TABLE invsync.webhook_inbox (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	event_key	text NOT NULL,
+	channel		text NOT NULL,
+	kind		text NOT NULL,
+	event_type	text,
+	order_id	text,
+	status		text,
+	update_time timestamptz,
+	listing_ids bigint[],
+	body		text NOT NULL,
+	correlation_id text NOT NULL,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, shop_id, event_key),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT webhook_inbox_kind CHECK (kind IN ('order', 'stock', 'ignored'))
+);
+COMMENT ON TABLE invsync.webhook_inbox IS
+	'every verified push, once per event key: a re-delivery is a duplicate';
+COMMENT ON COLUMN invsync.webhook_inbox.listing_ids IS
+	'stock pushes: the listings the marketplace''s stock moved on (a drift signal; they were re-published)';
+
+/* order fetches: one per order, coalesced like the sync queue */
+CREATE TABLE invsync.order_fetches (
+	tenant_id	bigint NOT NULL,
+	shop_id		bigint NOT NULL,
+	order_id	text NOT NULL,
+	version		bigint NOT NULL DEFAULT 1,
+	state		text NOT NULL DEFAULT 'pending',
+	due_at		timestamptz NOT NULL DEFAULT now(),
+	lease_until timestamptz,
+	claimed_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	correlation_ids text[] NOT NULL,
+	last_error	text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	fetched_at	timestamptz,
+	PRIMARY KEY (tenant_id, shop_id, order_id),
+	FOREIGN KEY (tenant_id, shop_id) REFERENCES invsync.shops (tenant_id, shop_id),
+	CONSTRAINT order_fetch_state CHECK (state IN ('pending', 'done', 'dead'))
+);
+CREATE INDEX order_fetches_due_idx ON invsync.order_fetches (tenant_id, shop_id, due_at)
+	WHERE state = 'pending';
+COMMENT ON TABLE invsync.order_fetches IS
+	'orders whose lines the worker fetches from the marketplace (pushes rarely carry them)';
+
+CREATE FUNCTION invsync.handle_webhook(p_channel text, p_headers jsonb, p_body text,
+									   p_url text DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_push		record;
+	v_shop		record;
+	v_verified	integer := 0;
+	v_candidates integer := 0;
+	v_key		text;
+	v_status	text := 'duplicate';
+	v_listings	bigint[];
+	v_result	jsonb;
+	v_shops		jsonb := '[]';
+	v_inserted	boolean;
+BEGIN
+	IF p_headers IS NOT NULL AND (jsonb_typeof(p_headers) <> 'object'
+								  OR invsync._raw_size(p_headers) > 65536) THEN
+		RAISE EXCEPTION 'malformed push headers'
+			USING ERRCODE = 'IV031',
+				  DETAIL = 'Headers are a JSON object of name: value, of at most 64 kB.';
+	END IF;
+	SELECT * INTO v_push FROM invsync._webhook_read(p_channel, p_body);
+	v_key := coalesce(v_push.event_key,
+					  v_push.event_type || ':' || encode(sha256(convert_to(p_body, 'UTF8')), 'hex'));
+
+	/* an app-level push names no shop: it is checked, then ignored */
+	IF v_push.shop_key IS NULL THEN
+		IF NOT EXISTS (SELECT FROM invsync.apps a
+						WHERE a.channel = p_channel
+						  AND invsync._webhook_verify(p_channel, a.app_key,
+													  coalesce(a.push_secret, a.app_secret),
+													  p_url, p_headers, p_body)) THEN
+			RAISE EXCEPTION 'the push is not signed by any % app', p_channel
+				USING ERRCODE = 'IV030';
+		END IF;
+		RETURN jsonb_build_object('status', 'ignored', 'event_key', v_key);
+	END IF;
+
+	FOR v_shop IN
+		SELECT s.tenant_id, s.shop_id, a.app_key,
+			   coalesce(a.push_secret, a.app_secret) AS secret
+		  FROM invsync.shops s
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE coalesce(s.push_shop_id, s.external_shop_id) = v_push.shop_key
+		   AND a.channel = p_channel
+		 ORDER BY s.tenant_id, s.shop_id
+	LOOP
+		v_candidates := v_candidates + 1;
+		CONTINUE WHEN NOT invsync._webhook_verify(p_channel, v_shop.app_key, v_shop.secret,
+												  p_url, p_headers, p_body);
+		v_verified := v_verified + 1;
+
+		v_listings := NULL;
+		IF v_push.kind = 'stock' THEN
+			SELECT array_agg(l.listing_id ORDER BY l.listing_id) INTO v_listings
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = v_shop.tenant_id AND l.shop_id = v_shop.shop_id
+			   AND l.external_ids @> v_push.ids;
+		END IF;
+		INSERT INTO invsync.webhook_inbox
+			(tenant_id, shop_id, event_key, channel, kind, event_type, order_id, status,
+			 update_time, listing_ids, body, correlation_id)
+		VALUES (v_shop.tenant_id, v_shop.shop_id, v_key, p_channel, v_push.kind,
+				v_push.event_type, v_push.order_id, v_push.status,
+				to_timestamp(v_push.update_time), v_listings, p_body,
+				invsync.correlation_id())
+		ON CONFLICT (tenant_id, shop_id, event_key) DO NOTHING
+		RETURNING true INTO v_inserted;
+		v_shops := v_shops || jsonb_build_object('tenant', v_shop.tenant_id,
+												 'shop_id', v_shop.shop_id);
+		CONTINUE WHEN v_inserted IS NULL;
+
+		v_status := CASE v_push.kind WHEN 'ignored' THEN 'ignored' ELSE 'accepted' END;
+		IF v_push.kind = 'order' THEN
+			/* the status takes effect at once if the lines are known */
+			PERFORM invsync._apply_order(v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+										 v_push.status, to_timestamp(v_push.update_time),
+										 NULL);
+			IF NOT EXISTS (SELECT FROM invsync.marketplace_orders o
+							WHERE o.tenant_id = v_shop.tenant_id AND o.shop_id = v_shop.shop_id
+							  AND o.order_id = v_push.order_id AND o.lines IS NOT NULL) THEN
+				INSERT INTO invsync.order_fetches AS f
+					(tenant_id, shop_id, order_id, correlation_ids)
+				VALUES (v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+						ARRAY[invsync.correlation_id()])
+				ON CONFLICT (tenant_id, shop_id, order_id) DO UPDATE
+					SET version = f.version + 1,
+						state = CASE f.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+						due_at = CASE f.state WHEN 'done' THEN excluded.due_at ELSE f.due_at END,
+						attempts = CASE f.state WHEN 'done' THEN 0 ELSE f.attempts END,
+						correlation_ids = invsync._append_correlation_id(f.correlation_ids,
+																		 excluded.correlation_ids[1]);
+				PERFORM invsync._wake_worker();
+			END IF;
+		ELSIF v_push.kind = 'stock' AND v_listings IS NOT NULL THEN
+			PERFORM invsync._enqueue_skus(v_shop.tenant_id,
+										  ARRAY(SELECT l.sku FROM invsync.listings l
+												 WHERE l.tenant_id = v_shop.tenant_id
+												   AND l.listing_id = ANY (v_listings)),
+										  NULL, true);
+		END IF;
+	END LOOP;
+
+	IF v_candidates = 0 THEN
+		RAISE EXCEPTION 'no % shop "%"', p_channel, invsync._clip(v_push.shop_key)
+			USING ERRCODE = 'IV033',
+				  HINT = 'Shops are found by shops.push_shop_id, or by external_shop_id when it is NULL.';
+	ELSIF v_verified = 0 THEN
+		RAISE EXCEPTION 'the push is not signed by the shop''s app'
+			USING ERRCODE = 'IV030';
+	END IF;
+	RETURN jsonb_build_object('status', v_status, 'event_key', v_key, 'event', v_push.kind,
+							  'shops', v_shops);
+END
+$$;
+COMMENT ON FUNCTION invsync.handle_webhook(text, jsonb, text, text) IS
+	'verify and record a marketplace push: {"status": "accepted" | "duplicate" | "ignored"}; IV030 bad signature (answer 401), IV031 malformed (400), IV032 too large (413), IV033 unknown shop, IV034 unknown channel';
+
+/*
+ * The worker's side of order fetches, with the rules of pushes: a claim
+ * takes due rows with a lease (FOR UPDATE SKIP LOCKED) and the worker
+ * fetches the order over HTTP holding no transaction; the outcome is
+ * recorded in a new transaction, compare-and-set on the version claimed.
+ */
+CREATE FUNCTION invsync._claim_order_fetches(p_now timestamptz, p_lease interval,
+											 p_limit integer)
+	RETURNS TABLE (tenant_id bigint, shop_id bigint, order_id text, version bigint,
+				   attempts integer, correlation_ids text[])
+	LANGUAGE sql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH picked AS (
+		SELECT f.tenant_id, f.shop_id, f.order_id
+		  FROM invsync.order_fetches f
+		  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE f.state = 'pending' AND f.due_at <= p_now
+		   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
+		   AND s.enabled AND s.token_state = 'ok'
+		   AND invsync._base_url_refusal(a.base_url) IS NULL
+		 ORDER BY f.due_at
+		 LIMIT p_limit
+		   FOR UPDATE OF f SKIP LOCKED
+	)
+	UPDATE invsync.order_fetches f
+	   SET lease_until = p_now + p_lease,
+		   claimed_version = f.version,
+		   attempts = f.attempts + 1
+	  FROM picked
+	 WHERE f.tenant_id = picked.tenant_id AND f.shop_id = picked.shop_id
+	   AND f.order_id = picked.order_id
+	RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
+			  f.correlation_ids
+$$;
+COMMENT ON FUNCTION invsync._claim_order_fetches(timestamptz, interval, integer) IS
+	'the sync worker''s claim of due order fetches, with a lease';
+
+/*
+ * Record what a fetch came to: ok applies the order (its status, update
+ * time and lines, invsync._apply_order, under the correlation id of the
+ * push that queued it) and makes the fetch done, or pending again at once
+ * when a newer push came in meanwhile; retry makes it pending after the
+ * worker's backoff; dead makes it a dead letter.  Only while the row is
+ * still claimed at p_version (compare-and-set): a fetch whose lease was
+ * lost changes nothing.  The worker never waits for an application's lock
+ * on the row or on the order's row: "locked" asks it to record again a
+ * moment later.  Returns
+ * "locked", "superseded", or the outcome recorded (with _apply_order's
+ * result for ok).  SECURITY DEFINER: the worker moves stock only through
+ * this, never with ledger privileges of its own.
+ */
+CREATE FUNCTION invsync._record_order_fetch(p_tenant bigint, p_shop bigint, p_order_id text,
+											p_version bigint, p_outcome text,
+											p_due_in_ms bigint, p_status text,
+											p_update_time timestamptz, p_lines jsonb,
+											p_error_class text, p_error text,
+											p_now timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_fetch		invsync.order_fetches;
+	v_result	jsonb;
+	v_error		text;
+BEGIN
+	SELECT * INTO v_fetch
+	  FROM invsync.order_fetches f
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM invsync.order_fetches f
+					WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop
+					  AND f.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
+		RETURN 'superseded';
+	END IF;
+	IF v_fetch.claimed_version IS DISTINCT FROM p_version OR v_fetch.lease_until IS NULL
+		OR v_fetch.state <> 'pending' THEN
+		RETURN 'superseded';
+	END IF;
+
+	IF p_outcome = 'ok' THEN
+		/*
+		 * The order's row too, without waiting: handle_webhook() locks it
+		 * before it queues this fetch again, so waiting here while holding
+		 * the fetch row would deadlock with a push of the same order.
+		 */
+		PERFORM FROM invsync.marketplace_orders o
+		  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+			FOR UPDATE SKIP LOCKED;
+		IF NOT FOUND AND EXISTS (SELECT FROM invsync.marketplace_orders o
+								  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop
+									AND o.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
+		PERFORM pg_catalog.set_config('invsync.correlation_id',
+									  v_fetch.correlation_ids[1], true);
+		BEGIN
+			v_result := invsync._apply_order(p_tenant, p_shop, p_order_id, p_status,
+											 p_update_time, p_lines);
+		EXCEPTION WHEN SQLSTATE 'IV006' OR SQLSTATE 'IV022' THEN
+			/* what the marketplace answered can never be applied */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			p_outcome := 'dead';
+			p_error_class := 'invalid_order';
+			p_error := v_error;
+		END;
+	END IF;
+
+	UPDATE invsync.order_fetches f
+	   SET state = CASE
+					 WHEN p_outcome = 'dead' THEN 'dead'
+					 WHEN p_outcome = 'ok' AND f.version = p_version THEN 'done'
+					 ELSE 'pending'
+				   END,
+		   lease_until = NULL,
+		   due_at = CASE WHEN p_outcome = 'retry'
+						 THEN p_now + p_due_in_ms * interval '1 millisecond'
+						 ELSE p_now END,
+		   attempts = CASE WHEN p_outcome = 'ok' THEN 0 ELSE f.attempts END,
+		   correlation_ids = CASE
+							   WHEN p_outcome = 'ok' AND f.version = p_version THEN '{}'
+							   ELSE f.correlation_ids
+							 END,
+		   last_error = CASE WHEN p_outcome = 'ok' THEN NULL
+							 ELSE p_error_class || ': ' || coalesce(p_error, '') END,
+		   fetched_at = CASE WHEN p_outcome = 'ok' THEN p_now ELSE f.fetched_at END
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id;
+	RETURN CASE WHEN p_outcome = 'ok' THEN 'ok: ' || (v_result ->> 'result')
+				ELSE p_outcome END;
+END
+$$;
+COMMENT ON FUNCTION invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text, timestamptz, jsonb, text, text, timestamptz) IS
+	'the sync worker''s record of an order fetch: apply the order fetched, or retry, or give up (compare-and-set on the version claimed)';
+
+/* ---------------------------------------------------------------------
+ * Adapter test hooks (C): build and classify requests without a network
+ * --------------------------------------------------------------------- */
+CREATE FUNCTION invsync._hmac_sha256_hex(p_key text, p_message text, p_upper boolean DEFAULT false)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'invsync_hmac_sha256_hex'
+	LANGUAGE C STRICT IMMUTABLE;
+CREATE FUNCTION invsync._adapter_stock_request(p_channel text, p_shop jsonb, p_listings jsonb,
+											   p_now bigint, OUT method text, OUT url text,
+											   OUT log_url text, OUT headers jsonb,
+											   OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_stock_response(p_channel text, p_listings jsonb,
+												p_status integer, p_body text,
+												p_retry_after text DEFAULT NULL,
+												p_headers jsonb DEFAULT NULL,
+												p_shop jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_stock_response'
+	LANGUAGE C;
+CREATE FUNCTION invsync._adapter_read_request(p_channel text, p_shop jsonb, p_listings jsonb,
+											  p_now bigint, OUT method text, OUT url text,
+											  OUT log_url text, OUT headers jsonb,
+											  OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_read_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_read_response(p_channel text, p_shop jsonb, p_listings jsonb,
+											   p_status integer, p_body text,
+											   p_headers jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_read_response'
+	LANGUAGE C;
+CREATE FUNCTION invsync._adapter_refresh_request(p_channel text, p_shop jsonb, p_now bigint,
+												 OUT method text, OUT url text,
+												 OUT log_url text, OUT headers jsonb,
+												 OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_refresh_response(p_channel text, p_status integer, p_body text,
+												  p_headers jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_refresh_response'
+	LANGUAGE C;
+CREATE FUNCTION invsync._adapter_order_request(p_channel text, p_shop jsonb, p_order_id text,
+											   p_now bigint, OUT method text, OUT url text,
+											   OUT log_url text, OUT headers jsonb,
+											   OUT body text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'invsync_adapter_order_request'
+	LANGUAGE C STRICT;
+CREATE FUNCTION invsync._adapter_order_response(p_channel text, p_order_id text,
+												p_status integer, p_body text,
+												p_headers jsonb DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'invsync_adapter_order_response'
+	LANGUAGE C;
+
+/* ---------------------------------------------------------------------
+ * pg_dump and privileges
+ * --------------------------------------------------------------------- */
+SELECT pg_catalog.pg_extension_config_dump('invsync.channel_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.apps', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.shops', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.listings', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.sync_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.attempt_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.sync_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.marketplace_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.webhook_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('invsync.order_fetches', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA invsync FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA invsync FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA invsync TO pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync.current_tenant(), invsync._listing_levels()
+	TO invsync_reader, pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync.channel_attributes()
+	TO invsync_reader, invsync_admin, pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync.handle_webhook(text, jsonb, text, text) TO invsync_webhook;
+GRANT EXECUTE ON FUNCTION invsync.record_order(bigint, text, text, timestamptz, jsonb)
+	TO invsync_writer;
+GRANT SELECT ON invsync.order_problems TO invsync_reader, pg_monitor;
+GRANT SELECT ON invsync.marketplace_orders, invsync.webhook_inbox, invsync.order_fetches
+	TO invsync_admin;
+GRANT EXECUTE ON FUNCTION invsync._is_channel(text),
+	invsync._listing_ids(text, jsonb, text, text, text, boolean, boolean)
+	TO invsync_admin;
+GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
+	TO invsync_reader, pg_monitor;
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.sync_attempts
+	TO invsync_admin;
+GRANT INSERT, UPDATE, DELETE ON invsync.apps, invsync.shops, invsync.listings
+	TO invsync_admin;
+GRANT USAGE ON SEQUENCE invsync.channel_id_seq TO invsync_admin;
+GRANT EXECUTE ON FUNCTION invsync.resync(bigint), invsync.retry_dead(bigint),
+	invsync.set_shop_tokens(bigint, text, text, timestamptz, timestamptz)
+	TO invsync_admin;
+
+/*
+ * Secrets (apps.app_secret, apps.push_secret, shops.access_token,
+ * shops.refresh_token) are readable only by the worker's role and
+ * invsync_secrets.  Admins read every other column, and still write all of
+ * them (a secret is write-only to them).
+ */
+GRANT SELECT (tenant_id, app_id, channel, name, app_key, base_url, created_at,
+			  auth_base_url, batch_size)
+	ON invsync.apps TO invsync_admin;
+GRANT SELECT (tenant_id, shop_id, app_id, external_shop_id, region,
+			  access_expires_at, refresh_expires_at, token_state, token_error,
+			  refresh_lease_until, uses_locations, rate_limit_per_sec,
+			  max_in_flight, enabled, created_at, push_shop_id)
+	ON invsync.shops TO invsync_admin;
+GRANT USAGE ON SCHEMA invsync TO invsync_worker, invsync_secrets;
+GRANT SELECT ON invsync.apps, invsync.shops TO invsync_worker, invsync_secrets;
+
+/*
+ * The sync worker (invsync.worker_role, a member of invsync_worker): what
+ * the internal functions it calls read and write, and nothing else.  They
+ * are SECURITY INVOKER, so these are its own privileges: it reads the
+ * catalog, queue and stock the levels come from; it updates only the
+ * queue's claim and outcome columns (never a version or a key) and a
+ * shop's tokens and their state; it writes and purges attempts.
+ */
+GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.stock_levels,
+	invsync.bundle_leaves TO invsync_worker;
+GRANT UPDATE (target_level, lease_until, claimed_version, attempts, state,
+			  due_at, force_push, pushed_level, pushed_version, pushed_at,
+			  changed_at, correlation_ids, last_error_class, last_error)
+	ON invsync.sync_queue TO invsync_worker;
+GRANT UPDATE (access_token, refresh_token, access_expires_at,
+			  refresh_expires_at, token_state, token_error, refresh_lease_until)
+	ON invsync.shops TO invsync_worker;
+GRANT SELECT, INSERT, DELETE ON invsync.sync_attempts TO invsync_worker;
+GRANT SELECT ON invsync.order_fetches TO invsync_worker;
+GRANT UPDATE (lease_until, claimed_version, attempts)
+	ON invsync.order_fetches TO invsync_worker;
+GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
+GRANT EXECUTE ON FUNCTION
+	invsync._worker_started(timestamptz, interval),
+	invsync._claim(timestamptz, interval, integer, integer),
+	invsync._shop_context(bigint, bigint),
+	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],
+						  timestamptz),
+	invsync._release_claim(bigint, bigint, bigint),
+	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
+	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
+									timestamptz, timestamptz),
+	invsync._refresh_failed(bigint, bigint, boolean, text),
+	invsync._lock_shop_row(bigint, bigint),
+	invsync._purge_attempts(timestamptz, integer),
+	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
+	invsync._listing_available(bigint, text, text[]),
+	invsync._expand_bundle(bigint, text),
+	invsync._base_url_refusal(text),
+	invsync._claim_order_fetches(timestamptz, interval, integer),
+	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
+								timestamptz, jsonb, text, text, timestamptz)
+	TO invsync_worker;
