@@ -312,6 +312,7 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("invsync");
 
+	invsync_citus_init();
 	invsync_worker_init();
 }
 

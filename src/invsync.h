@@ -77,6 +77,12 @@ extern char *invsync_clip(const char *value, int len);
 /* the current tenant (src/tenant.c) */
 extern void invsync_define_tenant_setting(void);
 extern int64 invsync_current_tenant(void);
+extern bool invsync_pinned_tenant(int64 *tenant);
+
+/* where Citus is loaded (src/citus.c) */
+extern bool invsync_citus_loaded;
+extern void invsync_citus_init(void);
+extern void invsync_citus_tenant_changed(void);
 
 /* the sync worker (src/worker.c) */
 extern void invsync_worker_init(void);

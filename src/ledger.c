@@ -130,9 +130,15 @@ run_statement(SavedStatement *statement, Datum *values, const char *nulls)
 	{
 		SPIPlanPtr	plan;
 
+		/*
+		 * A generic plan saves planning every call.  Citus routes a
+		 * statement to its tenant's shard only in a plan that sees the
+		 * tenant's value: there the plan cache chooses (Citus makes the
+		 * generic plans it cannot route look too costly to be chosen).
+		 */
 		plan = SPI_prepare_cursor(statement->sql, statement->nargs,
 								  statement->argtypes,
-								  CURSOR_OPT_GENERIC_PLAN);
+								  invsync_citus_loaded ? 0 : CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s",
 				 statement->sql, SPI_result_code_string(SPI_result));

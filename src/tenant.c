@@ -139,6 +139,7 @@ forget_pins(Datum arg, Oid relid)
 	{
 		pins_valid = false;
 		nrole_answers = 0;
+		invsync_citus_tenant_changed();
 	}
 }
 
@@ -447,7 +448,12 @@ check_tenant(char **newval, void **extra, GucSource source)
 static void
 assign_tenant(const char *newval, void *extra)
 {
-	current_setting = *(TenantSetting *) extra;
+	TenantSetting *setting = (TenantSetting *) extra;
+
+	if (setting->tenant != current_setting.tenant ||
+		setting->given != current_setting.given)
+		invsync_citus_tenant_changed();
+	current_setting = *setting;
 }
 
 /* define invsync.tenant (from _PG_init) */
@@ -472,20 +478,35 @@ invsync_current_tenant_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * SQL: invsync._pinned_tenant() returns bigint.  The tenant this session
- * is pinned to, NULL when it is not (IV026 when pinned to two); for the
- * functions that work across tenants unless the caller is pinned.
+ * Whether this session is pinned to a tenant, and to which (IV026 when
+ * pinned to two).
  */
-Datum
-invsync_pinned_tenant_sql(PG_FUNCTION_ARGS)
+bool
+invsync_pinned_tenant(int64 *tenant)
 {
 	SessionPin	pin;
 
 	if (!session_is_pinned(&pin))
-		PG_RETURN_NULL();
+		return false;
 	if (pin.state == ROLE_PINNED_TWICE)
 		report_pinned_twice(&pin);
-	PG_RETURN_INT64(pin.tenant);
+	*tenant = pin.tenant;
+	return true;
+}
+
+/*
+ * SQL: invsync._pinned_tenant() returns bigint.  The tenant this session
+ * is pinned to, NULL when it is not; for the functions that work across
+ * tenants unless the caller is pinned.
+ */
+Datum
+invsync_pinned_tenant_sql(PG_FUNCTION_ARGS)
+{
+	int64		tenant;
+
+	if (!invsync_pinned_tenant(&tenant))
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(tenant);
 }
 
 /*
