@@ -421,20 +421,30 @@ CREATE FUNCTION invsync._take_idempotency_key(p_tenant bigint, p_key text,
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'invsync_take_idempotency_key_sql';
 
-/* the ledger rows a committed call wrote under an idempotency key */
+/*
+ * The ledger rows a committed call wrote under an idempotency key.
+ * PL/pgSQL, not SQL, here and in every function below that reads tables
+ * with its arguments and is not one the claim inlines: Citus routes a
+ * statement to its tenant's shard only when it sees the tenant's value,
+ * which a SQL function's statements never do (they are planned with their
+ * parameters unknown).
+ */
 CREATE FUNCTION invsync._replay(p_tenant bigint, p_key text)
 	RETURNS SETOF invsync.ledger
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT l.*
-	  FROM invsync.ledger l
-	  JOIN invsync.idempotency_keys k
-		ON k.tenant_id = l.tenant_id AND k.idempotency_key = l.idempotency_key
-	 WHERE l.tenant_id = p_tenant
-	   AND l.idempotency_key = p_key
-	   AND l.recorded_at >= k.created_at
-	 ORDER BY l.ledger_id
+BEGIN
+	RETURN QUERY
+		SELECT l.*
+		  FROM invsync.ledger l
+		  JOIN invsync.idempotency_keys k
+			ON k.tenant_id = l.tenant_id AND k.idempotency_key = l.idempotency_key
+		 WHERE l.tenant_id = p_tenant
+		   AND l.idempotency_key = p_key
+		   AND l.recorded_at >= k.created_at
+		 ORDER BY l.ledger_id;
+END
 $$;
 
 /* IV001 / IV002 / IV013 unless sku and location exist and the sku holds stock */
@@ -1202,6 +1212,8 @@ CREATE FUNCTION invsync.available(p_sku text, p_location text DEFAULT NULL)
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_skus		text[];
+	v_qtys		numeric[];
 	v_result	numeric;
 BEGIN
 	PERFORM invsync._check_length(p_sku, 'sku'),
@@ -1216,9 +1228,15 @@ BEGIN
 		RAISE EXCEPTION 'unknown location "%"', p_location USING ERRCODE = 'IV002';
 	END IF;
 
-	/* a plain sku expands to itself once, so one formula serves both */
+	/*
+	 * A plain sku expands to itself once, so one formula serves both.  The
+	 * expansion is a statement of its own: under Citus, a function reading
+	 * tables may not run inside a statement sent to a shard.
+	 */
+	SELECT array_agg(e.sku), array_agg(e.qty) INTO v_skus, v_qtys
+	  FROM invsync._expand_bundle(v_tenant, p_sku) e;
 	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
-	  FROM invsync._expand_bundle(v_tenant, p_sku) e
+	  FROM unnest(v_skus, v_qtys) AS e (sku, qty)
 	  LEFT JOIN LATERAL (
 			SELECT sum(s.on_hand - s.reserved) AS available
 			  FROM invsync.stock_levels s
@@ -1270,24 +1288,28 @@ CREATE FUNCTION invsync.check_consistency(p_all_tenants boolean DEFAULT false)
 				   on_hand bigint, reserved bigint,
 				   ledger_on_hand numeric, ledger_reserved numeric,
 				   last_on_hand_after bigint, last_reserved_after bigint)
-	LANGUAGE sql STABLE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+#variable_conflict use_column
+DECLARE
+	v_all		boolean := p_all_tenants AND invsync._pinned_tenant() IS NULL;
+	v_tenant	bigint := invsync.current_tenant();
+BEGIN
+	RETURN QUERY
 	WITH sums AS (
 		SELECT l.tenant_id, l.sku, l.location,
 			   sum(l.on_hand_change) AS on_hand, sum(l.reserved_change) AS reserved,
 			   max(l.ledger_id) AS last_id
 		  FROM invsync.ledger l
-		 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
-			OR l.tenant_id = invsync.current_tenant()
+		 WHERE v_all OR l.tenant_id = v_tenant
 		 GROUP BY l.tenant_id, l.sku, l.location
 	)
 	SELECT coalesce(s.tenant_id, m.tenant_id), coalesce(s.sku, m.sku),
 		   coalesce(s.location, m.location), s.on_hand, s.reserved,
 		   m.on_hand, m.reserved, last.on_hand_after, last.reserved_after
 	  FROM (SELECT * FROM invsync.stock_levels x
-			 WHERE (p_all_tenants AND invsync._pinned_tenant() IS NULL)
-				OR x.tenant_id = invsync.current_tenant()) s
+			 WHERE v_all OR x.tenant_id = v_tenant) s
 	  FULL JOIN sums m
 		ON m.tenant_id = s.tenant_id AND m.sku = s.sku AND m.location = s.location
 	  LEFT JOIN invsync.ledger last
@@ -1296,7 +1318,8 @@ CREATE FUNCTION invsync.check_consistency(p_all_tenants boolean DEFAULT false)
 		OR s.reserved IS DISTINCT FROM m.reserved
 		OR s.on_hand IS DISTINCT FROM last.on_hand_after
 		OR s.reserved IS DISTINCT FROM last.reserved_after
-	 ORDER BY 1, 2, 3
+	 ORDER BY 1, 2, 3;
+END
 $$;
 COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
 	'rows where the cached stock level differs from the ledger; always empty';

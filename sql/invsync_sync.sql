@@ -291,26 +291,56 @@ CREATE FUNCTION invsync._listing_levels()
 				   allocation_percent numeric, min_level bigint, max_level bigint,
 				   level bigint, enabled boolean, sync_state text,
 				   pushed_level bigint, pushed_at timestamptz, external_ids jsonb)
-	LANGUAGE sql STABLE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
-		   l.external_item_id, l.external_model_id, l.external_location_id,
-		   l.source_locations, v.available, l.buffer, l.allocation_percent,
-		   l.min_level, l.max_level,
-		   invsync._publish_level(v.available, l.buffer, l.allocation_percent,
-								  l.min_level, l.max_level),
-		   l.enabled AND s.enabled, q.state, q.pushed_level, q.pushed_at,
-		   l.external_ids
-	  FROM invsync.listings l
-	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
-	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
-	  LEFT JOIN invsync.sync_queue q
-		ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
-	 CROSS JOIN LATERAL (
-			SELECT invsync._listing_available(l.tenant_id, l.sku, l.source_locations)
-				   AS available) v
-	 WHERE l.tenant_id = invsync.current_tenant()
+#variable_conflict use_column
+DECLARE
+	v_tenant	bigint := invsync.current_tenant();
+	r			record;
+BEGIN
+	/*
+	 * The level of each listing in a statement of its own: under Citus, a
+	 * function reading tables may not run inside a statement sent to a
+	 * shard.
+	 */
+	FOR r IN
+		SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
+			   l.external_item_id, l.external_model_id, l.external_location_id,
+			   l.source_locations, l.buffer, l.allocation_percent,
+			   l.min_level, l.max_level, l.enabled AND s.enabled AS enabled,
+			   q.state, q.pushed_level, q.pushed_at, l.external_ids
+		  FROM invsync.listings l
+		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		  LEFT JOIN invsync.sync_queue q
+			ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
+		 WHERE l.tenant_id = v_tenant
+	LOOP
+		listing_id := r.listing_id;
+		shop_id := r.shop_id;
+		channel := r.channel;
+		external_shop_id := r.external_shop_id;
+		sku := r.sku;
+		external_item_id := r.external_item_id;
+		external_model_id := r.external_model_id;
+		external_location_id := r.external_location_id;
+		source_locations := r.source_locations;
+		available := invsync._listing_available(v_tenant, r.sku, r.source_locations);
+		buffer := r.buffer;
+		allocation_percent := r.allocation_percent;
+		min_level := r.min_level;
+		max_level := r.max_level;
+		level := invsync._publish_level(available, r.buffer, r.allocation_percent,
+										r.min_level, r.max_level);
+		enabled := r.enabled;
+		sync_state := r.state;
+		pushed_level := r.pushed_level;
+		pushed_at := r.pushed_at;
+		external_ids := r.external_ids;
+		RETURN NEXT;
+	END LOOP;
+END
 $$;
 
 /* ---------------------------------------------------------------------
@@ -389,14 +419,17 @@ COMMENT ON FUNCTION invsync._wake_worker() IS
  */
 CREATE FUNCTION invsync._skus_and_bundles(p_tenant bigint, p_skus text[])
 	RETURNS SETOF text
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT unnest(p_skus)
-	UNION
-	SELECT f.bundle_sku
-	  FROM invsync.bundle_leaves f
-	 WHERE f.tenant_id = p_tenant AND f.component_sku = ANY (p_skus)
+BEGIN
+	RETURN QUERY
+		SELECT unnest(p_skus)
+		UNION
+		SELECT f.bundle_sku
+		  FROM invsync.bundle_leaves f
+		 WHERE f.tenant_id = p_tenant AND f.component_sku = ANY (p_skus);
+END
 $$;
 
 /*
@@ -416,15 +449,17 @@ CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
 	AS $$
 DECLARE
 	v_count		integer;
+	/* values, not calls: under Citus the INSERT runs on the tenant's shard */
+	v_skus		text[] := ARRAY(SELECT invsync._skus_and_bundles(p_tenant, p_skus));
+	v_correlation_ids text[] := ARRAY[invsync.correlation_id()];
 BEGIN
 	INSERT INTO invsync.sync_queue AS q
 		(tenant_id, listing_id, shop_id, force_push, correlation_ids)
-	SELECT l.tenant_id, l.listing_id, l.shop_id, p_force,
-		   ARRAY[invsync.correlation_id()]
+	SELECT l.tenant_id, l.listing_id, l.shop_id, p_force, v_correlation_ids
 	  FROM invsync.listings l
 	  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 	 WHERE l.tenant_id = p_tenant
-	   AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, p_skus))
+	   AND l.sku = ANY (v_skus)
 	   AND l.enabled AND s.enabled
 	   AND (p_location IS NULL OR l.source_locations IS NULL
 			OR p_location = ANY (l.source_locations))
@@ -463,25 +498,32 @@ COMMENT ON COLUMN invsync.stock_levels.published IS
 
 CREATE FUNCTION invsync._is_published(p_tenant bigint, p_sku text)
 	RETURNS boolean
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT EXISTS (SELECT FROM invsync.listings l
-					WHERE l.tenant_id = p_tenant
-					  AND l.sku IN (SELECT invsync._skus_and_bundles(p_tenant, ARRAY[p_sku])))
+DECLARE
+	v_skus		text[] := ARRAY(SELECT invsync._skus_and_bundles(p_tenant, ARRAY[p_sku]));
+BEGIN
+	RETURN EXISTS (SELECT FROM invsync.listings l
+					WHERE l.tenant_id = p_tenant AND l.sku = ANY (v_skus));
+END
 $$;
 
 /* flag the stock of everything the given skus consume */
 CREATE FUNCTION invsync._mark_published(p_tenant bigint, p_skus text[])
 	RETURNS void
-	LANGUAGE sql
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_stocked	text[] := ARRAY(SELECT e.sku FROM unnest(p_skus) AS u (sku),
+									LATERAL invsync._expand_bundle(p_tenant, u.sku) e);
+BEGIN
 	UPDATE invsync.stock_levels s
 	   SET published = true
 	 WHERE s.tenant_id = p_tenant AND NOT s.published
-	   AND s.sku IN (SELECT e.sku FROM unnest(p_skus) AS u (sku),
-						   LATERAL invsync._expand_bundle(p_tenant, u.sku) e)
+	   AND s.sku = ANY (v_stocked);
+END
 $$;
 
 /*
@@ -552,13 +594,14 @@ CREATE FUNCTION invsync._listing_changed() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_skus		text[];
 BEGIN
+	/* the skus first: a statement reading tables calls no function that does */
 	IF TG_TABLE_NAME = 'shops' THEN
-		PERFORM invsync._enqueue_skus(NEW.tenant_id,
-									  ARRAY(SELECT l.sku FROM invsync.listings l
-											 WHERE l.tenant_id = NEW.tenant_id
-											   AND l.shop_id = NEW.shop_id),
-									  NULL);
+		v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
+						 WHERE l.tenant_id = NEW.tenant_id AND l.shop_id = NEW.shop_id);
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL);
 	ELSE
 		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
 		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
@@ -590,10 +633,11 @@ CREATE FUNCTION invsync._bundles_changed(p_tenant bigint, p_bundles text[])
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	v_listed	text[] := ARRAY(SELECT l.sku FROM invsync.listings l
+								 WHERE l.tenant_id = p_tenant AND l.sku = ANY (p_bundles));
 BEGIN
-	PERFORM invsync._mark_published(p_tenant,
-		ARRAY(SELECT l.sku FROM invsync.listings l
-			   WHERE l.tenant_id = p_tenant AND l.sku = ANY (p_bundles)));
+	PERFORM invsync._mark_published(p_tenant, v_listed);
 	PERFORM invsync._enqueue_skus(p_tenant, p_bundles, NULL);
 END
 $$;
@@ -1218,6 +1262,7 @@ CREATE FUNCTION invsync.resync(p_shop bigint)
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_skus		text[];
 	v_count		integer;
 BEGIN
 	IF NOT EXISTS (SELECT FROM invsync.shops s
@@ -1227,11 +1272,10 @@ BEGIN
 	UPDATE invsync.sync_queue q
 	   SET state = 'pending', due_at = now(), attempts = 0, lease_until = NULL
 	 WHERE q.tenant_id = v_tenant AND q.shop_id = p_shop AND q.state = 'dead';
-	SELECT invsync._enqueue_skus(v_tenant,
-								 ARRAY(SELECT l.sku FROM invsync.listings l
-										WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop),
-								 NULL, true)
-	  INTO v_count;
+	/* the skus first: a statement reading tables calls no function that does */
+	v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
+					 WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop);
+	v_count := invsync._enqueue_skus(v_tenant, v_skus, NULL, true);
 	RETURN v_count;
 END
 $$;
@@ -2005,6 +2049,210 @@ CREATE FUNCTION invsync._adapter_order_response(p_channel text, p_order_id text,
 	LANGUAGE C;
 
 /* ---------------------------------------------------------------------
+ * Citus (README "Citus"): distributing the tables by tenant, and which
+ * node's worker serves which tenants.  Nothing here runs on a single node.
+ * --------------------------------------------------------------------- */
+
+/* the tables of tenant data, each after the tables its foreign keys name */
+CREATE FUNCTION invsync._distributed_tables()
+	RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN ARRAY['locations', 'items', 'bundle_components', 'bundle_leaves',
+				 'bundle_versions', 'stock_levels', 'ledger', 'reservation_orders',
+				 'reservations', 'idempotency_keys', 'apps', 'shops', 'listings',
+				 'sync_queue', 'sync_attempts', 'marketplace_orders',
+				 'webhook_inbox', 'order_fetches'];
+
+/*
+ * What every node needs once the tables are distributed; run on each node
+ * by distribute() (and again on a node added later).
+ *
+ * Ids: each node draws the extension's sequences from its own range,
+ * (group id << 48) + 1 to ((group id + 1) << 48) - 1, the coordinator
+ * (group 0) from 1: the scheme Citus gives a bigserial column, which it
+ * does not apply to sequences an extension owns.  Ids are unique across
+ * nodes, not ordered across them; invsync orders nothing by id across
+ * rows of different statements ("newer" is a listing's version).
+ *
+ * Functions: _expand_bundle and _listing_available have SQL-standard
+ * bodies so that the claim can inline them on a single node.  Citus plans
+ * a SQL function's statements without their arguments' values and cannot
+ * route them, so on a Citus node they become PL/pgSQL functions with the
+ * same statement, taken from the function's own body: one definition.
+ */
+CREATE FUNCTION invsync._citus_node_setup()
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_group		bigint;
+	v_low		bigint;
+	v_high		bigint;
+	v_seq		record;
+	v_fn		record;
+	v_body		text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'IV035';
+	END IF;
+	/* these objects belong to the extension on every node: change them here only */
+	PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+
+	EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO v_group;
+	v_low := (v_group << 48) + 1;
+	v_high := ((v_group + 1) << 48) - 1;
+	FOR v_seq IN
+		SELECT s.seqrelid::regclass AS seq, s.seqmin, s.seqmax
+		  FROM pg_catalog.pg_sequence s
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = s.seqrelid
+		   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'invsync'
+	LOOP
+		CONTINUE WHEN v_seq.seqmin = v_low AND v_seq.seqmax = v_high;
+		EXECUTE pg_catalog.format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s',
+								  v_seq.seq, v_low, v_high);
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_sequences q
+						WHERE (q.schemaname || '.' || q.sequencename)::regclass = v_seq.seq
+						  AND q.last_value >= v_low) THEN
+			EXECUTE pg_catalog.format('ALTER SEQUENCE %s RESTART WITH %s', v_seq.seq, v_low);
+		END IF;
+	END LOOP;
+
+	FOR v_fn IN
+		SELECT p.proname, p.proretset,
+			   pg_catalog.pg_get_function_arguments(p.oid) AS arguments,
+			   pg_catalog.pg_get_function_result(p.oid) AS result,
+			   pg_catalog.pg_get_function_sqlbody(p.oid) AS body
+		  FROM pg_catalog.pg_proc p
+		 WHERE p.oid IN ('invsync._expand_bundle(bigint, text)'::regprocedure,
+						 'invsync._listing_available(bigint, text, text[])'::regprocedure)
+		   AND p.prosqlbody IS NOT NULL
+	LOOP
+		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
+		v_body := pg_catalog.regexp_replace(v_fn.body, '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's');
+		v_body := CASE WHEN v_fn.proretset
+					   THEN pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END', v_body)
+					   ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN (%s); END', v_body) END;
+		EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION invsync.%I(%s) RETURNS %s'
+								  ' LANGUAGE plpgsql STABLE'
+								  ' SET search_path = pg_catalog, pg_temp AS %L',
+								  v_fn.proname, v_fn.arguments, v_fn.result, v_body);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION invsync._citus_node_setup() IS
+	'on a Citus node: give the extension''s sequences the node''s own id range, and the helpers the claim inlines PL/pgSQL bodies Citus can route';
+
+/*
+ * Distribute invsync's tables by tenant_id, all co-located with locations,
+ * each after the tables its foreign keys name (listings before
+ * sync_queue); then prepare every node (_citus_node_setup).  Run once on
+ * the coordinator after the worker nodes were added; run again after
+ * adding a node (tables distributed already are passed over).  Five
+ * tables have triggers, which Citus accepts with
+ * citus.enable_unsafe_triggers: each trigger touches rows of its own
+ * tenant only, which are co-located.  tenant_roles stays a local table on
+ * each node (a DBA's setting, read by every backend without SQL).
+ * The sync workers are kept quiet meanwhile: the queue tables are locked
+ * first, all at once, so that a claim waits rather than deadlocks with the
+ * distribution.
+ */
+CREATE FUNCTION invsync.distribute(p_shard_count integer DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_table		text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'IV035',
+				  HINT = 'CREATE EXTENSION citus first, on every node, and add the worker nodes.';
+	END IF;
+	LOCK TABLE invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
+		invsync.sync_attempts, invsync.order_fetches, invsync.marketplace_orders,
+		invsync.webhook_inbox
+		IN EXCLUSIVE MODE;
+	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+	IF p_shard_count IS NOT NULL THEN
+		PERFORM pg_catalog.set_config('citus.shard_count', p_shard_count::text, true);
+	END IF;
+	FOREACH v_table IN ARRAY invsync._distributed_tables()
+	LOOP
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+							   WHERE p.logicalrelid = ('invsync.' || v_table)::regclass);
+		PERFORM pg_catalog.create_distributed_table(
+			('invsync.' || v_table)::regclass, 'tenant_id',
+			colocate_with => CASE v_table WHEN 'locations' THEN 'default'
+										  ELSE 'invsync.locations' END);
+	END LOOP;
+	PERFORM invsync._citus_node_setup();
+	PERFORM pg_catalog.run_command_on_workers('SELECT invsync._citus_node_setup()');
+END
+$$;
+COMMENT ON FUNCTION invsync.distribute(integer) IS
+	'on a Citus coordinator: distribute invsync''s tables by tenant_id, co-located, in foreign-key order, and prepare every node; idempotent';
+
+/*
+ * Which node's sync worker serves which tenant: the node holding the
+ * tenant's shards (with a single node, or tables not distributed, that
+ * node serves every tenant).  A stock change runs its triggers, and wakes
+ * the worker, on that node; a shop's rows, and so its rate limit and its
+ * in-flight cap, are on one node; and every statement the worker runs for
+ * the tenant is on a local shard.  After a shard moves, the next claim on
+ * the new node takes its rows; a row leased by the old node comes back
+ * when its lease ends, and an outcome the old node records still applies
+ * only at the version it claimed.
+ *
+ * The claim calls this once per turn and runs its per-shop statements
+ * (WHERE tenant_id = $1 AND shop_id = $2 ...) for these shops only.
+ */
+CREATE FUNCTION invsync._served_shops()
+	RETURNS TABLE (tenant_id bigint, shop_id bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+#variable_conflict use_column
+DECLARE
+	v_local_shards bigint[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+		RETURN QUERY
+			SELECT s.tenant_id, s.shop_id FROM invsync.shops s
+			 WHERE s.enabled AND s.token_state = 'ok';
+		RETURN;
+	END IF;
+	/* Citus's catalogs are named only here, where they exist */
+	EXECUTE $q$
+		SELECT array_agg(p.shardid)
+		  FROM pg_catalog.pg_dist_placement p
+		  JOIN pg_catalog.pg_dist_shard d ON d.shardid = p.shardid
+		 WHERE d.logicalrelid = 'invsync.shops'::regclass
+		   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)$q$
+	   INTO v_local_shards;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+					WHERE p.logicalrelid = 'invsync.shops'::regclass) THEN
+		RETURN QUERY
+			SELECT s.tenant_id, s.shop_id FROM invsync.shops s
+			 WHERE s.enabled AND s.token_state = 'ok';
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE $q$
+		SELECT s.tenant_id, s.shop_id FROM invsync.shops s
+		 WHERE s.enabled AND s.token_state = 'ok'
+		   AND pg_catalog.get_shard_id_for_distribution_column('invsync.shops', s.tenant_id)
+			   = ANY ($1)$q$
+	  USING coalesce(v_local_shards, '{}');
+END
+$$;
+COMMENT ON FUNCTION invsync._served_shops() IS
+	'the shops whose rows this node''s sync worker serves: all of them, or under Citus those of the tenants whose shards are on this node';
+
+/* ---------------------------------------------------------------------
  * pg_dump and privileges
  * --------------------------------------------------------------------- */
 SELECT pg_catalog.pg_extension_config_dump('invsync.channel_id_seq', '');
@@ -2104,6 +2352,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._expand_bundle(bigint, text),
 	invsync._base_url_refusal(text),
 	invsync._claim_order_fetches(timestamptz, interval, integer),
+	invsync._served_shops(),
 	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
 								timestamptz, jsonb, text, text, timestamptz)
 	TO invsync_worker;

@@ -1,0 +1,174 @@
+
+# Copyright (c) 2026, invsync developers
+
+# invsync on Citus, distributed by tenant_id: a coordinator and two worker
+# nodes on loopback, two tenants whose shards sit on different nodes.  The
+# same script of public calls gives the same output as on a single node,
+# check_consistency() is empty, ids are unique across nodes, and each
+# node's worker serves the tenants whose shards it holds.  Skipped where
+# Citus is not installed (tools/build-citus builds it).
+
+use strict;
+use warnings;
+use lib 't';
+use InvsyncTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $single = start_node('single');
+if ($single->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_available_extensions WHERE name = 'citus'}) eq '0')
+{
+	plan skip_all => 'Citus is not installed (see tools/build-citus)';
+}
+
+# the coordinator first in the list: its workers are added to it
+my @citus;
+for my $name (qw(coordinator worker1 worker2))
+{
+	push @citus, start_node("citus_$name",
+		shared_preload_libraries => "'citus,invsync'",
+		max_prepared_transactions => 20,
+		'citus.shard_count' => 4,
+		'citus.log_remote_commands' => 'off');
+}
+my ($coordinator, @workers) = @citus;
+for my $node (@citus)
+{
+	# invsync's extension exists already (start_node); Citus after it is
+	# fine, Citus only has to come first in shared_preload_libraries
+	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+}
+$coordinator->safe_psql('postgres',
+	"SELECT citus_set_coordinator_host('127.0.0.1', " . $coordinator->port . ')');
+$coordinator->safe_psql('postgres', "SELECT citus_add_node('127.0.0.1', " . $_->port . ')')
+  for @workers;
+$coordinator->safe_psql('postgres', 'SELECT invsync.distribute()');
+is($coordinator->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_dist_partition
+	 WHERE logicalrelid::text LIKE 'invsync.%' AND colocationid =
+		   (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'invsync.locations'::regclass)}),
+	'18', 'distribute(): all 18 tables distributed by tenant_id, co-located');
+is($coordinator->safe_psql('postgres', 'SELECT invsync.distribute()'), '',
+	'distribute() again changes nothing');
+
+# two tenants whose shards are on different worker nodes
+my %tenant_on;
+for my $t (1 .. 50)
+{
+	my $port = $coordinator->safe_psql('postgres', qq{
+		SELECT nodeport FROM pg_dist_shard_placement
+		 WHERE shardid = get_shard_id_for_distribution_column('invsync.locations', $t)});
+	$tenant_on{$port} //= $t;
+}
+my @tenants = map { $tenant_on{ $_->port } } @workers;
+ok(defined $tenants[0] && defined $tenants[1], "tenants @tenants on the two worker nodes");
+
+# the same calls, in each tenant; ids and times left out (ids are drawn
+# from node ranges under Citus)
+my $cols = 'sku, location, operation, on_hand_change, reserved_change, on_hand_after,'
+  . ' reserved_after, reason, reference, order_ref, idempotency_key, correlation_id';
+sub script
+{
+	my ($t) = @_;
+	return qq{
+SET invsync.tenant = '$t';
+SET invsync.correlation_id = 'citus-$t';
+SELECT location, name, priority FROM invsync.upsert_location('JKT-1', 'Jakarta', 10);
+SELECT location, name, priority FROM invsync.upsert_location('SBY-1', 'Surabaya', 20);
+SELECT sku, name FROM invsync.upsert_item('KOPI-250', 'Kopi Toraja 250 g');
+SELECT sku, name FROM invsync.upsert_item('MUG-01');
+SELECT sku, name FROM invsync.upsert_item('GIFT-SET');
+SELECT sku, name FROM invsync.upsert_item('GIFT-BOX');
+SELECT bundle_sku, component_sku, qty FROM invsync.set_bundle('GIFT-SET', '[{"sku":"KOPI-250","qty":2},{"sku":"MUG-01","qty":1}]');
+SELECT bundle_sku, component_sku, qty FROM invsync.set_bundle('GIFT-BOX', '[{"sku":"GIFT-SET","qty":2}]');
+SELECT $cols FROM invsync.adjust('KOPI-250', 'JKT-1', 40, 'receipt', 'po-1', 'PO-1');
+SELECT $cols FROM invsync.adjust('KOPI-250', 'JKT-1', 40, 'receipt', 'po-1', 'PO-1');
+SELECT $cols FROM invsync.adjust('MUG-01', 'JKT-1', 20, 'receipt', 'po-2');
+SELECT $cols FROM invsync.adjust('MUG-01', 'JKT-1', -3, 'breakage', 'po-3');
+SELECT $cols FROM invsync.set_on_hand('KOPI-250', 'JKT-1', 38, 'count', 'count-1');
+SELECT $cols FROM invsync.transfer('KOPI-250', 'JKT-1', 'SBY-1', 10, 'tr-1');
+SELECT $cols FROM invsync.transfer('KOPI-250', 'JKT-1', 'SBY-1', 10, 'tr-1');
+SELECT $cols FROM invsync.reserve('INV-1', '[{"sku":"GIFT-SET","qty":3},{"sku":"KOPI-250","qty":1,"location":"SBY-1"}]', 'order-1');
+SELECT invsync.available('GIFT-SET'), invsync.available('GIFT-BOX'), invsync.available('KOPI-250'), invsync.available('KOPI-250', 'SBY-1');
+SELECT $cols FROM invsync.fulfill('INV-1', 'ship-1');
+SELECT $cols FROM invsync.reserve('INV-2', '[{"sku":"MUG-01","qty":2}]', 'order-2');
+SELECT order_ref, line_no, line_sku, sku, location, qty FROM invsync.open_reservations ORDER BY 1, 2, 3, 4, 5;
+SELECT $cols FROM invsync.release('INV-2', 'release-2');
+SELECT sku, location, on_hand, reserved, available FROM invsync.stock ORDER BY sku, location;
+SELECT $cols FROM invsync.ledger_entries ORDER BY ledger_id;
+SELECT * FROM invsync.check_consistency();
+SELECT count(*) FROM invsync.check_consistency(true);
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url) VALUES ('shopee', '100$t', 'key-$t', 'https://127.0.0.1:1');
+SELECT app_id AS app FROM invsync.apps WHERE app_key = '100$t' \\gset
+INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token, access_expires_at, enabled)
+VALUES (:app, '500$t', 'access-$t', 'refresh-$t', now() + interval '4 hours', false);
+SELECT shop_id AS shop FROM invsync.shops WHERE external_shop_id = '500$t' \\gset
+INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id, buffer)
+VALUES (:shop, 'KOPI-250', '7001', '11', 2), (:shop, 'GIFT-SET', '7001', '12', 0);
+SELECT sku, external_item_id, external_model_id, available, buffer, level, enabled, sync_state FROM invsync.listing_levels ORDER BY sku;
+SELECT channel, external_shop_id, enabled, pending, dead FROM invsync.sync_status;
+SELECT invsync.resync(:shop);
+SELECT $cols FROM invsync.adjust('KOPI-250', 'SBY-1', 5, 'receipt', 'po-4');
+SELECT l.sku, q.state, q.version, q.correlation_ids FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id) WHERE q.tenant_id = $t ORDER BY 1;
+SELECT invsync.adjust('NOPE', 'JKT-1', 1, 'x', 'e-1');
+\\echo :SQLSTATE
+SELECT invsync.adjust('KOPI-250', 'JKT-1', -1000, 'x', 'e-2');
+\\echo :SQLSTATE
+SELECT invsync.adjust('KOPI-250', 'JKT-1', 7, 'x', 'po-1');
+\\echo :SQLSTATE
+SELECT invsync.reserve('INV-1', '[{"sku":"MUG-01","qty":1}]', 'order-1b');
+\\echo :SQLSTATE
+SELECT invsync.fulfill('INV-9', 'ship-9');
+\\echo :SQLSTATE
+SELECT invsync.set_bundle('KOPI-250', '[{"sku":"GIFT-BOX","qty":1}]');
+\\echo :SQLSTATE
+SELECT invsync.set_bundle('MUG-01', '[{"sku":"GIFT-BOX","qty":1}]');
+\\echo :SQLSTATE
+SELECT invsync.resync(999999);
+\\echo :SQLSTATE
+SELECT * FROM invsync.check_consistency();
+};
+}
+
+sub run_script
+{
+	my ($node, $t) = @_;
+	my ($stdout, $stderr);
+	$node->psql('postgres', script($t), stdout => \$stdout, stderr => \$stderr,
+		on_error_stop => 0, extra_params => [ '-X', '-A', '-t' ]);
+	return ($stdout, $stderr);
+}
+
+for my $i (0, 1)
+{
+	my $t = $tenants[$i];
+	my ($expected, $single_err) = run_script($single, $t);
+	my ($got, $citus_err) = run_script($coordinator, $t);
+	note "single node errors:\n$single_err";
+	note "Citus errors:\n$citus_err";
+	is($got, $expected, "tenant $t (shards on worker node " . ($i + 1)
+		  . '): every call gives the output it gives on a single node');
+	like($expected, qr/IV001\nIV004\nIV005\nIV012\nIV007\nIV013\nIV009\nIV022/,
+		'and bad input the same SQLSTATEs');
+}
+
+is($coordinator->safe_psql('postgres', 'SELECT count(*) FROM invsync.check_consistency(true)'),
+	'0', 'check_consistency(true) is empty over both tenants');
+for my $i (0, 1)
+{
+	is($workers[$i]->safe_psql('postgres', q{
+		SELECT count(DISTINCT tenant_id) || ' ' || min(tenant_id) FROM invsync._served_shops()}),
+		"1 $tenants[$i]", "worker node " . ($i + 1) . ' serves the shops of its tenant only');
+}
+is($coordinator->safe_psql('postgres', 'SELECT count(*) FROM invsync._served_shops()'),
+	'0', 'the coordinator, holding no shard, serves no shop');
+
+# ids unique across nodes: each node draws from its own range
+is($coordinator->safe_psql('postgres', q{
+	SELECT count(*) = count(DISTINCT ledger_id) AND count(DISTINCT ledger_id >> 48) = 2
+	  FROM invsync.ledger}),
+	't', 'ledger ids are unique and come from the two worker nodes\' ranges');
+
+done_testing();
