@@ -36,9 +36,6 @@ CREATE OR REPLACE FUNCTION invsync.available(p_sku text, p_location text DEFAULT
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
-	v_skus		text[];
-	v_qtys		numeric[];
-	v_result	numeric;
 BEGIN
 	PERFORM invsync._check_length(p_sku, 'sku'),
 			invsync._check_length(p_location, 'location code');
@@ -52,21 +49,8 @@ BEGIN
 		RAISE EXCEPTION 'unknown location "%"', p_location USING ERRCODE = 'IV002';
 	END IF;
 
-	/*
-	 * A plain sku expands to itself once, so one formula serves both.  The
-	 * expansion is a statement of its own: under Citus, a function reading
-	 * tables may not run inside a statement sent to a shard.
-	 */
-	SELECT array_agg(e.sku), array_agg(e.qty) INTO v_skus, v_qtys
-	  FROM invsync._expand_bundle(v_tenant, p_sku) e;
-	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
-	  FROM unnest(v_skus, v_qtys) AS e (sku, qty)
-	  LEFT JOIN LATERAL (
-			SELECT sum(s.on_hand - s.reserved) AS available
-			  FROM invsync.stock_levels s
-			 WHERE s.tenant_id = v_tenant AND s.sku = e.sku
-			   AND (p_location IS NULL OR s.location = p_location)) a ON true;
-	RETURN v_result::bigint;
+	RETURN invsync._available(v_tenant, p_sku,
+							  CASE WHEN p_location IS NOT NULL THEN ARRAY[p_location] END);
 END
 $$;
 COMMENT ON FUNCTION invsync.available(text, text) IS
@@ -211,15 +195,19 @@ BEGIN
 	   AND (p_location IS NULL OR l.source_locations IS NULL
 			OR p_location = ANY (l.source_locations))
 	 ORDER BY l.tenant_id, l.listing_id
+	/*
+	 * Searched CASEs: Citus 13.2 evaluates a simple CASE (CASE q.state WHEN
+	 * ...) in ON CONFLICT on the coordinator with its test value lost.
+	 */
 	ON CONFLICT (tenant_id, listing_id) DO UPDATE
 		SET version = q.version + 1,
 			force_push = q.force_push OR excluded.force_push,
-			state = CASE q.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
-			due_at = CASE q.state WHEN 'synced' THEN excluded.due_at ELSE q.due_at END,
-			attempts = CASE q.state WHEN 'synced' THEN 0 ELSE q.attempts END,
-			changed_at = CASE q.state WHEN 'synced' THEN excluded.changed_at ELSE q.changed_at END,
-			correlation_ids = CASE q.state
-								WHEN 'synced' THEN excluded.correlation_ids
+			state = CASE WHEN q.state = 'dead' THEN 'dead' ELSE 'pending' END,
+			due_at = CASE WHEN q.state = 'synced' THEN excluded.due_at ELSE q.due_at END,
+			attempts = CASE WHEN q.state = 'synced' THEN 0 ELSE q.attempts END,
+			changed_at = CASE WHEN q.state = 'synced' THEN excluded.changed_at ELSE q.changed_at END,
+			correlation_ids = CASE
+								WHEN q.state = 'synced' THEN excluded.correlation_ids
 								ELSE invsync._append_correlation_id(q.correlation_ids,
 																	excluded.correlation_ids[1])
 							  END;
@@ -333,6 +321,29 @@ CREATE FUNCTION invsync._distributed_tables()
 				 'sync_queue', 'sync_attempts', 'marketplace_orders',
 				 'webhook_inbox', 'order_fetches'];
 
+CREATE FUNCTION invsync._available(p_tenant bigint, p_sku text, p_locations text[])
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_skus		text[];
+	v_qtys		numeric[];
+	v_result	numeric;
+BEGIN
+	SELECT array_agg(e.sku), array_agg(e.qty) INTO v_skus, v_qtys
+	  FROM invsync._expand_bundle(p_tenant, p_sku) e;
+	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
+	  FROM unnest(v_skus, v_qtys) AS e (sku, qty)
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
+			   AND (p_locations IS NULL OR s.location = ANY (p_locations))) a ON true;
+	RETURN v_result::bigint;
+END
+$$;
+
 CREATE FUNCTION invsync._citus_node_setup()
 	RETURNS void
 	LANGUAGE plpgsql
@@ -385,10 +396,13 @@ BEGIN
 		   AND p.prosqlbody IS NOT NULL
 	LOOP
 		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
-		v_body := pg_catalog.regexp_replace(v_fn.body, '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's');
-		v_body := CASE WHEN v_fn.proretset
-					   THEN pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END', v_body)
-					   ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN (%s); END', v_body) END;
+		v_body := CASE v_fn.proname
+					WHEN '_listing_available'
+					THEN 'BEGIN RETURN coalesce(invsync._available(p_tenant, p_sku, p_source_locations), 0); END'
+					ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
+										   pg_catalog.regexp_replace(v_fn.body,
+											   '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'))
+				  END;
 		EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION invsync.%I(%s) RETURNS %s'
 								  ' LANGUAGE plpgsql STABLE'
 								  ' SET search_path = pg_catalog, pg_temp AS %L',
@@ -477,6 +491,8 @@ $$;
 COMMENT ON FUNCTION invsync._served_shops() IS
 	'the shops whose rows this node''s sync worker serves: all of them, or under Citus those of the tenants whose shards are on this node';
 
-REVOKE ALL ON FUNCTION invsync._distributed_tables(), invsync._citus_node_setup(),
-	invsync.distribute(integer), invsync._served_shops() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION invsync._served_shops() TO invsync_worker;
+REVOKE ALL ON FUNCTION invsync._distributed_tables(), invsync._available(bigint, text, text[]),
+	invsync._citus_node_setup(), invsync.distribute(integer), invsync._served_shops()
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._served_shops(), invsync._available(bigint, text, text[])
+	TO invsync_worker;

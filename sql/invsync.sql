@@ -1205,6 +1205,37 @@ COMMENT ON FUNCTION invsync.fulfill(text, text) IS
 /* ---------------------------------------------------------------------
  * Reading stock
  * --------------------------------------------------------------------- */
+/*
+ * Units of a sku available over the given locations (all when NULL): for a
+ * bundle, the minimum over its stocked skus of floor(available / qty).  A
+ * plain sku expands to itself once, so one formula serves both.  The
+ * expansion is a statement of its own: under Citus, a function reading
+ * tables may not run inside a statement sent to a shard (on a Citus node,
+ * _listing_available, the claim's inlined twin of this, calls this).
+ */
+CREATE FUNCTION invsync._available(p_tenant bigint, p_sku text, p_locations text[])
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_skus		text[];
+	v_qtys		numeric[];
+	v_result	numeric;
+BEGIN
+	SELECT array_agg(e.sku), array_agg(e.qty) INTO v_skus, v_qtys
+	  FROM invsync._expand_bundle(p_tenant, p_sku) e;
+	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
+	  FROM unnest(v_skus, v_qtys) AS e (sku, qty)
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
+			   AND (p_locations IS NULL OR s.location = ANY (p_locations))) a ON true;
+	RETURN v_result::bigint;
+END
+$$;
+
 CREATE FUNCTION invsync.available(p_sku text, p_location text DEFAULT NULL)
 	RETURNS bigint
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1212,9 +1243,6 @@ CREATE FUNCTION invsync.available(p_sku text, p_location text DEFAULT NULL)
 	AS $$
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
-	v_skus		text[];
-	v_qtys		numeric[];
-	v_result	numeric;
 BEGIN
 	PERFORM invsync._check_length(p_sku, 'sku'),
 			invsync._check_length(p_location, 'location code');
@@ -1228,21 +1256,8 @@ BEGIN
 		RAISE EXCEPTION 'unknown location "%"', p_location USING ERRCODE = 'IV002';
 	END IF;
 
-	/*
-	 * A plain sku expands to itself once, so one formula serves both.  The
-	 * expansion is a statement of its own: under Citus, a function reading
-	 * tables may not run inside a statement sent to a shard.
-	 */
-	SELECT array_agg(e.sku), array_agg(e.qty) INTO v_skus, v_qtys
-	  FROM invsync._expand_bundle(v_tenant, p_sku) e;
-	SELECT min(floor(coalesce(a.available, 0) / e.qty)) INTO v_result
-	  FROM unnest(v_skus, v_qtys) AS e (sku, qty)
-	  LEFT JOIN LATERAL (
-			SELECT sum(s.on_hand - s.reserved) AS available
-			  FROM invsync.stock_levels s
-			 WHERE s.tenant_id = v_tenant AND s.sku = e.sku
-			   AND (p_location IS NULL OR s.location = p_location)) a ON true;
-	RETURN v_result::bigint;
+	RETURN invsync._available(v_tenant, p_sku,
+							  CASE WHEN p_location IS NOT NULL THEN ARRAY[p_location] END);
 END
 $$;
 COMMENT ON FUNCTION invsync.available(text, text) IS

@@ -464,15 +464,19 @@ BEGIN
 	   AND (p_location IS NULL OR l.source_locations IS NULL
 			OR p_location = ANY (l.source_locations))
 	 ORDER BY l.tenant_id, l.listing_id
+	/*
+	 * Searched CASEs: Citus 13.2 evaluates a simple CASE (CASE q.state WHEN
+	 * ...) in ON CONFLICT on the coordinator with its test value lost.
+	 */
 	ON CONFLICT (tenant_id, listing_id) DO UPDATE
 		SET version = q.version + 1,
 			force_push = q.force_push OR excluded.force_push,
-			state = CASE q.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
-			due_at = CASE q.state WHEN 'synced' THEN excluded.due_at ELSE q.due_at END,
-			attempts = CASE q.state WHEN 'synced' THEN 0 ELSE q.attempts END,
-			changed_at = CASE q.state WHEN 'synced' THEN excluded.changed_at ELSE q.changed_at END,
-			correlation_ids = CASE q.state
-								WHEN 'synced' THEN excluded.correlation_ids
+			state = CASE WHEN q.state = 'dead' THEN 'dead' ELSE 'pending' END,
+			due_at = CASE WHEN q.state = 'synced' THEN excluded.due_at ELSE q.due_at END,
+			attempts = CASE WHEN q.state = 'synced' THEN 0 ELSE q.attempts END,
+			changed_at = CASE WHEN q.state = 'synced' THEN excluded.changed_at ELSE q.changed_at END,
+			correlation_ids = CASE
+								WHEN q.state = 'synced' THEN excluded.correlation_ids
 								ELSE invsync._append_correlation_id(q.correlation_ids,
 																	excluded.correlation_ids[1])
 							  END;
@@ -2077,8 +2081,11 @@ CREATE FUNCTION invsync._distributed_tables()
  * Functions: _expand_bundle and _listing_available have SQL-standard
  * bodies so that the claim can inline them on a single node.  Citus plans
  * a SQL function's statements without their arguments' values and cannot
- * route them, so on a Citus node they become PL/pgSQL functions with the
- * same statement, taken from the function's own body: one definition.
+ * route them, so on a Citus node they become PL/pgSQL functions:
+ * _expand_bundle with the statement of its own body (one definition),
+ * _listing_available calling _available, which expands a bundle in a
+ * statement of its own (a function reading tables may not run inside a
+ * statement sent to a shard).
  */
 CREATE FUNCTION invsync._citus_node_setup()
 	RETURNS void
@@ -2132,10 +2139,13 @@ BEGIN
 		   AND p.prosqlbody IS NOT NULL
 	LOOP
 		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
-		v_body := pg_catalog.regexp_replace(v_fn.body, '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's');
-		v_body := CASE WHEN v_fn.proretset
-					   THEN pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END', v_body)
-					   ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN (%s); END', v_body) END;
+		v_body := CASE v_fn.proname
+					WHEN '_listing_available'
+					THEN 'BEGIN RETURN coalesce(invsync._available(p_tenant, p_sku, p_source_locations), 0); END'
+					ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
+										   pg_catalog.regexp_replace(v_fn.body,
+											   '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'))
+				  END;
 		EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION invsync.%I(%s) RETURNS %s'
 								  ' LANGUAGE plpgsql STABLE'
 								  ' SET search_path = pg_catalog, pg_temp AS %L',
@@ -2353,6 +2363,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._base_url_refusal(text),
 	invsync._claim_order_fetches(timestamptz, interval, integer),
 	invsync._served_shops(),
+	invsync._available(bigint, text, text[]),
 	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
 								timestamptz, jsonb, text, text, timestamptz)
 	TO invsync_worker;
