@@ -379,13 +379,11 @@ BEGIN
 		  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'invsync'
 	LOOP
 		CONTINUE WHEN v_seq.seqmin = v_low AND v_seq.seqmax = v_high;
-		EXECUTE pg_catalog.format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s',
-								  v_seq.seq, v_low, v_high);
-		IF NOT EXISTS (SELECT FROM pg_catalog.pg_sequences q
-						WHERE (q.schemaname || '.' || q.sequencename)::regclass = v_seq.seq
-						  AND q.last_value >= v_low) THEN
-			EXECUTE pg_catalog.format('ALTER SEQUENCE %s RESTART WITH %s', v_seq.seq, v_low);
-		END IF;
+		/* a sequence used below the range starts at its beginning */
+		EXECUTE pg_catalog.format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START WITH %s%s',
+								  v_seq.seq, v_low, v_high, v_low,
+								  CASE WHEN pg_catalog.pg_sequence_last_value(v_seq.seq) >= v_low
+									   THEN '' ELSE ' RESTART WITH ' || v_low END);
 	END LOOP;
 
 	FOR v_fn IN
@@ -423,6 +421,7 @@ CREATE FUNCTION invsync.distribute(p_shard_count integer DEFAULT NULL)
 	AS $$
 DECLARE
 	v_table		text;
+	v_failed	text;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
 		RAISE EXCEPTION 'Citus is not installed in this database'
@@ -447,7 +446,14 @@ BEGIN
 										  ELSE 'invsync.locations' END);
 	END LOOP;
 	PERFORM invsync._citus_node_setup();
-	PERFORM pg_catalog.run_command_on_workers('SELECT invsync._citus_node_setup()');
+	SELECT r.nodename || ':' || r.nodeport || ': ' || r.result INTO v_failed
+	  FROM pg_catalog.run_command_on_workers('SELECT invsync._citus_node_setup()') r
+	 WHERE NOT r.success
+	 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'could not prepare worker node %', v_failed
+			USING ERRCODE = 'IV035';
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION invsync.distribute(integer) IS
