@@ -97,6 +97,26 @@ $$;
 COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
 	'rows where the cached stock level differs from the ledger; always empty';
 
+/* the available stock of many listings in one inlined statement */
+CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)
+	LANGUAGE sql STABLE
+BEGIN ATOMIC
+	SELECT l.tenant_id, l.listing_id,
+		   coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	  FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
+	  JOIN invsync.listings l
+		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+	 CROSS JOIN LATERAL invsync._expand_bundle(l.tenant_id, l.sku) e
+	  LEFT JOIN LATERAL (
+			SELECT sum(s.on_hand - s.reserved) AS available
+			  FROM invsync.stock_levels s
+			 WHERE s.tenant_id = l.tenant_id AND s.sku = e.sku
+			   AND (l.source_locations IS NULL
+					OR s.location = ANY (l.source_locations))) a ON true
+	 GROUP BY l.tenant_id, l.listing_id;
+END;
+
 CREATE OR REPLACE FUNCTION invsync._listing_levels()
 	RETURNS TABLE (listing_id bigint, shop_id bigint, channel text,
 				   external_shop_id text, sku text, external_item_id text,
@@ -111,25 +131,32 @@ CREATE OR REPLACE FUNCTION invsync._listing_levels()
 #variable_conflict use_column
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_listings	bigint[];
+	v_available bigint[];
 	r			record;
 BEGIN
 	/*
-	 * The level of each listing in a statement of its own: under Citus, a
-	 * function reading tables may not run inside a statement sent to a
-	 * shard.
+	 * The levels in a statement of their own: under Citus, a function
+	 * reading tables may not run inside a statement sent to a shard.
 	 */
+	v_listings := ARRAY(SELECT l.listing_id FROM invsync.listings l
+						 WHERE l.tenant_id = v_tenant ORDER BY l.listing_id);
+	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
+	  FROM invsync._listings_available(array_fill(v_tenant, ARRAY[cardinality(v_listings)]),
+									   v_listings) v;
 	FOR r IN
 		SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
 			   l.external_item_id, l.external_model_id, l.external_location_id,
 			   l.source_locations, l.buffer, l.allocation_percent,
 			   l.min_level, l.max_level, l.enabled AND s.enabled AS enabled,
-			   q.state, q.pushed_level, q.pushed_at, l.external_ids
-		  FROM invsync.listings l
+			   q.state, q.pushed_level, q.pushed_at, l.external_ids, v.available
+		  FROM unnest(v_listings, v_available) AS v (listing_id, available)
+		  JOIN invsync.listings l
+			ON l.tenant_id = v_tenant AND l.listing_id = v.listing_id
 		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
 		  LEFT JOIN invsync.sync_queue q
 			ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
-		 WHERE l.tenant_id = v_tenant
 	LOOP
 		listing_id := r.listing_id;
 		shop_id := r.shop_id;
@@ -140,7 +167,7 @@ BEGIN
 		external_model_id := r.external_model_id;
 		external_location_id := r.external_location_id;
 		source_locations := r.source_locations;
-		available := invsync._listing_available(v_tenant, r.sku, r.source_locations);
+		available := r.available;
 		buffer := r.buffer;
 		allocation_percent := r.allocation_percent;
 		min_level := r.min_level;
@@ -156,6 +183,7 @@ BEGIN
 	END LOOP;
 END
 $$;
+DROP FUNCTION invsync._listing_available(bigint, text, text[]);
 
 /* inlined into the enqueue statement: a SQL-standard body, no SET clause */
 CREATE OR REPLACE FUNCTION invsync._append_correlation_id(p_ids text[], p_id text)
@@ -192,8 +220,11 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
-									  p_location text, p_force boolean DEFAULT false)
+/* p_shop: a shop enabled or resynced queues its own listings only */
+DROP FUNCTION invsync._enqueue_skus(bigint, text[], text, boolean);
+CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
+									  p_location text, p_force boolean DEFAULT false,
+									  p_shop bigint DEFAULT NULL)
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -212,6 +243,7 @@ BEGIN
 		  FROM invsync.listings l
 		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		 WHERE l.tenant_id = p_tenant AND l.sku = v_sku
+		   AND (p_shop IS NULL OR l.shop_id = p_shop)
 		   AND l.enabled AND s.enabled
 		   AND (p_location IS NULL OR l.source_locations IS NULL
 				OR p_location = ANY (l.source_locations))
@@ -296,7 +328,7 @@ BEGIN
 	IF TG_TABLE_NAME = 'shops' OR TG_TABLE_NAME ~ '^shops_[0-9]+$' THEN
 		v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
 						 WHERE l.tenant_id = NEW.tenant_id AND l.shop_id = NEW.shop_id);
-		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL);
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL, false, NEW.shop_id);
 	ELSE
 		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
 		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
@@ -341,7 +373,7 @@ BEGIN
 	/* the skus first: a statement reading tables calls no function that does */
 	v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
 					 WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop);
-	v_count := invsync._enqueue_skus(v_tenant, v_skus, NULL, true);
+	v_count := invsync._enqueue_skus(v_tenant, v_skus, NULL, true, p_shop);
 	RETURN v_count;
 END
 $$;
@@ -427,13 +459,29 @@ BEGIN
 			   pg_catalog.pg_get_function_sqlbody(p.oid) AS body
 		  FROM pg_catalog.pg_proc p
 		 WHERE p.oid IN ('invsync._expand_bundle(bigint, text)'::regprocedure,
-						 'invsync._listing_available(bigint, text, text[])'::regprocedure)
+						 'invsync._listings_available(bigint[], bigint[])'::regprocedure)
 		   AND p.prosqlbody IS NOT NULL
 	LOOP
 		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
 		v_body := CASE v_fn.proname
-					WHEN '_listing_available'
-					THEN 'BEGIN RETURN coalesce(invsync._available(p_tenant, p_sku, p_source_locations), 0); END'
+					WHEN '_listings_available'
+					THEN $b$
+DECLARE
+	r			record;
+BEGIN
+	FOR r IN SELECT c.tenant_id, c.listing_id
+			   FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
+	LOOP
+		SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations INTO r
+		  FROM invsync.listings l
+		 WHERE l.tenant_id = r.tenant_id AND l.listing_id = r.listing_id;
+		CONTINUE WHEN NOT FOUND;
+		tenant_id := r.tenant_id;
+		listing_id := r.listing_id;
+		available := coalesce(invsync._available(r.tenant_id, r.sku, r.source_locations), 0);
+		RETURN NEXT;
+	END LOOP;
+END$b$
 					ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
 										   pg_catalog.regexp_replace(v_fn.body,
 											   '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'))
@@ -540,3 +588,421 @@ REVOKE ALL ON FUNCTION invsync._skus_and_bundles(bigint, text[]),
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._served_shops(), invsync._available(bigint, text, text[])
 	TO invsync_worker;
+
+/*
+ * The claim visits only shops with ready rows (pending, not leased), found
+ * from an index of those rows, and resumes after the shop it last served.
+ */
+DROP INDEX invsync.sync_queue_due_idx;
+CREATE INDEX sync_queue_ready_idx
+	ON invsync.sync_queue (tenant_id, shop_id, due_at)
+	WHERE state = 'pending' AND lease_until IS NULL;
+DROP FUNCTION invsync._claim(timestamptz, interval, integer, integer);
+/*
+ * Claim due rows: per shop at most what its in-flight cap times the
+ * largest batch allows, and no more than its rate limit can send within a
+ * quarter of the lease, minus rows it already holds; so one shop's backlog
+ * never starves another's and a claimed row is sent long before its lease
+ * ends.
+ *
+ * The cost follows the rows claimed, not the backlog nor the number of
+ * shops.  The shops to visit come from the queue's ready index (pending
+ * rows not leased, by tenant, shop and due time): each step finds the next
+ * shop holding such a row, by one descent of the index, starting after the
+ * shop the previous claim ended with (p_after_tenant, p_after_shop) and
+ * going round once, so every shop with due rows gets its turn however many
+ * shops are busy.  A shop's rows are then taken in due order from the same
+ * index, its leased rows counted from the leased index: shops without
+ * pending rows, rows not due, and rows already leased are never read.
+ * Every statement names one tenant and one shop, so that under Citus each
+ * runs on the shard that holds them.
+ *
+ * The levels are computed by a second statement, after the rows are
+ * locked: its snapshot includes every transaction that changed stock
+ * before our lock, and any later one must wait for our lock to bump the
+ * version, so the level pushed is never older than the version claimed.
+ * Rows whose level equals the one already published are settled here
+ * without a call.
+ */
+CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
+							   p_max_batch integer, p_after_tenant bigint DEFAULT NULL,
+							   p_after_shop bigint DEFAULT NULL)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
+				   version bigint, target_level bigint, attempts integer,
+				   correlation_ids text[], channel text,
+				   external_ids jsonb, sibling_key text)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	/*
+	 * Every row the claim reads it reaches by key, from the rows it
+	 * claims; a plan kept from a small table (or a guess that the claimed
+	 * rows are many) would scan the listings whole on every claim.
+	 */
+	SET enable_seqscan = off
+	AS $$
+DECLARE
+	v_tenants	bigint[] := '{}';
+	v_listings	bigint[] := '{}';
+	v_picked	bigint[];
+	/* before every (tenant, shop): shop ids are positive */
+	v_first		CONSTANT bigint := -9223372036854775808;
+	v_tenant	bigint := coalesce(p_after_tenant, v_first);
+	v_shop		bigint := coalesce(p_after_shop, v_first);
+	v_wrapped	boolean := p_after_tenant IS NULL;
+	v_shop_row	record;
+	v_refusal	text;
+	v_free		integer;
+	v_member_tenants bigint[];
+	v_member_listings bigint[];
+	v_member_shops bigint[];
+	v_member_keys text[];
+	v_locked_tenants bigint[];
+	v_locked_listings bigint[];
+	v_waiting_groups text[];
+BEGIN
+	/*
+	 * Leases that ran out (a worker that died, a shard moved away) make
+	 * their rows ready again: the leased rows are at most what is in
+	 * flight.
+	 */
+	UPDATE invsync.sync_queue q
+	   SET lease_until = NULL
+	  FROM (SELECT e.tenant_id, e.listing_id
+			  FROM invsync.sync_queue e
+			 WHERE e.state = 'pending' AND e.lease_until <= p_now
+			 ORDER BY e.tenant_id, e.listing_id
+			   FOR UPDATE SKIP LOCKED) e
+	 WHERE q.tenant_id = e.tenant_id AND q.listing_id = e.listing_id;
+
+	WHILE cardinality(v_listings) < p_limit LOOP
+		SELECT q.tenant_id, q.shop_id INTO v_tenant, v_shop
+		  FROM invsync.sync_queue q
+		 WHERE q.state = 'pending' AND q.lease_until IS NULL
+		   AND (q.tenant_id, q.shop_id) > (v_tenant, v_shop)
+		 ORDER BY q.tenant_id, q.shop_id
+		 LIMIT 1;
+		IF NOT FOUND THEN
+			EXIT WHEN v_wrapped;
+			v_wrapped := true;
+			v_tenant := v_first;
+			v_shop := v_first;
+			CONTINUE;
+		END IF;
+		/* round once: past the starting shop again, every shop had its turn */
+		EXIT WHEN v_wrapped AND p_after_tenant IS NOT NULL
+			AND (v_tenant, v_shop) > (p_after_tenant, p_after_shop);
+
+		SELECT s.enabled AND s.token_state = 'ok' AS ready,
+			   least(s.max_in_flight * p_max_batch,
+					 ceil(s.rate_limit_per_sec * extract(epoch FROM p_lease) / 4))::integer
+			   AS cap,
+			   a.base_url, a.auth_base_url
+		  INTO v_shop_row
+		  FROM invsync.shops s
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE s.tenant_id = v_tenant AND s.shop_id = v_shop;
+		CONTINUE WHEN NOT coalesce(v_shop_row.ready, false);
+
+		/*
+		 * No row goes to a base URL the worker may not use now: plain http
+		 * while invsync.allow_insecure_http is off, or a malformed one
+		 * (stored while the setting was on, or written past the check on
+		 * apps).  The shop's due rows become dead letters carrying the
+		 * reason; retry_dead() sends them once the URL is fixed.
+		 */
+		v_refusal := coalesce(invsync._base_url_refusal(v_shop_row.base_url),
+							  invsync._base_url_refusal(v_shop_row.auth_base_url));
+		IF v_refusal IS NOT NULL THEN
+			UPDATE invsync.sync_queue q
+			   SET state = 'dead', last_error_class = 'base_url', last_error = v_refusal
+			  FROM (SELECT r.listing_id
+					  FROM invsync.sync_queue r
+					 WHERE r.tenant_id = v_tenant AND r.shop_id = v_shop
+					   AND r.state = 'pending' AND r.lease_until IS NULL
+					   AND r.due_at <= p_now
+					 ORDER BY r.listing_id
+					   FOR UPDATE SKIP LOCKED) d
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = d.listing_id;
+			CONTINUE;
+		END IF;
+
+		v_free := v_shop_row.cap
+			- (SELECT count(*)
+				 FROM invsync.sync_queue h
+				WHERE h.tenant_id = v_tenant AND h.shop_id = v_shop
+				  AND h.state = 'pending' AND h.lease_until IS NOT NULL)::integer;
+		CONTINUE WHEN v_free <= 0;
+
+		v_picked := ARRAY(SELECT q.listing_id
+							FROM invsync.sync_queue q
+						   WHERE q.tenant_id = v_tenant AND q.shop_id = v_shop
+							 AND q.state = 'pending' AND q.lease_until IS NULL
+							 AND q.due_at <= p_now
+						   ORDER BY q.due_at
+						   LIMIT least(v_free, p_limit - cardinality(v_listings))
+							 FOR UPDATE SKIP LOCKED);
+		v_tenants := v_tenants || array_fill(v_tenant, ARRAY[cardinality(v_picked)]);
+		v_listings := v_listings || v_picked;
+	END LOOP;
+
+	IF cardinality(v_listings) = 0 THEN
+		RETURN;
+	END IF;
+
+	/*
+	 * Siblings (listings the marketplace wants in one call: TikTok lists
+	 * every warehouse of a SKU) are claimed with the row that needs them,
+	 * all or none.  A group with a member another transaction has locked,
+	 * or leased to a request in flight, is left for a later claim: its
+	 * picked rows wait a moment rather than be picked again at once.  The
+	 * steps go through arrays, which the planner joins by hashing: a
+	 * common table expression it estimates at one row would be joined
+	 * with itself row by row.
+	 */
+	IF EXISTS (SELECT FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				 JOIN invsync.listings l
+				   ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				WHERE l.sibling_key IS NOT NULL) THEN
+		/* every enabled listing of the picked rows' groups */
+		SELECT array_agg(l.tenant_id), array_agg(l.listing_id), array_agg(l.shop_id),
+			   array_agg(l.sibling_key)
+		  INTO v_member_tenants, v_member_listings, v_member_shops, v_member_keys
+		  FROM invsync.listings l
+		 WHERE l.enabled
+		   AND (l.tenant_id, l.shop_id, l.sibling_key) IN (
+				SELECT p.tenant_id, p.shop_id, p.sibling_key
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings p
+					ON p.tenant_id = c.tenant_id AND p.listing_id = c.listing_id
+				 WHERE p.sibling_key IS NOT NULL);
+
+		/* the members no one else holds, locked */
+		SELECT array_agg(k.tenant_id), array_agg(k.listing_id)
+		  INTO v_locked_tenants, v_locked_listings
+		  FROM (SELECT q.tenant_id, q.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings) AS m (tenant_id, listing_id)
+				  JOIN invsync.sync_queue q
+					ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
+				 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
+				 ORDER BY q.tenant_id, q.listing_id
+				   FOR UPDATE OF q SKIP LOCKED) k;
+
+		/* a group with a member not locked waits */
+		SELECT array_agg(DISTINCT m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key)
+		  INTO v_waiting_groups
+		  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+				 AS m (tenant_id, listing_id, shop_id, sibling_key)
+		  LEFT JOIN unnest(v_locked_tenants, v_locked_listings) AS k (tenant_id, listing_id)
+			ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
+		 WHERE k.listing_id IS NULL;
+
+		UPDATE invsync.sync_queue q
+		   SET due_at = p_now + interval '250 milliseconds'
+		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+		  JOIN invsync.listings l
+			ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+		 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
+		   AND l.tenant_id::text || '/' || l.shop_id || '/' || l.sibling_key
+			   = ANY (v_waiting_groups);
+
+		/* the picked rows without siblings, and every member of the other groups */
+		SELECT array_agg(r.tenant_id), array_agg(r.listing_id)
+		  INTO v_tenants, v_listings
+		  FROM (SELECT c.tenant_id, c.listing_id
+				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
+				  JOIN invsync.listings l
+					ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+				 WHERE l.sibling_key IS NULL
+				UNION
+				SELECT m.tenant_id, m.listing_id
+				  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
+						 AS m (tenant_id, listing_id, shop_id, sibling_key)
+				 WHERE NOT (m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key
+							= ANY (coalesce(v_waiting_groups, '{}')))) r;
+
+		IF v_tenants IS NULL THEN
+			RETURN;
+		END IF;
+	END IF;
+
+	/*
+	 * A new statement, so a new snapshot: see the comment above.  One
+	 * UPDATE takes the lease and computes the level, and settles the rows
+	 * with nothing to publish (the marketplace already shows the level; a
+	 * sibling only when its whole group is unchanged): a second UPDATE of a
+	 * row would cost another row version, and reading the rows back a join.
+	 */
+	RETURN QUERY
+		WITH lv AS (
+			SELECT l.tenant_id, l.listing_id, l.batch_key, l.sibling_key,
+				   l.external_ids, p.level,
+				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
+					 OVER (PARTITION BY l.tenant_id, l.shop_id,
+								   coalesce(l.sibling_key, l.listing_id::text))
+				   AS unchanged
+			  FROM invsync._listings_available(v_tenants, v_listings) v
+			  JOIN invsync.listings l
+				ON l.tenant_id = v.tenant_id AND l.listing_id = v.listing_id
+			  JOIN invsync.sync_queue q
+				ON q.tenant_id = v.tenant_id AND q.listing_id = v.listing_id
+			 CROSS JOIN LATERAL (
+					SELECT invsync._publish_level(v.available, l.buffer,
+												  l.allocation_percent,
+												  l.min_level, l.max_level) AS level) p
+		),
+		claimed AS (
+			UPDATE invsync.sync_queue q
+			   SET target_level = lv.level,
+				   claimed_version = q.version,
+				   state = CASE WHEN lv.unchanged THEN 'synced' ELSE 'pending' END,
+				   lease_until = CASE WHEN lv.unchanged THEN NULL ELSE p_now + p_lease END,
+				   attempts = CASE WHEN lv.unchanged THEN 0 ELSE q.attempts + 1 END,
+				   pushed_version = CASE WHEN lv.unchanged THEN q.version
+									ELSE q.pushed_version END,
+				   changed_at = CASE WHEN lv.unchanged THEN p_now ELSE q.changed_at END,
+				   last_error_class = CASE WHEN lv.unchanged THEN NULL
+									  ELSE q.last_error_class END,
+				   last_error = CASE WHEN lv.unchanged THEN NULL ELSE q.last_error END
+			  FROM lv
+			 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id
+			RETURNING q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
+					  q.attempts, q.correlation_ids, lv.external_ids, lv.batch_key,
+					  lv.sibling_key, lv.unchanged
+		)
+		SELECT c.tenant_id, c.listing_id, c.shop_id, c.version, c.target_level,
+			   c.attempts, c.correlation_ids, a.channel, c.external_ids,
+			   c.sibling_key
+		  FROM claimed c
+		  JOIN invsync.shops s ON s.tenant_id = c.tenant_id AND s.shop_id = c.shop_id
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE NOT c.unchanged
+		 ORDER BY c.tenant_id, c.shop_id, c.batch_key, c.sibling_key, c.listing_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint)
+	TO invsync_worker;
+REVOKE ALL ON FUNCTION invsync._listings_available(bigint[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._listings_available(bigint[], bigint[]) TO invsync_worker;
+
+CREATE OR REPLACE FUNCTION invsync.handle_webhook(p_channel text, p_headers jsonb, p_body text,
+									   p_url text DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_push		record;
+	v_shop		record;
+	v_verified	integer := 0;
+	v_candidates integer := 0;
+	v_key		text;
+	v_status	text := 'duplicate';
+	v_listings	bigint[];
+	v_result	jsonb;
+	v_shops		jsonb := '[]';
+	v_inserted	boolean;
+BEGIN
+	IF p_headers IS NOT NULL AND (jsonb_typeof(p_headers) <> 'object'
+								  OR invsync._raw_size(p_headers) > 65536) THEN
+		RAISE EXCEPTION 'malformed push headers'
+			USING ERRCODE = 'IV031',
+				  DETAIL = 'Headers are a JSON object of name: value, of at most 64 kB.';
+	END IF;
+	SELECT * INTO v_push FROM invsync._webhook_read(p_channel, p_body);
+	v_key := coalesce(v_push.event_key,
+					  v_push.event_type || ':' || encode(sha256(convert_to(p_body, 'UTF8')), 'hex'));
+
+	/* an app-level push names no shop: it is checked, then ignored */
+	IF v_push.shop_key IS NULL THEN
+		IF NOT EXISTS (SELECT FROM invsync.apps a
+						WHERE a.channel = p_channel
+						  AND invsync._webhook_verify(p_channel, a.app_key,
+													  coalesce(a.push_secret, a.app_secret),
+													  p_url, p_headers, p_body)) THEN
+			RAISE EXCEPTION 'the push is not signed by any % app', p_channel
+				USING ERRCODE = 'IV030';
+		END IF;
+		RETURN jsonb_build_object('status', 'ignored', 'event_key', v_key);
+	END IF;
+
+	FOR v_shop IN
+		SELECT s.tenant_id, s.shop_id, a.app_key,
+			   coalesce(a.push_secret, a.app_secret) AS secret
+		  FROM invsync.shops s
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE coalesce(s.push_shop_id, s.external_shop_id) = v_push.shop_key
+		   AND a.channel = p_channel
+		 ORDER BY s.tenant_id, s.shop_id
+	LOOP
+		v_candidates := v_candidates + 1;
+		CONTINUE WHEN NOT invsync._webhook_verify(p_channel, v_shop.app_key, v_shop.secret,
+												  p_url, p_headers, p_body);
+		v_verified := v_verified + 1;
+
+		v_listings := NULL;
+		IF v_push.kind = 'stock' THEN
+			SELECT array_agg(l.listing_id ORDER BY l.listing_id) INTO v_listings
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = v_shop.tenant_id AND l.shop_id = v_shop.shop_id
+			   AND l.external_ids @> v_push.ids;
+		END IF;
+		INSERT INTO invsync.webhook_inbox
+			(tenant_id, shop_id, event_key, channel, kind, event_type, order_id, status,
+			 update_time, listing_ids, body, correlation_id)
+		VALUES (v_shop.tenant_id, v_shop.shop_id, v_key, p_channel, v_push.kind,
+				v_push.event_type, v_push.order_id, v_push.status,
+				to_timestamp(v_push.update_time), v_listings, p_body,
+				invsync.correlation_id())
+		ON CONFLICT (tenant_id, shop_id, event_key) DO NOTHING
+		RETURNING true INTO v_inserted;
+		v_shops := v_shops || jsonb_build_object('tenant', v_shop.tenant_id,
+												 'shop_id', v_shop.shop_id);
+		CONTINUE WHEN v_inserted IS NULL;
+
+		v_status := CASE v_push.kind WHEN 'ignored' THEN 'ignored' ELSE 'accepted' END;
+		IF v_push.kind = 'order' THEN
+			/* the status takes effect at once if the lines are known */
+			PERFORM invsync._apply_order(v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+										 v_push.status, to_timestamp(v_push.update_time),
+										 NULL);
+			IF NOT EXISTS (SELECT FROM invsync.marketplace_orders o
+							WHERE o.tenant_id = v_shop.tenant_id AND o.shop_id = v_shop.shop_id
+							  AND o.order_id = v_push.order_id AND o.lines IS NOT NULL) THEN
+				INSERT INTO invsync.order_fetches AS f
+					(tenant_id, shop_id, order_id, correlation_ids)
+				VALUES (v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
+						ARRAY[invsync.correlation_id()])
+				ON CONFLICT (tenant_id, shop_id, order_id) DO UPDATE
+					SET version = f.version + 1,
+						state = CASE f.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
+						due_at = CASE f.state WHEN 'done' THEN excluded.due_at ELSE f.due_at END,
+						attempts = CASE f.state WHEN 'done' THEN 0 ELSE f.attempts END,
+						correlation_ids = invsync._append_correlation_id(f.correlation_ids,
+																		 excluded.correlation_ids[1]);
+				PERFORM invsync._wake_worker();
+			END IF;
+		ELSIF v_push.kind = 'stock' AND v_listings IS NOT NULL THEN
+			PERFORM invsync._enqueue_skus(v_shop.tenant_id,
+										  ARRAY(SELECT l.sku FROM invsync.listings l
+												 WHERE l.tenant_id = v_shop.tenant_id
+												   AND l.listing_id = ANY (v_listings)),
+										  NULL, true, v_shop.shop_id);
+		END IF;
+	END LOOP;
+
+	IF v_candidates = 0 THEN
+		RAISE EXCEPTION 'no % shop "%"', p_channel, invsync._clip(v_push.shop_key)
+			USING ERRCODE = 'IV033',
+				  HINT = 'Shops are found by shops.push_shop_id, or by external_shop_id when it is NULL.';
+	ELSIF v_verified = 0 THEN
+		RAISE EXCEPTION 'the push is not signed by the shop''s app'
+			USING ERRCODE = 'IV030';
+	END IF;
+	RETURN jsonb_build_object('status', v_status, 'event_key', v_key, 'event', v_push.kind,
+							  'shops', v_shops);
+END
+$$;
+REVOKE ALL ON FUNCTION invsync._enqueue_skus(bigint, text[], text, boolean, bigint) FROM PUBLIC;

@@ -1211,7 +1211,7 @@ COMMENT ON FUNCTION invsync.fulfill(text, text) IS
  * plain sku expands to itself once, so one formula serves both.  The
  * expansion is a statement of its own: under Citus, a function reading
  * tables may not run inside a statement sent to a shard (on a Citus node,
- * _listing_available, the claim's inlined twin of this, calls this).
+ * _listings_available, the claim's inlined twin of this, calls this).
  */
 CREATE FUNCTION invsync._available(p_tenant bigint, p_sku text, p_locations text[])
 	RETURNS bigint

@@ -249,22 +249,29 @@ CREATE TRIGGER listings_ids
 /*
  * The level a listing publishes: available stock over its source
  * locations (bundle-aware), less the buffer, times the allocation, 0 below
- * min_level, at most max_level.  One definition, used by the queue trigger,
- * the listing_levels view and resync().
+ * min_level, at most max_level.  One definition, used by the claim and the
+ * listing_levels view.  The available stock of many listings is one
+ * statement, inlined into its caller's (a SQL-standard body, no SET
+ * clause): PostgreSQL plans a SQL function it calls anew on every call, and
+ * a level computed by a call per row cost the claim some 200 us a row.
  */
-CREATE FUNCTION invsync._listing_available(p_tenant bigint, p_sku text,
-										   p_source_locations text[])
-	RETURNS bigint
+CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)
 	LANGUAGE sql STABLE
 BEGIN ATOMIC
-	SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
-	  FROM invsync._expand_bundle(p_tenant, p_sku) e
+	SELECT l.tenant_id, l.listing_id,
+		   coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	  FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
+	  JOIN invsync.listings l
+		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+	 CROSS JOIN LATERAL invsync._expand_bundle(l.tenant_id, l.sku) e
 	  LEFT JOIN LATERAL (
 			SELECT sum(s.on_hand - s.reserved) AS available
 			  FROM invsync.stock_levels s
-			 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
-			   AND (p_source_locations IS NULL
-					OR s.location = ANY (p_source_locations))) a ON true;
+			 WHERE s.tenant_id = l.tenant_id AND s.sku = e.sku
+			   AND (l.source_locations IS NULL
+					OR s.location = ANY (l.source_locations))) a ON true
+	 GROUP BY l.tenant_id, l.listing_id;
 END;
 
 CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
@@ -297,25 +304,32 @@ CREATE FUNCTION invsync._listing_levels()
 #variable_conflict use_column
 DECLARE
 	v_tenant	bigint := invsync.current_tenant();
+	v_listings	bigint[];
+	v_available bigint[];
 	r			record;
 BEGIN
 	/*
-	 * The level of each listing in a statement of its own: under Citus, a
-	 * function reading tables may not run inside a statement sent to a
-	 * shard.
+	 * The levels in a statement of their own: under Citus, a function
+	 * reading tables may not run inside a statement sent to a shard.
 	 */
+	v_listings := ARRAY(SELECT l.listing_id FROM invsync.listings l
+						 WHERE l.tenant_id = v_tenant ORDER BY l.listing_id);
+	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
+	  FROM invsync._listings_available(array_fill(v_tenant, ARRAY[cardinality(v_listings)]),
+									   v_listings) v;
 	FOR r IN
 		SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
 			   l.external_item_id, l.external_model_id, l.external_location_id,
 			   l.source_locations, l.buffer, l.allocation_percent,
 			   l.min_level, l.max_level, l.enabled AND s.enabled AS enabled,
-			   q.state, q.pushed_level, q.pushed_at, l.external_ids
-		  FROM invsync.listings l
+			   q.state, q.pushed_level, q.pushed_at, l.external_ids, v.available
+		  FROM unnest(v_listings, v_available) AS v (listing_id, available)
+		  JOIN invsync.listings l
+			ON l.tenant_id = v_tenant AND l.listing_id = v.listing_id
 		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
 		  LEFT JOIN invsync.sync_queue q
 			ON q.tenant_id = l.tenant_id AND q.listing_id = l.listing_id
-		 WHERE l.tenant_id = v_tenant
 	LOOP
 		listing_id := r.listing_id;
 		shop_id := r.shop_id;
@@ -326,7 +340,7 @@ BEGIN
 		external_model_id := r.external_model_id;
 		external_location_id := r.external_location_id;
 		source_locations := r.source_locations;
-		available := invsync._listing_available(v_tenant, r.sku, r.source_locations);
+		available := r.available;
 		buffer := r.buffer;
 		allocation_percent := r.allocation_percent;
 		min_level := r.min_level;
@@ -370,8 +384,9 @@ CREATE TABLE invsync.sync_queue (
 		REFERENCES invsync.listings (tenant_id, listing_id) ON DELETE CASCADE,
 	CONSTRAINT sync_queue_state CHECK (state IN ('pending', 'synced', 'dead'))
 ) WITH (fillfactor = 70);
-CREATE INDEX sync_queue_due_idx
-	ON invsync.sync_queue (tenant_id, shop_id, due_at) WHERE state = 'pending';
+CREATE INDEX sync_queue_ready_idx
+	ON invsync.sync_queue (tenant_id, shop_id, due_at)
+	WHERE state = 'pending' AND lease_until IS NULL;
 CREATE INDEX sync_queue_leased_idx
 	ON invsync.sync_queue (tenant_id, shop_id)
 	WHERE state = 'pending' AND lease_until IS NOT NULL;
@@ -462,12 +477,15 @@ $$;
  * stock: a level computed here could miss a concurrent transaction's change
  * at another location or of another component, and whichever of the two
  * committed last would publish a stale level.  Dead letters keep their
- * state; retry_dead() sends them again.  Queue rows are locked sku by sku
+ * state; retry_dead() sends them again.  With p_shop, only that shop's
+ * listings (a shop enabled or resynced leaves the others alone).  Queue
+ * rows are locked sku by sku
  * in sorted order, each sku's in listing order: two transactions queueing
  * the same skus take their locks in one order.
  */
 CREATE FUNCTION invsync._enqueue_skus(p_tenant bigint, p_skus text[],
-									  p_location text, p_force boolean DEFAULT false)
+									  p_location text, p_force boolean DEFAULT false,
+									  p_shop bigint DEFAULT NULL)
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -486,6 +504,7 @@ BEGIN
 		  FROM invsync.listings l
 		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		 WHERE l.tenant_id = p_tenant AND l.sku = v_sku
+		   AND (p_shop IS NULL OR l.shop_id = p_shop)
 		   AND l.enabled AND s.enabled
 		   AND (p_location IS NULL OR l.source_locations IS NULL
 				OR p_location = ANY (l.source_locations))
@@ -647,7 +666,7 @@ BEGIN
 	IF TG_TABLE_NAME = 'shops' OR TG_TABLE_NAME ~ '^shops_[0-9]+$' THEN
 		v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
 						 WHERE l.tenant_id = NEW.tenant_id AND l.shop_id = NEW.shop_id);
-		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL);
+		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL, false, NEW.shop_id);
 	ELSE
 		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
 		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
@@ -737,6 +756,18 @@ COMMENT ON COLUMN invsync.sync_attempts.request_url IS
  * never starves another's and a claimed row is sent long before its lease
  * ends.
  *
+ * The cost follows the rows claimed, not the backlog nor the number of
+ * shops.  The shops to visit come from the queue's ready index (pending
+ * rows not leased, by tenant, shop and due time): each step finds the next
+ * shop holding such a row, by one descent of the index, starting after the
+ * shop the previous claim ended with (p_after_tenant, p_after_shop) and
+ * going round once, so every shop with due rows gets its turn however many
+ * shops are busy.  A shop's rows are then taken in due order from the same
+ * index, its leased rows counted from the leased index: shops without
+ * pending rows, rows not due, and rows already leased are never read.
+ * Every statement names one tenant and one shop, so that under Citus each
+ * runs on the shard that holds them.
+ *
  * The levels are computed by a second statement, after the rows are
  * locked: its snapshot includes every transaction that changed stock
  * before our lock, and any later one must wait for our lock to bump the
@@ -745,17 +776,33 @@ COMMENT ON COLUMN invsync.sync_attempts.request_url IS
  * without a call.
  */
 CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
-							   p_max_batch integer)
+							   p_max_batch integer, p_after_tenant bigint DEFAULT NULL,
+							   p_after_shop bigint DEFAULT NULL)
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
 				   version bigint, target_level bigint, attempts integer,
 				   correlation_ids text[], channel text,
 				   external_ids jsonb, sibling_key text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	/*
+	 * Every row the claim reads it reaches by key, from the rows it
+	 * claims; a plan kept from a small table (or a guess that the claimed
+	 * rows are many) would scan the listings whole on every claim.
+	 */
+	SET enable_seqscan = off
 	AS $$
 DECLARE
-	v_tenants	bigint[];
-	v_listings	bigint[];
+	v_tenants	bigint[] := '{}';
+	v_listings	bigint[] := '{}';
+	v_picked	bigint[];
+	/* before every (tenant, shop): shop ids are positive */
+	v_first		CONSTANT bigint := -9223372036854775808;
+	v_tenant	bigint := coalesce(p_after_tenant, v_first);
+	v_shop		bigint := coalesce(p_after_shop, v_first);
+	v_wrapped	boolean := p_after_tenant IS NULL;
+	v_shop_row	record;
+	v_refusal	text;
+	v_free		integer;
 	v_member_tenants bigint[];
 	v_member_listings bigint[];
 	v_member_shops bigint[];
@@ -765,70 +812,91 @@ DECLARE
 	v_waiting_groups text[];
 BEGIN
 	/*
-	 * No row goes to a base URL the worker may not use now: plain http
-	 * while invsync.allow_insecure_http is off, or a malformed one (stored
-	 * while the setting was on, or written past the check on apps).  The
-	 * due rows of such shops become dead letters carrying the reason;
-	 * retry_dead() sends them once the URL is fixed.
+	 * Leases that ran out (a worker that died, a shard moved away) make
+	 * their rows ready again: the leased rows are at most what is in
+	 * flight.
 	 */
-	WITH refused AS (
-		SELECT s.tenant_id, s.shop_id, r.reason
-		  FROM invsync.apps a
-		 CROSS JOIN LATERAL (SELECT coalesce(invsync._base_url_refusal(a.base_url),
-											 invsync._base_url_refusal(a.auth_base_url))
-									AS reason) r
-		  JOIN invsync.shops s ON s.tenant_id = a.tenant_id AND s.app_id = a.app_id
-		 WHERE (a.base_url IS NOT NULL OR a.auth_base_url IS NOT NULL)
-		   AND r.reason IS NOT NULL
-		   AND s.enabled AND s.token_state = 'ok'
-	),
-	locked AS (
-		SELECT q.tenant_id, q.listing_id, refused.reason
-		  FROM refused
-		  JOIN invsync.sync_queue q
-			ON q.tenant_id = refused.tenant_id AND q.shop_id = refused.shop_id
-		 WHERE q.state = 'pending' AND q.due_at <= p_now
-		   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
-		 ORDER BY q.tenant_id, q.listing_id
-		   FOR UPDATE OF q SKIP LOCKED
-	)
 	UPDATE invsync.sync_queue q
-	   SET state = 'dead', lease_until = NULL,
-		   last_error_class = 'base_url', last_error = locked.reason
-	  FROM locked
-	 WHERE q.tenant_id = locked.tenant_id AND q.listing_id = locked.listing_id;
+	   SET lease_until = NULL
+	  FROM (SELECT e.tenant_id, e.listing_id
+			  FROM invsync.sync_queue e
+			 WHERE e.state = 'pending' AND e.lease_until <= p_now
+			 ORDER BY e.tenant_id, e.listing_id
+			   FOR UPDATE SKIP LOCKED) e
+	 WHERE q.tenant_id = e.tenant_id AND q.listing_id = e.listing_id;
 
-	WITH slots AS (
-		SELECT s.tenant_id, s.shop_id,
+	WHILE cardinality(v_listings) < p_limit LOOP
+		SELECT q.tenant_id, q.shop_id INTO v_tenant, v_shop
+		  FROM invsync.sync_queue q
+		 WHERE q.state = 'pending' AND q.lease_until IS NULL
+		   AND (q.tenant_id, q.shop_id) > (v_tenant, v_shop)
+		 ORDER BY q.tenant_id, q.shop_id
+		 LIMIT 1;
+		IF NOT FOUND THEN
+			EXIT WHEN v_wrapped;
+			v_wrapped := true;
+			v_tenant := v_first;
+			v_shop := v_first;
+			CONTINUE;
+		END IF;
+		/* round once: past the starting shop again, every shop had its turn */
+		EXIT WHEN v_wrapped AND p_after_tenant IS NOT NULL
+			AND (v_tenant, v_shop) > (p_after_tenant, p_after_shop);
+
+		SELECT s.enabled AND s.token_state = 'ok' AS ready,
 			   least(s.max_in_flight * p_max_batch,
 					 ceil(s.rate_limit_per_sec * extract(epoch FROM p_lease) / 4))::integer
-			   - (SELECT count(*)
-					FROM invsync.sync_queue h
-				   WHERE h.tenant_id = s.tenant_id AND h.shop_id = s.shop_id
-					 AND h.state = 'pending' AND h.lease_until IS NOT NULL
-					 AND h.lease_until > p_now)::integer AS free
+			   AS cap,
+			   a.base_url, a.auth_base_url
+		  INTO v_shop_row
 		  FROM invsync.shops s
-		 WHERE s.enabled AND s.token_state = 'ok'
-	),
-	picked AS (
-		SELECT c.tenant_id, c.listing_id
-		  FROM slots
-		 CROSS JOIN LATERAL (
-				SELECT q.tenant_id, q.listing_id
-				  FROM invsync.sync_queue q
-				 WHERE q.tenant_id = slots.tenant_id AND q.shop_id = slots.shop_id
-				   AND q.state = 'pending' AND q.due_at <= p_now
-				   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
-				 ORDER BY q.due_at
-				 LIMIT greatest(slots.free, 0)
-				   FOR UPDATE OF q SKIP LOCKED) c
-		 LIMIT p_limit
-	)
-	SELECT array_agg(picked.tenant_id), array_agg(picked.listing_id)
-	  INTO v_tenants, v_listings
-	  FROM picked;
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE s.tenant_id = v_tenant AND s.shop_id = v_shop;
+		CONTINUE WHEN NOT coalesce(v_shop_row.ready, false);
 
-	IF v_tenants IS NULL THEN
+		/*
+		 * No row goes to a base URL the worker may not use now: plain http
+		 * while invsync.allow_insecure_http is off, or a malformed one
+		 * (stored while the setting was on, or written past the check on
+		 * apps).  The shop's due rows become dead letters carrying the
+		 * reason; retry_dead() sends them once the URL is fixed.
+		 */
+		v_refusal := coalesce(invsync._base_url_refusal(v_shop_row.base_url),
+							  invsync._base_url_refusal(v_shop_row.auth_base_url));
+		IF v_refusal IS NOT NULL THEN
+			UPDATE invsync.sync_queue q
+			   SET state = 'dead', last_error_class = 'base_url', last_error = v_refusal
+			  FROM (SELECT r.listing_id
+					  FROM invsync.sync_queue r
+					 WHERE r.tenant_id = v_tenant AND r.shop_id = v_shop
+					   AND r.state = 'pending' AND r.lease_until IS NULL
+					   AND r.due_at <= p_now
+					 ORDER BY r.listing_id
+					   FOR UPDATE SKIP LOCKED) d
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = d.listing_id;
+			CONTINUE;
+		END IF;
+
+		v_free := v_shop_row.cap
+			- (SELECT count(*)
+				 FROM invsync.sync_queue h
+				WHERE h.tenant_id = v_tenant AND h.shop_id = v_shop
+				  AND h.state = 'pending' AND h.lease_until IS NOT NULL)::integer;
+		CONTINUE WHEN v_free <= 0;
+
+		v_picked := ARRAY(SELECT q.listing_id
+							FROM invsync.sync_queue q
+						   WHERE q.tenant_id = v_tenant AND q.shop_id = v_shop
+							 AND q.state = 'pending' AND q.lease_until IS NULL
+							 AND q.due_at <= p_now
+						   ORDER BY q.due_at
+						   LIMIT least(v_free, p_limit - cardinality(v_listings))
+							 FOR UPDATE SKIP LOCKED);
+		v_tenants := v_tenants || array_fill(v_tenant, ARRAY[cardinality(v_picked)]);
+		v_listings := v_listings || v_picked;
+	END LOOP;
+
+	IF cardinality(v_listings) = 0 THEN
 		RETURN;
 	END IF;
 
@@ -909,62 +977,57 @@ BEGIN
 	END IF;
 
 	/*
-	 * A new statement, so a new snapshot: see the comment above.  The lease
-	 * is taken here too, in the one UPDATE: a second UPDATE of a row this
-	 * transaction already updated costs a row version and a foreign-key
-	 * check per row.
+	 * A new statement, so a new snapshot: see the comment above.  One
+	 * UPDATE takes the lease and computes the level, and settles the rows
+	 * with nothing to publish (the marketplace already shows the level; a
+	 * sibling only when its whole group is unchanged): a second UPDATE of a
+	 * row would cost another row version, and reading the rows back a join.
 	 */
-	UPDATE invsync.sync_queue q
-	   SET target_level = lv.level,
-		   lease_until = p_now + p_lease,
-		   claimed_version = q.version,
-		   attempts = q.attempts + 1
-	  FROM (SELECT l.tenant_id, l.listing_id,
-				   invsync._publish_level(invsync._listing_available(l.tenant_id, l.sku, l.source_locations),
-										  l.buffer, l.allocation_percent,
-										  l.min_level, l.max_level) AS level
-			  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-			  JOIN invsync.listings l
-				ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id) lv
-	 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id;
-
-	/*
-	 * Nothing to publish: the marketplace already shows this level.  A
-	 * sibling stays in its group unless the whole group is unchanged.
-	 */
-	UPDATE invsync.sync_queue q
-	   SET state = 'synced', lease_until = NULL, attempts = 0,
-		   pushed_version = q.version, changed_at = p_now,
-		   last_error_class = NULL, last_error = NULL
-	  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-	  JOIN invsync.listings l
-		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
-	 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
-	   AND NOT q.force_push AND q.pushed_level = q.target_level
-	   AND (l.sibling_key IS NULL
-			OR NOT EXISTS (
-				SELECT FROM unnest(v_tenants, v_listings) AS c2 (tenant_id, listing_id)
-				  JOIN invsync.listings l2
-					ON l2.tenant_id = c2.tenant_id AND l2.listing_id = c2.listing_id
-				  JOIN invsync.sync_queue q2
-					ON q2.tenant_id = c2.tenant_id AND q2.listing_id = c2.listing_id
-				 WHERE l2.tenant_id = l.tenant_id AND l2.shop_id = l.shop_id
-				   AND l2.sibling_key = l.sibling_key
-				   AND (q2.force_push OR q2.pushed_level IS DISTINCT FROM q2.target_level)));
-
 	RETURN QUERY
-		SELECT q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
-			   q.attempts, q.correlation_ids, a.channel, l.external_ids,
-			   l.sibling_key
-		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-		  JOIN invsync.sync_queue q
-			ON q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
-		  JOIN invsync.listings l
-			ON l.tenant_id = q.tenant_id AND l.listing_id = q.listing_id
-		  JOIN invsync.shops s ON s.tenant_id = q.tenant_id AND s.shop_id = q.shop_id
+		WITH lv AS (
+			SELECT l.tenant_id, l.listing_id, l.batch_key, l.sibling_key,
+				   l.external_ids, p.level,
+				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
+					 OVER (PARTITION BY l.tenant_id, l.shop_id,
+								   coalesce(l.sibling_key, l.listing_id::text))
+				   AS unchanged
+			  FROM invsync._listings_available(v_tenants, v_listings) v
+			  JOIN invsync.listings l
+				ON l.tenant_id = v.tenant_id AND l.listing_id = v.listing_id
+			  JOIN invsync.sync_queue q
+				ON q.tenant_id = v.tenant_id AND q.listing_id = v.listing_id
+			 CROSS JOIN LATERAL (
+					SELECT invsync._publish_level(v.available, l.buffer,
+												  l.allocation_percent,
+												  l.min_level, l.max_level) AS level) p
+		),
+		claimed AS (
+			UPDATE invsync.sync_queue q
+			   SET target_level = lv.level,
+				   claimed_version = q.version,
+				   state = CASE WHEN lv.unchanged THEN 'synced' ELSE 'pending' END,
+				   lease_until = CASE WHEN lv.unchanged THEN NULL ELSE p_now + p_lease END,
+				   attempts = CASE WHEN lv.unchanged THEN 0 ELSE q.attempts + 1 END,
+				   pushed_version = CASE WHEN lv.unchanged THEN q.version
+									ELSE q.pushed_version END,
+				   changed_at = CASE WHEN lv.unchanged THEN p_now ELSE q.changed_at END,
+				   last_error_class = CASE WHEN lv.unchanged THEN NULL
+									  ELSE q.last_error_class END,
+				   last_error = CASE WHEN lv.unchanged THEN NULL ELSE q.last_error END
+			  FROM lv
+			 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id
+			RETURNING q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
+					  q.attempts, q.correlation_ids, lv.external_ids, lv.batch_key,
+					  lv.sibling_key, lv.unchanged
+		)
+		SELECT c.tenant_id, c.listing_id, c.shop_id, c.version, c.target_level,
+			   c.attempts, c.correlation_ids, a.channel, c.external_ids,
+			   c.sibling_key
+		  FROM claimed c
+		  JOIN invsync.shops s ON s.tenant_id = c.tenant_id AND s.shop_id = c.shop_id
 		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
-		 WHERE q.lease_until IS NOT NULL
-		 ORDER BY q.tenant_id, q.shop_id, l.batch_key, l.sibling_key, q.listing_id;
+		 WHERE NOT c.unchanged
+		 ORDER BY c.tenant_id, c.shop_id, c.batch_key, c.sibling_key, c.listing_id;
 END
 $$;
 
@@ -1321,7 +1384,7 @@ BEGIN
 	/* the skus first: a statement reading tables calls no function that does */
 	v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
 					 WHERE l.tenant_id = v_tenant AND l.shop_id = p_shop);
-	v_count := invsync._enqueue_skus(v_tenant, v_skus, NULL, true);
+	v_count := invsync._enqueue_skus(v_tenant, v_skus, NULL, true, p_shop);
 	RETURN v_count;
 END
 $$;
@@ -1875,7 +1938,7 @@ BEGIN
 										  ARRAY(SELECT l.sku FROM invsync.listings l
 												 WHERE l.tenant_id = v_shop.tenant_id
 												   AND l.listing_id = ANY (v_listings)),
-										  NULL, true);
+										  NULL, true, v_shop.shop_id);
 		END IF;
 	END LOOP;
 
@@ -2120,12 +2183,12 @@ CREATE FUNCTION invsync._distributed_tables()
  * nodes, not ordered across them; invsync orders nothing by id across
  * rows of different statements ("newer" is a listing's version).
  *
- * Functions: _expand_bundle and _listing_available have SQL-standard
+ * Functions: _expand_bundle and _listings_available have SQL-standard
  * bodies so that the claim can inline them on a single node.  Citus plans
  * a SQL function's statements without their arguments' values and cannot
  * route them, so on a Citus node they become PL/pgSQL functions:
  * _expand_bundle with the statement of its own body (one definition),
- * _listing_available calling _available, which expands a bundle in a
+ * _listings_available calling _available per listing, which expands a bundle in a
  * statement of its own (a function reading tables may not run inside a
  * statement sent to a shard).
  */
@@ -2175,13 +2238,29 @@ BEGIN
 			   pg_catalog.pg_get_function_sqlbody(p.oid) AS body
 		  FROM pg_catalog.pg_proc p
 		 WHERE p.oid IN ('invsync._expand_bundle(bigint, text)'::regprocedure,
-						 'invsync._listing_available(bigint, text, text[])'::regprocedure)
+						 'invsync._listings_available(bigint[], bigint[])'::regprocedure)
 		   AND p.prosqlbody IS NOT NULL
 	LOOP
 		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
 		v_body := CASE v_fn.proname
-					WHEN '_listing_available'
-					THEN 'BEGIN RETURN coalesce(invsync._available(p_tenant, p_sku, p_source_locations), 0); END'
+					WHEN '_listings_available'
+					THEN $b$
+DECLARE
+	r			record;
+BEGIN
+	FOR r IN SELECT c.tenant_id, c.listing_id
+			   FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
+	LOOP
+		SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations INTO r
+		  FROM invsync.listings l
+		 WHERE l.tenant_id = r.tenant_id AND l.listing_id = r.listing_id;
+		CONTINUE WHEN NOT FOUND;
+		tenant_id := r.tenant_id;
+		listing_id := r.listing_id;
+		available := coalesce(invsync._available(r.tenant_id, r.sku, r.source_locations), 0);
+		RETURN NEXT;
+	END LOOP;
+END$b$
 					ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
 										   pg_catalog.regexp_replace(v_fn.body,
 											   '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'))
@@ -2394,7 +2473,7 @@ GRANT UPDATE (lease_until, claimed_version, attempts)
 GRANT USAGE ON SEQUENCE invsync.attempt_id_seq TO invsync_worker;
 GRANT EXECUTE ON FUNCTION
 	invsync._worker_started(timestamptz, interval),
-	invsync._claim(timestamptz, interval, integer, integer),
+	invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
 	invsync._shop_context(bigint, bigint),
 	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],
 						  timestamptz),
@@ -2406,7 +2485,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._lock_shop_row(bigint, bigint),
 	invsync._purge_attempts(timestamptz, integer),
 	invsync._publish_level(bigint, bigint, numeric, bigint, bigint),
-	invsync._listing_available(bigint, text, text[]),
+	invsync._listings_available(bigint[], bigint[]),
 	invsync._expand_bundle(bigint, text),
 	invsync._base_url_refusal(text),
 	invsync._claim_order_fetches(timestamptz, interval, integer),

@@ -103,6 +103,14 @@ static SPIPlanPtr purge_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static Oid	record_plan_types[2];	/* the array types record_plan takes */
 
+/*
+ * The shop the last claim ended with: the next one starts after it, so the
+ * claim goes round every shop with due rows (none yet: from the first).
+ */
+static bool claim_resumes = false;
+static int64 claim_after_tenant;
+static int64 claim_after_shop;
+
 /* set up the record buffers; once per worker */
 void
 claim_init(void)
@@ -208,8 +216,10 @@ late_rows_waiting(TimestampTz now)
 void
 claim_rows(void)
 {
-	Oid			types[4] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID};
-	Datum		values[4];
+	Oid			types[6] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID,
+	INT8OID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = GetCurrentTimestamp();
 	int64		send_window;
 	int			limit;
@@ -275,14 +285,18 @@ claim_rows(void)
 	values[1] = interval_ms_datum(invsync_lease_ms);
 	values[2] = Int32GetDatum(Max(limit, 0));
 	values[3] = Int32GetDatum(MAX_ADAPTER_BATCH);
+	values[4] = Int64GetDatum(claim_after_tenant);
+	values[5] = Int64GetDatum(claim_after_shop);
+	if (!claim_resumes)
+		nulls[4] = nulls[5] = 'n';
 	execute_plan(keep_plan(&claim_plan,
 						   "SELECT tenant_id, listing_id, shop_id, version, "
 						   "target_level, attempts, "
 						   "array_to_string(correlation_ids, ', '), "
 						   "external_ids, sibling_key "
-						   "FROM invsync._claim($1, $2, $3, $4)",
-						   4, types),
-				 values, NULL, SPI_OK_SELECT);
+						   "FROM invsync._claim($1, $2, $3, $4, $5, $6)",
+						   6, types),
+				 values, nulls, SPI_OK_SELECT);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -311,6 +325,11 @@ claim_rows(void)
 		shop = get_shop(row->tenant_id, row->shop_id);
 		dlist_push_tail(&shop->waiting, &row->node);
 		rows_held++;
+
+		/* rows come in (tenant, shop) order: the last is the furthest */
+		claim_resumes = true;
+		claim_after_tenant = row->tenant_id;
+		claim_after_shop = row->shop_id;
 	}
 	claim_found_rows = SPI_processed > 0;
 
