@@ -579,6 +579,7 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 	int			nok = 0;
 	int			max_attempt = 0;
 	int			i;
+	int			elevel;
 	const char *attempt_outcome;
 
 	memset(&call, 0, sizeof(call));
@@ -663,12 +664,15 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 				nok == request->nrows ? NULL : call.error_code,
 				nok == request->nrows ? NULL : call.error_message,
 				call.request_id, result->latency_ms);
-	log_event(nok == request->nrows ? DEBUG1 : LOG,
-			  nok == request->nrows ? "stock_pushed" : "stock_push_failed",
-			  request->correlation_header, shop,
-			  listing_ids_json(request->rows, request->nrows), max_attempt,
-			  result->response.status, result->latency_ms,
-			  nok == request->nrows ? NULL : call.error_message);
+	/* a success is a DEBUG1 record: build its listing list only if kept */
+	elevel = nok == request->nrows ? DEBUG1 : LOG;
+	if (message_level_is_interesting(elevel))
+		log_event(elevel,
+				  nok == request->nrows ? "stock_pushed" : "stock_push_failed",
+				  request->correlation_header, shop,
+				  listing_ids_json(request->rows, request->nrows), max_attempt,
+				  result->response.status, result->latency_ms,
+				  nok == request->nrows ? NULL : call.error_message);
 }
 
 /* read a finished refresh: keep the new tokens or the failure for writing */
