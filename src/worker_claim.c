@@ -10,11 +10,11 @@
  * no text is formatted or parsed between the worker and SQL.
  *
  * Outcomes wait in record_context until the next record transaction.
- * While requests are in flight, more outcomes are coming: they are
- * gathered for up to RECORD_DELAY_MS (or RECORD_BATCH of them) and written
- * together, since a record transaction costs about the same for one
- * outcome as for a hundred.  When nothing is in flight they are written
- * at once.  When an application holds some of their queue rows,
+ * While rows are in flight or waiting to be sent, more outcomes are
+ * coming: they are gathered for up to RECORD_DELAY_MS (or RECORD_BATCH of
+ * them) and written together, since a record transaction's fixed cost
+ * (about a millisecond) is that of dozens of outcomes.  When the worker
+ * holds no other row they are written at once.  When an application holds some of their queue rows,
  * _record_batch skips them (SKIP LOCKED) and the whole outcome list is
  * recorded again a little later: outcomes already applied no longer match
  * their claim, so recording them twice changes nothing.
@@ -57,8 +57,8 @@
  * While requests are in flight, outcomes wait this long, or until this
  * many are pending, before a record transaction writes them together.
  */
-#define RECORD_DELAY_MS 20
-#define RECORD_BATCH 256
+#define RECORD_DELAY_MS 50
+#define RECORD_BATCH 512
 
 /* one outcome waiting to be recorded */
 typedef struct PendingOutcome
@@ -346,11 +346,18 @@ claim_rows(void)
 void
 forget_row(ClaimedRow *row)
 {
+	int			i;
+
 	rows_held--;
 	pfree(row->correlation_ids);
 	pfree(row->external_ids);
 	if (row->sibling_key)
 		pfree(row->sibling_key);
+	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)
+	{
+		if (row->ids[i] != NULL)
+			pfree(row->ids[i]);
+	}
 	pfree(row);
 }
 
@@ -462,9 +469,8 @@ record_wait_ms(TimestampTz now)
 		return -1;
 	if (next_record_attempt != 0)
 		return TimestampDifferenceMilliseconds(now, next_record_attempt);
-	/* nothing in flight, nothing more to wait for: write them now */
-	if (http_engine_running(worker_engine) == 0 ||
-		noutcomes + nattempts >= RECORD_BATCH)
+	/* no row in flight or waiting, nothing more to wait for: write now */
+	if (rows_held == 0 || noutcomes + nattempts >= RECORD_BATCH)
 		return 0;
 	return TimestampDifferenceMilliseconds(now,
 										   TimestampTzPlusMilliseconds(first_record_at,
