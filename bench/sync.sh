@@ -62,10 +62,22 @@
 # Took 589 s on the busy 2-core machine on 2026-12-01 (147 s of it setup of
 # 130,000 listings; the TikTok and Tokopedia backlogs are the slowest runs).
 #
+# The worker runs at the extension's defaults (invsync.max_in_flight 64,
+# invsync.batch_size 1000) unless BENCH_MAX_IN_FLIGHT or BENCH_BATCH_SIZE
+# sets them; the values in force are read back from the server. Its CPU is
+# read from /proc/PID/schedstat (nanoseconds) and reported per request;
+# BENCH_PERF=PREFIX also records a call-graph profile of the worker over
+# each backlog run (perf record -g, PREFIX-RUN.data, for perf report).
+# On 2026-12-01, at those defaults and a load average of 2.3-3.3 from other
+# sessions: Shopee 1,262 pushes/s (wrk 27,779 req/s: 0.05), 367 us of worker
+# CPU a push, of which the claim (_claim) 64%, recording 23%; 0.4's
+# defaults (batch 200) in the same conditions: 718/s, 637 us.
+#
 # Settings: BENCH_PORT (54339), BENCH_LAT_N, BENCH_LAT_RATE, BENCH_SHOPS,
-# BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
-# BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (1000: invsync.batch_size, the
-# rows a claim takes; not the apps' batch_size), BENCH_WRK_SECONDS (5),
+# BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (the
+# extension's default), BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (the
+# extension's default: invsync.batch_size, the rows a claim takes; not the
+# apps' batch_size), BENCH_PERF, BENCH_WRK_SECONDS (5),
 # BENCH_RUN_TIMEOUT (120 s per backlog run), BENCH_CHANNELS (the channels
 # whose runs are the default set), BENCH_RUNS (which of the runs above and
 # "soak" to run, all but soak of BENCH_CHANNELS by default; the older names
