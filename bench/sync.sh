@@ -62,10 +62,22 @@
 # Took 589 s on the busy 2-core machine on 2026-12-01 (147 s of it setup of
 # 130,000 listings; the TikTok and Tokopedia backlogs are the slowest runs).
 #
+# The worker runs at the extension's defaults (invsync.max_in_flight 64,
+# invsync.batch_size 1000) unless BENCH_MAX_IN_FLIGHT or BENCH_BATCH_SIZE
+# sets them; the values in force are read back from the server. Its CPU is
+# read from /proc/PID/schedstat (nanoseconds) and reported per request;
+# BENCH_PERF=PREFIX also records a call-graph profile of the worker over
+# each backlog run (perf record -g, PREFIX-RUN.data, for perf report).
+# On 2026-12-01, at those defaults and a load average of 2.3-3.3 from other
+# sessions: Shopee 1,262 pushes/s (wrk 27,779 req/s: 0.05), 367 us of worker
+# CPU a push, of which the claim (_claim) 64%, recording 23%; 0.4's
+# defaults (batch 200) in the same conditions: 718/s, 637 us.
+#
 # Settings: BENCH_PORT (54339), BENCH_LAT_N, BENCH_LAT_RATE, BENCH_SHOPS,
-# BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (64),
-# BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (1000: invsync.batch_size, the
-# rows a claim takes; not the apps' batch_size), BENCH_WRK_SECONDS (5),
+# BENCH_SIM_LISTINGS, BENCH_SINK_LISTINGS, BENCH_MAX_IN_FLIGHT (the
+# extension's default), BENCH_SHOP_IN_FLIGHT (16), BENCH_BATCH_SIZE (the
+# extension's default: invsync.batch_size, the rows a claim takes; not the
+# apps' batch_size), BENCH_PERF, BENCH_WRK_SECONDS (5),
 # BENCH_RUN_TIMEOUT (120 s per backlog run), BENCH_CHANNELS (the channels
 # whose runs are the default set), BENCH_RUNS (which of the runs above and
 # "soak" to run, all but soak of BENCH_CHANNELS by default; the older names
@@ -81,9 +93,13 @@ LAT_RATE=${BENCH_LAT_RATE:-50}
 NSHOPS=${BENCH_SHOPS:-4}
 SIM_LISTINGS=${BENCH_SIM_LISTINGS:-5000}
 SINK_LISTINGS=${BENCH_SINK_LISTINGS:-20000}
-MAX_IN_FLIGHT=${BENCH_MAX_IN_FLIGHT:-64}
 SHOP_IN_FLIGHT=${BENCH_SHOP_IN_FLIGHT:-16}
-BATCH_SIZE=${BENCH_BATCH_SIZE:-1000}
+# the extension's own defaults unless overridden (read back from the server)
+WORKER_CONF=""
+[ -z "${BENCH_MAX_IN_FLIGHT:-}" ] || WORKER_CONF+="invsync.max_in_flight = $BENCH_MAX_IN_FLIGHT
+"
+[ -z "${BENCH_BATCH_SIZE:-}" ] || WORKER_CONF+="invsync.batch_size = $BENCH_BATCH_SIZE
+"
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
 ALL_CHANNELS="shopee tiktok tokopedia lazada"
@@ -249,9 +265,7 @@ invsync.database = 'bench'
 invsync.ca_file = '$CA'
 # the nginx sink serves plain http on loopback
 invsync.allow_insecure_http = on
-invsync.max_in_flight = $MAX_IN_FLIGHT
-invsync.batch_size = $BATCH_SIZE
-shared_buffers = 1GB
+${WORKER_CONF}shared_buffers = 1GB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 synchronous_commit = on
@@ -271,6 +285,10 @@ psql_bench() {
 	as_run_user psql -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$PORT" -U bench -d bench "$@"
 }
 q() { psql_bench -At -c "$1"; }
+# the worker's settings in force: the extension's defaults unless overridden
+MAX_IN_FLIGHT=$(q "SHOW invsync.max_in_flight")
+BATCH_SIZE=$(q "SHOW invsync.batch_size")
+say "invsync.max_in_flight = $MAX_IN_FLIGHT, invsync.batch_size = $BATCH_SIZE"
 
 # shop groups: name app external-shop-base listings models-per-item
 # (listings per request: models per item for Shopee, the batch for Lazada)
@@ -396,8 +414,9 @@ for _ in $(seq 150); do
 	sleep 0.1
 done
 [ -n "$WPID" ] || { echo "the sync worker is not running" >&2; exit 1; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$WPID/stat"; }
-TICKS=$(getconf CLK_TCK)
+# the worker's CPU time in nanoseconds (schedstat: time on a CPU, user and
+# system, at nanosecond resolution where /proc/PID/stat counts 10 ms ticks)
+cpu_ns() { awk '{ print $1 }' "/proc/$WPID/schedstat"; }
 
 # wait until no row of the group is pending; the DO block polls in one backend
 wait_synced() {
@@ -482,7 +501,7 @@ ceiling() {
 
 # ---------------------------------------------------------------- backlogs
 backlog() {
-	local key=$1 port=$2 listings=$3 models=$4 t0 before_ticks after_ticks a0 a1 res
+	local key=$1 port=$2 listings=$3 models=$4 t0 before_ns after_ns a0 a1 res perf_pid=""
 	local sample=$BENCH_DIR/conns-$key.txt
 	: >"$sample"
 	chmod 666 "$sample"
@@ -496,7 +515,13 @@ backlog() {
 	SAMPLER_PID=$!
 	x0=$(q "SELECT txid_current()")
 	a0=$( [ "$port" = "$SINK_PORT" ] && sink_accepts || echo 0)
-	before_ticks=$(cpu_ticks)
+	if [ -n "${BENCH_PERF:-}" ]; then
+		# a call-graph profile of the worker over the run, for perf report
+		perf record -q -g -F 999 -p "$WPID" -o "$BENCH_PERF-$key.data" >/dev/null 2>&1 &
+		perf_pid=$!
+		sleep 0.5
+	fi
+	before_ns=$(cpu_ns)
 	t0=$(psql_bench -At <<SQL
 UPDATE invsync.shops SET enabled = true
  WHERE tenant_id = 0 AND shop_id = ANY ((SELECT shop_ids FROM bench_groups WHERE name = '$key')::bigint[]);
@@ -504,7 +529,11 @@ SELECT extract(epoch FROM clock_timestamp());
 SQL
 )
 	wait_synced "$key"
-	after_ticks=$(cpu_ticks)
+	after_ns=$(cpu_ns)
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid"
+		wait "$perf_pid" 2>/dev/null || true
+	fi
 	a1=$( [ "$port" = "$SINK_PORT" ] && sink_accepts || echo 0)
 	touch "$sample.stop"
 	wait "$SAMPLER_PID" 2>/dev/null || true
@@ -527,9 +556,11 @@ SQL
 	R[$key-conns]=$(sort -n "$sample" | tail -n 1)
 	R[$key-accepts]=$((a1 - a0 - 1))	# less the status request itself
 	[ "$port" = "$SINK_PORT" ] || R[$key-accepts]="n/a"
-	R[$key-cpu]=$(awk -v a="$before_ticks" -v b="$after_ticks" -v hz="$TICKS" -v t="${R[$key-elapsed]}" \
-		'BEGIN { printf "%.0f", 100 * (b - a) / hz / t }')
-	say "$key: ${R[$key-synced]}/$listings synced in ${R[$key-elapsed]} s, ${R[$key-requests]} requests (${R[$key-rps]}/s, ${R[$key-lps]} listings/s), outcomes ${R[$key-outcomes]}, worker conns max ${R[$key-conns]}, worker CPU ${R[$key-cpu]}%, ${R[$key-xacts]} worker transactions (${R[$key-records]} recording)"
+	R[$key-cpu]=$(awk -v a="$before_ns" -v b="$after_ns" -v t="${R[$key-elapsed]}" \
+		'BEGIN { printf "%.0f", 100 * (b - a) / 1e9 / t }')
+	R[$key-us]=$(awk -v a="$before_ns" -v b="$after_ns" -v n="${R[$key-requests]}" \
+		'BEGIN { printf "%.0f", (b - a) / 1e3 / n }')
+	say "$key: ${R[$key-synced]}/$listings synced in ${R[$key-elapsed]} s, ${R[$key-requests]} requests (${R[$key-rps]}/s, ${R[$key-lps]} listings/s), outcomes ${R[$key-outcomes]}, worker conns max ${R[$key-conns]}, worker CPU ${R[$key-cpu]}% (${R[$key-us]} us/request), ${R[$key-xacts]} worker transactions (${R[$key-records]} recording)"
 	set_group "$key" false
 }
 
@@ -643,26 +674,26 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "channel's own request, same run), and commit to marketplace against the channel's"
 	echo "simulator over HTTPS (details below)."
 	echo
-	echo "| channel | sink pushes/s | sink ceiling req/s | worker / ceiling | worker CPU | commit -> simulator p50 ms | p99 ms |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| channel | sink pushes/s | sink ceiling req/s | worker / ceiling | worker CPU | worker CPU µs/push | commit -> simulator p50 ms | p99 ms |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	for ch in $ALL_CHANNELS; do
 		key=sink-$ch-1
 		if [[ " ${KEYS[*]} " == *" $key "* ]]; then
-			cells="${R[$key-rps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}%"
+			cells="${R[$key-rps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]}"
 		else
-			cells="| | |"
+			cells="| | | |"
 		fi
 		if [ -n "${LAT[$ch]:-}" ]; then
 			lcells="$(lat "$ch" total p50) | $(lat "$ch" total p99)"
 		else
 			lcells="|"
 		fi
-		[ "$cells" = "| | |" ] && [ "$lcells" = "|" ] && continue
+		[ "$cells" = "| | | |" ] && [ "$lcells" = "|" ] && continue
 		echo "| $ch | $cells | $lcells |"
 	done
 	if [[ " ${KEYS[*]} " == *" sink-lazada-20 "* ]]; then
 		key=sink-lazada-20
-		echo "| lazada, 20 SKUs a request (batch_size default) | ${R[$key-lps]} listings/s (${R[$key-rps]} req/s) | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | | |"
+		echo "| lazada, 20 SKUs a request (batch_size default) | ${R[$key-lps]} listings/s (${R[$key-rps]} req/s) | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]} per request | | |"
 	fi
 	echo
 	fi
@@ -699,15 +730,16 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "Connections: the most TCP connections the worker held to the server at once"
 	echo "(\`ss\`, every 0.1 s; cap: invsync.max_in_flight = $MAX_IN_FLIGHT) and, for the sink,"
 	echo "how many it opened during the run (nginx stub_status accepts). Worker CPU: its"
-	echo "utime + stime over the run (100% = one core; it is one process). Worker xacts: the"
+	echo "time on a CPU over the run (/proc/PID/schedstat; 100% = one core; it is one process),"
+	echo "and that time divided by the requests it sent. Worker xacts: the"
 	echo "transactions it wrote in (xids spent: claims and recordings), records: those that"
 	echo "recorded outcomes."
 	echo
-	echo "| run | server | listings/request | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | worker xacts (records) | outcomes |"
+	echo "| run | server | listings/request | listings | requests | s | requests/s | listings/s | ceiling req/s | worker / ceiling | conns max | conns opened | worker CPU | worker CPU µs/request | worker xacts (records) | outcomes |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for key in "${KEYS[@]}"; do
 		case $key in sim-*) srv="Shopee simulator, HTTPS" ;; *) srv="nginx sink, HTTP" ;; esac
-		echo "| $key | $srv | ${key##*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-xacts]} (${R[$key-records]}) | ${R[$key-outcomes]} |"
+		echo "| $key | $srv | ${key##*-} | ${R[$key-synced]}/${R[$key-listings]} | ${R[$key-requests]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-lps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-conns]} | ${R[$key-accepts]} | ${R[$key-cpu]}% | ${R[$key-us]} | ${R[$key-xacts]} (${R[$key-records]}) | ${R[$key-outcomes]} |"
 	done
 	echo
 	echo "First request of each run started $(for key in "${KEYS[@]}"; do printf '%s s (%s), ' "$(sec "${R[$key-first]}")" "$key"; done | sed 's/, $//') after the queueing commit."

@@ -34,7 +34,7 @@ PG_MODULE_MAGIC;
 /* settings */
 char	   *invsync_database = NULL;
 char	   *invsync_worker_role = NULL;
-int			invsync_batch_size = 200;
+int			invsync_batch_size = 1000;
 int			invsync_lease_ms = 60000;
 int			invsync_http_timeout_ms = 10000;
 int			invsync_connect_timeout_ms = 3000;
@@ -210,11 +210,16 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	/*
+	 * A claim costs a fixed part (about 10 ms on a 2-core machine) besides
+	 * its rows: 1,000 rows a claim keep that part near 10 us a push, where
+	 * 200 made it 50 us; the worker holds at most two batches.
+	 */
 	DefineCustomIntVariable("invsync.batch_size",
 							"Most queue rows the sync worker claims in one transaction.",
 							NULL,
 							&invsync_batch_size,
-							200, 1, 10000,
+							1000, 1, 10000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -10,10 +10,22 @@
  * no text is formatted or parsed between the worker and SQL.
  *
  * Outcomes wait in record_context until the next record transaction.
- * When an application holds some of their queue rows, _record_batch skips
- * them (SKIP LOCKED) and the whole outcome list is recorded again a little
- * later: outcomes already applied no longer match their claim, so
- * recording them twice changes nothing.
+ * While rows are in flight or waiting to be sent, more outcomes are
+ * coming: they are gathered for up to RECORD_DELAY_MS (or RECORD_BATCH of
+ * them) and written together, since a record transaction's fixed cost
+ * (about a millisecond) is that of dozens of outcomes.  When the worker
+ * holds no other row they are written at once.  When an application holds some of their queue rows,
+ * _record_batch skips them (SKIP LOCKED) and the whole outcome list is
+ * recorded again a little later: outcomes already applied no longer match
+ * their claim, so recording them twice changes nothing.
+ *
+ * Record transactions commit asynchronously (synchronous_commit off for
+ * that transaction only).  A record lost to a server crash leaves its rows
+ * claimed, exactly as a worker that crashed before recording does: their
+ * leases (shortened at the next start) bring them back and their levels,
+ * computed afresh, are pushed again.  Claims, which must be durable before
+ * their request is sent, and token writes stay synchronous, and each of
+ * their commits also flushes every record committed before it.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -35,10 +47,18 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
 #include "invsync.h"
 #include "worker_internal.h"
+
+/*
+ * While requests are in flight, outcomes wait this long, or until this
+ * many are pending, before a record transaction writes them together.
+ */
+#define RECORD_DELAY_MS 50
+#define RECORD_BATCH 512
 
 /* one outcome waiting to be recorded */
 typedef struct PendingOutcome
@@ -95,6 +115,9 @@ static int	attempts_size = 0;
  */
 static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
+
+/* when the oldest outcome or attempt now pending was queued */
+static TimestampTz first_record_at = 0;
 
 /* statements, prepared at first use and kept */
 static SPIPlanPtr claim_plan = NULL;
@@ -342,11 +365,18 @@ claim_rows(void)
 void
 forget_row(ClaimedRow *row)
 {
+	int			i;
+
 	rows_held--;
 	pfree(row->correlation_ids);
 	pfree(row->external_ids);
 	if (row->sibling_key)
 		pfree(row->sibling_key);
+	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)
+	{
+		if (row->ids[i] != NULL)
+			pfree(row->ids[i]);
+	}
 	pfree(row);
 }
 
@@ -367,6 +397,8 @@ add_outcome(const ClaimedRow *row, const char *outcome, int64 due_in_ms,
 {
 	PendingOutcome *o;
 
+	if (!records_pending())
+		first_record_at = GetCurrentTimestamp();
 	if (noutcomes == outcomes_size)
 	{
 		outcomes_size *= 2;
@@ -392,6 +424,8 @@ add_attempt(const PushRequest *request, long http_status, const char *outcome,
 	PendingAttempt *a;
 	int			i;
 
+	if (!records_pending())
+		first_record_at = GetCurrentTimestamp();
 	if (nattempts == attempts_size)
 	{
 		attempts_size *= 2;
@@ -452,9 +486,14 @@ record_wait_ms(TimestampTz now)
 {
 	if (!records_pending())
 		return -1;
-	if (next_record_attempt == 0)
+	if (next_record_attempt != 0)
+		return TimestampDifferenceMilliseconds(now, next_record_attempt);
+	/* no row in flight or waiting, nothing more to wait for: write now */
+	if (rows_held == 0 || noutcomes + nattempts >= RECORD_BATCH)
 		return 0;
-	return TimestampDifferenceMilliseconds(now, next_record_attempt);
+	return TimestampDifferenceMilliseconds(now,
+										   TimestampTzPlusMilliseconds(first_record_at,
+																	   RECORD_DELAY_MS));
 }
 
 /* a text datum of value, or a NULL one */
@@ -584,12 +623,13 @@ flush_records(void)
 	Oid			attempt_type;
 	uint64		locked_out;
 
-	if (!records_pending())
-		return;
-	if (next_record_attempt != 0 && GetCurrentTimestamp() < next_record_attempt)
+	if (!records_pending() || record_wait_ms(GetCurrentTimestamp()) > 0)
 		return;
 
 	begin_work("invsync: record outcomes");
+	/* see the header comment: a lost record is a crash before recording */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	if (!check_extension())
 	{
 		/* the queue is gone, and with it every row these outcomes were for */

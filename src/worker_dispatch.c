@@ -126,36 +126,46 @@ listing_ids_json(const ClaimedRow *rows, int nrows)
 
 /*
  * What the adapter needs of a row: its level and the values of the
- * adapter's attributes, read from the row's external_ids (strings in the
- * current context).  Ids of another form than a JSON string or number are
- * left absent; adapter_check_listing then refuses the listing.
+ * adapter's attributes, read from the row's external_ids once and kept
+ * with the row (take_batch looks at a row that does not fit a request
+ * again for the next one).  Ids of another form than a JSON string or
+ * number are left absent; adapter_check_listing then refuses the listing.
  */
 static void
-fill_push(ListingPush *push, const ClaimedRow *row, const ChannelAdapter *adapter)
+fill_push(ListingPush *push, ClaimedRow *row, const ChannelAdapter *adapter)
 {
-	JsonValue  *ids = json_parse(row->external_ids, strlen(row->external_ids));
 	int			i;
+
+	if (!row->ids_read)
+	{
+		JsonValue  *ids = json_parse(row->external_ids, strlen(row->external_ids));
+		MemoryContext context = GetMemoryChunkContext(row);
+
+		for (i = 0; i < adapter->nattributes; i++)
+		{
+			const JsonValue *value = ids ? json_get(ids, adapter->attributes[i].name) : NULL;
+
+			if (value != NULL &&
+				(value->kind == JSON_KIND_STRING || value->kind == JSON_KIND_NUMBER))
+				row->ids[i] = MemoryContextStrdup(context, value->text);
+		}
+		row->ids_read = true;
+	}
 
 	memset(push, 0, sizeof(ListingPush));
 	push->listing_id = row->listing_id;
 	push->level = row->level;
 	push->read_level = -1;
 	for (i = 0; i < adapter->nattributes; i++)
-	{
-		const JsonValue *value = ids ? json_get(ids, adapter->attributes[i].name) : NULL;
-
-		if (value != NULL &&
-			(value->kind == JSON_KIND_STRING || value->kind == JSON_KIND_NUMBER))
-			push->ids[i] = value->text;
-		else
-			push->ids[i] = adapter->attributes[i].default_value;
-	}
+		push->ids[i] = row->ids[i] ? row->ids[i] : adapter->attributes[i].default_value;
 }
 
 /* a copy of row in context, off any list */
 static ClaimedRow *
 copy_row(const ClaimedRow *row, ClaimedRow *copy, MemoryContext context)
 {
+	int			i;
+
 	if (copy == NULL)
 		copy = MemoryContextAlloc(context, sizeof(ClaimedRow));
 	*copy = *row;
@@ -163,26 +173,29 @@ copy_row(const ClaimedRow *row, ClaimedRow *copy, MemoryContext context)
 	copy->external_ids = MemoryContextStrdup(context, row->external_ids);
 	copy->sibling_key = row->sibling_key ?
 		MemoryContextStrdup(context, row->sibling_key) : NULL;
+	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)
+		copy->ids[i] = row->ids[i] ? MemoryContextStrdup(context, row->ids[i]) : NULL;
 	return copy;
 }
 
 /*
  * Copy a waiting row into the request's context, with the push take_batch
- * read from it (its ids copied, not parsed again), and free the original.
+ * read from it, and free the original.
  */
 static void
 move_row_into(PushRequest *request, int slot, ClaimedRow *row,
 			  const ListingPush *push)
 {
 	ListingPush *copy = &request->pushes[slot];
+	ClaimedRow *moved = copy_row(row, &request->rows[slot], request->context);
 	int			i;
 
-	copy_row(row, &request->rows[slot], request->context);
+	/* the push's ids are the row's (now the copy's) or static defaults */
 	*copy = *push;
 	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)
 	{
-		if (copy->ids[i] != NULL)
-			copy->ids[i] = MemoryContextStrdup(request->context, copy->ids[i]);
+		if (copy->ids[i] != NULL && copy->ids[i] == row->ids[i])
+			copy->ids[i] = moved->ids[i];
 	}
 	dlist_delete(&row->node);
 	forget_row(row);
@@ -579,6 +592,7 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 	int			nok = 0;
 	int			max_attempt = 0;
 	int			i;
+	int			elevel;
 	const char *attempt_outcome;
 
 	memset(&call, 0, sizeof(call));
@@ -663,12 +677,15 @@ stock_update_done(PushRequest *request, const HttpResult *result)
 				nok == request->nrows ? NULL : call.error_code,
 				nok == request->nrows ? NULL : call.error_message,
 				call.request_id, result->latency_ms);
-	log_event(nok == request->nrows ? DEBUG1 : LOG,
-			  nok == request->nrows ? "stock_pushed" : "stock_push_failed",
-			  request->correlation_header, shop,
-			  listing_ids_json(request->rows, request->nrows), max_attempt,
-			  result->response.status, result->latency_ms,
-			  nok == request->nrows ? NULL : call.error_message);
+	/* a success is a DEBUG1 record: build its listing list only if kept */
+	elevel = nok == request->nrows ? DEBUG1 : LOG;
+	if (message_level_is_interesting(elevel))
+		log_event(elevel,
+				  nok == request->nrows ? "stock_pushed" : "stock_push_failed",
+				  request->correlation_header, shop,
+				  listing_ids_json(request->rows, request->nrows), max_attempt,
+				  result->response.status, result->latency_ms,
+				  nok == request->nrows ? NULL : call.error_message);
 }
 
 /* read a finished refresh: keep the new tokens or the failure for writing */

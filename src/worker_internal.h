@@ -73,6 +73,10 @@ typedef struct ClaimedRow
 	char	   *correlation_ids;	/* comma-separated, for the header */
 	char	   *external_ids;	/* listings.external_ids, as JSON text */
 	char	   *sibling_key;	/* rows with one key go together; or NULL */
+	bool		ids_read;		/* ids below read from external_ids */
+	char	   *ids[LISTING_MAX_ATTRIBUTES];	/* the adapter's attributes'
+												 * values, by index; NULL when
+												 * absent */
 } ClaimedRow;
 
 /*
