@@ -598,32 +598,216 @@ DROP INDEX invsync.sync_queue_due_idx;
 CREATE INDEX sync_queue_ready_idx
 	ON invsync.sync_queue (tenant_id, shop_id, due_at)
 	WHERE state = 'pending' AND lease_until IS NULL;
+/*
+ * Whether invsync's tables are distributed by Citus here.  Citus's catalog
+ * is named in a dynamic statement: without Citus it does not exist.
+ */
+CREATE FUNCTION invsync._citus_distributed()
+	RETURNS boolean
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_distributed boolean;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+		RETURN false;
+	END IF;
+	EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+							   WHERE p.logicalrelid = 'invsync.sync_queue'::regclass)$q$
+	   INTO v_distributed;
+	RETURN v_distributed;
+END
+$$;
+
+
+/*
+ * Claim one shop's due rows, at most p_limit of them and never half a
+ * sibling group (listings the marketplace wants in one call: TikTok lists
+ * every warehouse of a SKU), and return the rows to push in the order the
+ * worker batches them.  Every statement names the tenant: under Citus each
+ * runs on the shard that holds it.
+ *
+ * The levels are computed after the rows are locked, by a statement of
+ * their own: its snapshot includes every transaction that changed stock
+ * before our lock, and any later one must wait for our lock to bump the
+ * version, so the level pushed is never older than the version claimed.
+ * Rows whose level equals the one already published are settled here
+ * without a call.
+ */
+CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenant bigint,
+									p_shop bigint, p_channel text, p_limit integer)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, shop_id bigint,
+				   version bigint, target_level bigint, attempts integer,
+				   correlation_ids text[], channel text,
+				   external_ids jsonb, sibling_key text)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	/*
+	 * Every row read is reached by key, from the shop or from the rows
+	 * claimed (a nested loop over them).  Left to choose, the planner
+	 * hashes or merges the claimed rows with all the tenant's listings,
+	 * whose cost grows with the catalogue.
+	 */
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	AS $$
+DECLARE
+	v_listings	bigint[];
+	v_grouped	boolean;
+	v_members	bigint[];
+	v_member_keys text[];
+	v_locked	bigint[];
+	v_waiting	text[];
+	v_available bigint[];
+	v_levels	bigint[];
+	v_unchanged boolean[];
+	/* values, not expressions: Citus allows no STABLE call inside a CASE */
+	v_lease_until timestamptz := p_now + p_lease;
+	v_wait_until timestamptz := p_now + interval '250 milliseconds';
+BEGIN
+	SELECT array_agg(c.listing_id), coalesce(bool_or(l.sibling_key IS NOT NULL), false)
+	  INTO v_listings, v_grouped
+	  FROM (SELECT q.listing_id
+			  FROM invsync.sync_queue q
+			 WHERE q.tenant_id = p_tenant AND q.shop_id = p_shop
+			   AND q.state = 'pending' AND q.lease_until IS NULL
+			   AND q.due_at <= p_now
+			 ORDER BY q.due_at
+			 LIMIT p_limit
+			   FOR UPDATE SKIP LOCKED) c
+	  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = c.listing_id;
+	IF v_listings IS NULL THEN
+		RETURN;
+	END IF;
+
+	/*
+	 * Siblings are claimed with the row that needs them, all or none.  A
+	 * group with a member another transaction has locked, or leased to a
+	 * request in flight, is left for a later claim: its picked rows wait a
+	 * moment rather than be picked again at once.
+	 */
+	IF v_grouped THEN
+		/* every enabled listing of the picked rows' groups */
+		SELECT array_agg(l.listing_id), array_agg(l.sibling_key)
+		  INTO v_members, v_member_keys
+		  FROM invsync.listings l
+		 WHERE l.tenant_id = p_tenant AND l.shop_id = p_shop AND l.enabled
+		   AND l.sibling_key IN (SELECT p.sibling_key
+								   FROM invsync.listings p
+								  WHERE p.tenant_id = p_tenant
+									AND p.listing_id = ANY (v_listings)
+									AND p.sibling_key IS NOT NULL);
+
+		/* the members no one else holds, locked */
+		v_locked := ARRAY(SELECT q.listing_id
+							FROM invsync.sync_queue q
+						   WHERE q.tenant_id = p_tenant AND q.listing_id = ANY (v_members)
+							 AND q.lease_until IS NULL
+						   ORDER BY q.listing_id
+							 FOR UPDATE SKIP LOCKED);
+
+		/* a group with a member not locked waits */
+		v_waiting := ARRAY(SELECT DISTINCT m.sibling_key
+							 FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
+							WHERE m.listing_id <> ALL (v_locked));
+		IF cardinality(v_waiting) > 0 THEN
+			UPDATE invsync.sync_queue q
+			   SET due_at = v_wait_until
+			  FROM invsync.listings l
+			 WHERE q.tenant_id = p_tenant AND q.listing_id = ANY (v_listings)
+			   AND l.tenant_id = p_tenant AND l.listing_id = q.listing_id
+			   AND l.sibling_key = ANY (v_waiting);
+		END IF;
+
+		/* the picked rows without siblings, and every member of the other groups */
+		v_listings := ARRAY(SELECT l.listing_id
+							  FROM invsync.listings l
+							 WHERE l.tenant_id = p_tenant AND l.listing_id = ANY (v_listings)
+							   AND l.sibling_key IS NULL
+							UNION
+							SELECT m.listing_id
+							  FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
+							 WHERE m.sibling_key <> ALL (v_waiting));
+		IF cardinality(v_listings) = 0 THEN
+			RETURN;
+		END IF;
+	END IF;
+
+	/* a new statement, so a new snapshot: see above */
+	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
+	  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
+									   v_listings) v;
+	SELECT array_agg(x.listing_id ORDER BY x.listing_id), array_agg(x.level ORDER BY x.listing_id),
+		   array_agg(x.unchanged ORDER BY x.listing_id)
+	  INTO v_listings, v_levels, v_unchanged
+	  FROM (SELECT l.listing_id, p.level,
+				   /* nothing to publish; a sibling only if its whole group is unchanged */
+				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
+					 OVER (PARTITION BY coalesce(l.sibling_key, l.listing_id::text))
+				   AS unchanged
+			  FROM unnest(ARRAY(SELECT unnest(v_listings) ORDER BY 1), v_available)
+					 AS v (listing_id, available)
+			  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = v.listing_id
+			  JOIN invsync.sync_queue q ON q.tenant_id = p_tenant AND q.listing_id = v.listing_id
+			 CROSS JOIN LATERAL (
+					SELECT invsync._publish_level(v.available, l.buffer, l.allocation_percent,
+												  l.min_level, l.max_level) AS level) p) x;
+
+	/*
+	 * One UPDATE takes the lease and the level, or settles a row with
+	 * nothing to publish: a second UPDATE of a row would cost another row
+	 * version.
+	 */
+	RETURN QUERY
+		WITH claimed AS (
+			UPDATE invsync.sync_queue q
+			   SET target_level = lv.level,
+				   claimed_version = q.version,
+				   state = CASE WHEN lv.unchanged THEN 'synced' ELSE 'pending' END,
+				   lease_until = CASE WHEN lv.unchanged THEN NULL ELSE v_lease_until END,
+				   attempts = CASE WHEN lv.unchanged THEN 0 ELSE q.attempts + 1 END,
+				   pushed_version = CASE WHEN lv.unchanged THEN q.version
+									ELSE q.pushed_version END,
+				   changed_at = CASE WHEN lv.unchanged THEN p_now ELSE q.changed_at END,
+				   last_error_class = CASE WHEN lv.unchanged THEN NULL
+									  ELSE q.last_error_class END,
+				   last_error = CASE WHEN lv.unchanged THEN NULL ELSE q.last_error END
+			  FROM unnest(v_listings, v_levels, v_unchanged) AS lv (listing_id, level, unchanged)
+			 WHERE q.tenant_id = p_tenant AND q.listing_id = lv.listing_id
+			RETURNING q.listing_id, q.version, q.target_level, q.attempts,
+					  q.correlation_ids, lv.unchanged
+		)
+		SELECT p_tenant, c.listing_id, p_shop, c.version, c.target_level, c.attempts,
+			   c.correlation_ids, p_channel, l.external_ids, l.sibling_key
+		  FROM claimed c
+		  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = c.listing_id
+		 WHERE NOT c.unchanged
+		 ORDER BY l.batch_key, l.sibling_key, c.listing_id;
+END
+$$;
+
+
 DROP FUNCTION invsync._claim(timestamptz, interval, integer, integer);
 /*
  * Claim due rows: per shop at most what its in-flight cap times the
  * largest batch allows, and no more than its rate limit can send within a
  * quarter of the lease, minus rows it already holds; so one shop's backlog
  * never starves another's and a claimed row is sent long before its lease
- * ends.
+ * ends.  Rows come shop by shop, each shop's in the order its requests
+ * batch them.
  *
  * The cost follows the rows claimed, not the backlog nor the number of
  * shops.  The shops to visit come from the queue's ready index (pending
  * rows not leased, by tenant, shop and due time): each step finds the next
  * shop holding such a row, by one descent of the index, starting after the
- * shop the previous claim ended with (p_after_tenant, p_after_shop) and
- * going round once, so every shop with due rows gets its turn however many
- * shops are busy.  A shop's rows are then taken in due order from the same
- * index, its leased rows counted from the leased index: shops without
- * pending rows, rows not due, and rows already leased are never read.
- * Every statement names one tenant and one shop, so that under Citus each
- * runs on the shard that holds them.
- *
- * The levels are computed by a second statement, after the rows are
- * locked: its snapshot includes every transaction that changed stock
- * before our lock, and any later one must wait for our lock to bump the
- * version, so the level pushed is never older than the version claimed.
- * Rows whose level equals the one already published are settled here
- * without a call.
+ * shop the previous claim ended with (p_after_tenant, p_after_shop, the
+ * last row's) and going round once, so every shop with due rows gets its
+ * turn however many shops are busy.  A shop's leased rows are counted from
+ * the leased index: shops without pending rows, rows not due, and rows
+ * already leased are never read.  Under Citus, where an index does not
+ * span the shards, the shops are those this node serves (_served_shops).
  */
 CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
 							   p_max_batch integer, p_after_tenant bigint DEFAULT NULL,
@@ -634,66 +818,81 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 				   external_ids jsonb, sibling_key text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
-	/*
-	 * Every row the claim reads it reaches by key, from the rows it
-	 * claims; a plan kept from a small table (or a guess that the claimed
-	 * rows are many) would scan the listings whole on every claim.
-	 */
-	SET enable_seqscan = off
 	AS $$
 DECLARE
-	v_tenants	bigint[] := '{}';
-	v_listings	bigint[] := '{}';
-	v_picked	bigint[];
 	/* before every (tenant, shop): shop ids are positive */
 	v_first		CONSTANT bigint := -9223372036854775808;
 	v_tenant	bigint := coalesce(p_after_tenant, v_first);
 	v_shop		bigint := coalesce(p_after_shop, v_first);
 	v_wrapped	boolean := p_after_tenant IS NULL;
+	v_served	bigint[][];
+	v_next		integer := 1;
+	v_claimed	integer := 0;
+	v_rows		integer;
 	v_shop_row	record;
 	v_refusal	text;
 	v_free		integer;
-	v_member_tenants bigint[];
-	v_member_listings bigint[];
-	v_member_shops bigint[];
-	v_member_keys text[];
-	v_locked_tenants bigint[];
-	v_locked_listings bigint[];
-	v_waiting_groups text[];
 BEGIN
 	/*
 	 * Leases that ran out (a worker that died, a shard moved away) make
 	 * their rows ready again: the leased rows are at most what is in
-	 * flight.
+	 * flight.  Per tenant under Citus, where FOR UPDATE may not span
+	 * shards.
 	 */
-	UPDATE invsync.sync_queue q
-	   SET lease_until = NULL
-	  FROM (SELECT e.tenant_id, e.listing_id
-			  FROM invsync.sync_queue e
-			 WHERE e.state = 'pending' AND e.lease_until <= p_now
-			 ORDER BY e.tenant_id, e.listing_id
-			   FOR UPDATE SKIP LOCKED) e
-	 WHERE q.tenant_id = e.tenant_id AND q.listing_id = e.listing_id;
+	IF invsync._citus_distributed() THEN
+		v_served := ARRAY(SELECT ARRAY[r.tenant_id, r.shop_id]
+							FROM invsync._served_shops() r
+						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),
+									r.tenant_id, r.shop_id);
+		FOR v_tenant IN SELECT DISTINCT v_served[i][1]
+						  FROM generate_subscripts(v_served, 1) i LOOP
+			UPDATE invsync.sync_queue q
+			   SET lease_until = NULL
+			  FROM (SELECT e.listing_id
+					  FROM invsync.sync_queue e
+					 WHERE e.tenant_id = v_tenant
+					   AND e.state = 'pending' AND e.lease_until <= p_now
+					 ORDER BY e.listing_id
+					   FOR UPDATE SKIP LOCKED) e
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = e.listing_id;
+		END LOOP;
+	ELSE
+		UPDATE invsync.sync_queue q
+		   SET lease_until = NULL
+		  FROM (SELECT e.tenant_id, e.listing_id
+				  FROM invsync.sync_queue e
+				 WHERE e.state = 'pending' AND e.lease_until <= p_now
+				 ORDER BY e.tenant_id, e.listing_id
+				   FOR UPDATE SKIP LOCKED) e
+		 WHERE q.tenant_id = e.tenant_id AND q.listing_id = e.listing_id;
+	END IF;
 
-	WHILE cardinality(v_listings) < p_limit LOOP
-		SELECT q.tenant_id, q.shop_id INTO v_tenant, v_shop
-		  FROM invsync.sync_queue q
-		 WHERE q.state = 'pending' AND q.lease_until IS NULL
-		   AND (q.tenant_id, q.shop_id) > (v_tenant, v_shop)
-		 ORDER BY q.tenant_id, q.shop_id
-		 LIMIT 1;
-		IF NOT FOUND THEN
-			EXIT WHEN v_wrapped;
-			v_wrapped := true;
-			v_tenant := v_first;
-			v_shop := v_first;
-			CONTINUE;
+	WHILE v_claimed < p_limit LOOP
+		IF v_served IS NOT NULL THEN
+			EXIT WHEN v_next > coalesce(array_length(v_served, 1), 0);
+			v_tenant := v_served[v_next][1];
+			v_shop := v_served[v_next][2];
+			v_next := v_next + 1;
+		ELSE
+			SELECT q.tenant_id, q.shop_id INTO v_tenant, v_shop
+			  FROM invsync.sync_queue q
+			 WHERE q.state = 'pending' AND q.lease_until IS NULL
+			   AND (q.tenant_id, q.shop_id) > (v_tenant, v_shop)
+			 ORDER BY q.tenant_id, q.shop_id
+			 LIMIT 1;
+			IF NOT FOUND THEN
+				EXIT WHEN v_wrapped;
+				v_wrapped := true;
+				v_tenant := v_first;
+				v_shop := v_first;
+				CONTINUE;
+			END IF;
+			/* round once: past the starting shop again, every shop had its turn */
+			EXIT WHEN v_wrapped AND p_after_tenant IS NOT NULL
+				AND (v_tenant, v_shop) > (p_after_tenant, p_after_shop);
 		END IF;
-		/* round once: past the starting shop again, every shop had its turn */
-		EXIT WHEN v_wrapped AND p_after_tenant IS NOT NULL
-			AND (v_tenant, v_shop) > (p_after_tenant, p_after_shop);
 
-		SELECT s.enabled AND s.token_state = 'ok' AS ready,
+		SELECT s.enabled AND s.token_state = 'ok' AS ready, a.channel,
 			   least(s.max_in_flight * p_max_batch,
 					 ceil(s.rate_limit_per_sec * extract(epoch FROM p_lease) / 4))::integer
 			   AS cap,
@@ -734,156 +933,23 @@ BEGIN
 				  AND h.state = 'pending' AND h.lease_until IS NOT NULL)::integer;
 		CONTINUE WHEN v_free <= 0;
 
-		v_picked := ARRAY(SELECT q.listing_id
-							FROM invsync.sync_queue q
-						   WHERE q.tenant_id = v_tenant AND q.shop_id = v_shop
-							 AND q.state = 'pending' AND q.lease_until IS NULL
-							 AND q.due_at <= p_now
-						   ORDER BY q.due_at
-						   LIMIT least(v_free, p_limit - cardinality(v_listings))
-							 FOR UPDATE SKIP LOCKED);
-		v_tenants := v_tenants || array_fill(v_tenant, ARRAY[cardinality(v_picked)]);
-		v_listings := v_listings || v_picked;
+		RETURN QUERY
+			SELECT * FROM invsync._claim_shop(p_now, p_lease, v_tenant, v_shop,
+											  v_shop_row.channel,
+											  least(v_free, p_limit - v_claimed));
+		GET DIAGNOSTICS v_rows = ROW_COUNT;
+		v_claimed := v_claimed + v_rows;
 	END LOOP;
-
-	IF cardinality(v_listings) = 0 THEN
-		RETURN;
-	END IF;
-
-	/*
-	 * Siblings (listings the marketplace wants in one call: TikTok lists
-	 * every warehouse of a SKU) are claimed with the row that needs them,
-	 * all or none.  A group with a member another transaction has locked,
-	 * or leased to a request in flight, is left for a later claim: its
-	 * picked rows wait a moment rather than be picked again at once.  The
-	 * steps go through arrays, which the planner joins by hashing: a
-	 * common table expression it estimates at one row would be joined
-	 * with itself row by row.
-	 */
-	IF EXISTS (SELECT FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-				 JOIN invsync.listings l
-				   ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
-				WHERE l.sibling_key IS NOT NULL) THEN
-		/* every enabled listing of the picked rows' groups */
-		SELECT array_agg(l.tenant_id), array_agg(l.listing_id), array_agg(l.shop_id),
-			   array_agg(l.sibling_key)
-		  INTO v_member_tenants, v_member_listings, v_member_shops, v_member_keys
-		  FROM invsync.listings l
-		 WHERE l.enabled
-		   AND (l.tenant_id, l.shop_id, l.sibling_key) IN (
-				SELECT p.tenant_id, p.shop_id, p.sibling_key
-				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-				  JOIN invsync.listings p
-					ON p.tenant_id = c.tenant_id AND p.listing_id = c.listing_id
-				 WHERE p.sibling_key IS NOT NULL);
-
-		/* the members no one else holds, locked */
-		SELECT array_agg(k.tenant_id), array_agg(k.listing_id)
-		  INTO v_locked_tenants, v_locked_listings
-		  FROM (SELECT q.tenant_id, q.listing_id
-				  FROM unnest(v_member_tenants, v_member_listings) AS m (tenant_id, listing_id)
-				  JOIN invsync.sync_queue q
-					ON q.tenant_id = m.tenant_id AND q.listing_id = m.listing_id
-				 WHERE q.lease_until IS NULL OR q.lease_until <= p_now
-				 ORDER BY q.tenant_id, q.listing_id
-				   FOR UPDATE OF q SKIP LOCKED) k;
-
-		/* a group with a member not locked waits */
-		SELECT array_agg(DISTINCT m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key)
-		  INTO v_waiting_groups
-		  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
-				 AS m (tenant_id, listing_id, shop_id, sibling_key)
-		  LEFT JOIN unnest(v_locked_tenants, v_locked_listings) AS k (tenant_id, listing_id)
-			ON k.tenant_id = m.tenant_id AND k.listing_id = m.listing_id
-		 WHERE k.listing_id IS NULL;
-
-		UPDATE invsync.sync_queue q
-		   SET due_at = p_now + interval '250 milliseconds'
-		  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-		  JOIN invsync.listings l
-			ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
-		 WHERE q.tenant_id = c.tenant_id AND q.listing_id = c.listing_id
-		   AND l.tenant_id::text || '/' || l.shop_id || '/' || l.sibling_key
-			   = ANY (v_waiting_groups);
-
-		/* the picked rows without siblings, and every member of the other groups */
-		SELECT array_agg(r.tenant_id), array_agg(r.listing_id)
-		  INTO v_tenants, v_listings
-		  FROM (SELECT c.tenant_id, c.listing_id
-				  FROM unnest(v_tenants, v_listings) AS c (tenant_id, listing_id)
-				  JOIN invsync.listings l
-					ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
-				 WHERE l.sibling_key IS NULL
-				UNION
-				SELECT m.tenant_id, m.listing_id
-				  FROM unnest(v_member_tenants, v_member_listings, v_member_shops, v_member_keys)
-						 AS m (tenant_id, listing_id, shop_id, sibling_key)
-				 WHERE NOT (m.tenant_id::text || '/' || m.shop_id || '/' || m.sibling_key
-							= ANY (coalesce(v_waiting_groups, '{}')))) r;
-
-		IF v_tenants IS NULL THEN
-			RETURN;
-		END IF;
-	END IF;
-
-	/*
-	 * A new statement, so a new snapshot: see the comment above.  One
-	 * UPDATE takes the lease and computes the level, and settles the rows
-	 * with nothing to publish (the marketplace already shows the level; a
-	 * sibling only when its whole group is unchanged): a second UPDATE of a
-	 * row would cost another row version, and reading the rows back a join.
-	 */
-	RETURN QUERY
-		WITH lv AS (
-			SELECT l.tenant_id, l.listing_id, l.batch_key, l.sibling_key,
-				   l.external_ids, p.level,
-				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
-					 OVER (PARTITION BY l.tenant_id, l.shop_id,
-								   coalesce(l.sibling_key, l.listing_id::text))
-				   AS unchanged
-			  FROM invsync._listings_available(v_tenants, v_listings) v
-			  JOIN invsync.listings l
-				ON l.tenant_id = v.tenant_id AND l.listing_id = v.listing_id
-			  JOIN invsync.sync_queue q
-				ON q.tenant_id = v.tenant_id AND q.listing_id = v.listing_id
-			 CROSS JOIN LATERAL (
-					SELECT invsync._publish_level(v.available, l.buffer,
-												  l.allocation_percent,
-												  l.min_level, l.max_level) AS level) p
-		),
-		claimed AS (
-			UPDATE invsync.sync_queue q
-			   SET target_level = lv.level,
-				   claimed_version = q.version,
-				   state = CASE WHEN lv.unchanged THEN 'synced' ELSE 'pending' END,
-				   lease_until = CASE WHEN lv.unchanged THEN NULL ELSE p_now + p_lease END,
-				   attempts = CASE WHEN lv.unchanged THEN 0 ELSE q.attempts + 1 END,
-				   pushed_version = CASE WHEN lv.unchanged THEN q.version
-									ELSE q.pushed_version END,
-				   changed_at = CASE WHEN lv.unchanged THEN p_now ELSE q.changed_at END,
-				   last_error_class = CASE WHEN lv.unchanged THEN NULL
-									  ELSE q.last_error_class END,
-				   last_error = CASE WHEN lv.unchanged THEN NULL ELSE q.last_error END
-			  FROM lv
-			 WHERE q.tenant_id = lv.tenant_id AND q.listing_id = lv.listing_id
-			RETURNING q.tenant_id, q.listing_id, q.shop_id, q.version, q.target_level,
-					  q.attempts, q.correlation_ids, lv.external_ids, lv.batch_key,
-					  lv.sibling_key, lv.unchanged
-		)
-		SELECT c.tenant_id, c.listing_id, c.shop_id, c.version, c.target_level,
-			   c.attempts, c.correlation_ids, a.channel, c.external_ids,
-			   c.sibling_key
-		  FROM claimed c
-		  JOIN invsync.shops s ON s.tenant_id = c.tenant_id AND s.shop_id = c.shop_id
-		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
-		 WHERE NOT c.unchanged
-		 ORDER BY c.tenant_id, c.shop_id, c.batch_key, c.sibling_key, c.listing_id;
 END
 $$;
 
-REVOKE ALL ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint)
+REVOKE ALL ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
+	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
+	invsync._citus_distributed()
 	FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint)
+GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
+	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
+	invsync._citus_distributed()
 	TO invsync_worker;
 REVOKE ALL ON FUNCTION invsync._listings_available(bigint[], bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._listings_available(bigint[], bigint[]) TO invsync_worker;

@@ -19,13 +19,19 @@
  * recorded again a little later: outcomes already applied no longer match
  * their claim, so recording them twice changes nothing.
  *
- * Record transactions commit asynchronously (synchronous_commit off for
- * that transaction only).  A record lost to a server crash leaves its rows
- * claimed, exactly as a worker that crashed before recording does: their
- * leases (shortened at the next start) bring them back and their levels,
- * computed afresh, are pushed again.  Claims, which must be durable before
- * their request is sent, and token writes stay synchronous, and each of
- * their commits also flushes every record committed before it.
+ * Record and claim transactions commit asynchronously (synchronous_commit
+ * off for that transaction only): their commit is visible at once, and
+ * only visibility keeps another claim off a leased row.  A record lost to a
+ * server crash leaves its rows claimed, exactly as a worker that crashed
+ * before recording does: their leases (shortened at the next start) bring
+ * them back and their levels, computed afresh, are pushed again.  A claim
+ * lost to a crash leaves its rows pending as they were; what was sent for
+ * them was an absolute level of stock committed before the claim, and the
+ * next claim sends the level of what survived.  So the fsync of a claim
+ * would only delay the push (some milliseconds on a commodity disk).
+ * Token writes stay synchronous (a refresh token the marketplace has
+ * rotated cannot be had again), and each of their commits also flushes
+ * every claim and record committed before it.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -233,6 +239,18 @@ late_rows_waiting(TimestampTz now)
 }
 
 /*
+ * The current transaction commits without waiting for its WAL to reach
+ * disk: see the header comment for why a lost claim or record is a crash
+ * before it.
+ */
+static void
+commit_without_flush(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
  * Claim due rows and put them on their shops' waiting lists; reload the
  * shops they belong to.  One short transaction.
  */
@@ -263,6 +281,7 @@ claim_rows(void)
 		return;
 
 	begin_work("invsync: claim");
+	commit_without_flush();
 	if (!check_extension())
 	{
 		worker_start_recorded = false;
@@ -627,9 +646,7 @@ flush_records(void)
 		return;
 
 	begin_work("invsync: record outcomes");
-	/* see the header comment: a lost record is a crash before recording */
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	commit_without_flush();
 	if (!check_extension())
 	{
 		/* the queue is gone, and with it every row these outcomes were for */
