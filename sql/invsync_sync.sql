@@ -669,8 +669,10 @@ BEGIN
 		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL, false, NEW.shop_id);
 	ELSE
 		PERFORM invsync._mark_published(NEW.tenant_id, ARRAY[NEW.sku]);
+		/* this listing's shop only: a stock change queues the others */
 		IF TG_OP = 'UPDATE' OR NEW.created_at = pg_catalog.now() THEN
-			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL);
+			PERFORM invsync._enqueue_skus(NEW.tenant_id, ARRAY[NEW.sku], NULL, false,
+										  NEW.shop_id);
 		END IF;
 	END IF;
 	RETURN NULL;

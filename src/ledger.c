@@ -33,6 +33,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/tuplestore.h"
@@ -125,6 +126,7 @@ static uint64
 run_statement(SavedStatement *statement, Datum *values, const char *nulls)
 {
 	int			rc;
+	int			guc_level;
 
 	if (statement->plan == NULL)
 	{
@@ -147,7 +149,19 @@ run_statement(SavedStatement *statement, Datum *values, const char *nulls)
 				 SPI_result_code_string(SPI_result));
 		statement->plan = plan;
 	}
+
+	/*
+	 * Every statement here reaches its rows by key.  The generic plan is
+	 * made at the first call of the session (and again after an
+	 * invalidation), possibly while a table is empty: it would then scan
+	 * the table, and an import that fills it in one transaction would
+	 * rescan every row it added on each call.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_plan(statement->plan, values, nulls, false, 0);
+	AtEOXact_GUC(true, guc_level);
 	if (rc < 0)
 		elog(ERROR, "could not run \"%s\": %s",
 			 statement->sql, SPI_result_code_string(rc));
