@@ -244,7 +244,8 @@ BEGIN
 		  FROM invsync.listings l
 		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		 WHERE l.tenant_id = p_tenant AND l.sku = v_sku
-		   AND (p_shop IS NULL OR l.shop_id = p_shop)
+		   /* a range the index answers, unlike "p_shop IS NULL OR ..." */
+		   AND l.shop_id BETWEEN coalesce(p_shop, 0) AND coalesce(p_shop, 9223372036854775807)
 		   AND l.enabled AND s.enabled
 		   AND (p_location IS NULL OR l.source_locations IS NULL
 				OR p_location = ANY (l.source_locations))
@@ -747,7 +748,8 @@ BEGIN
 	  FROM (SELECT l.listing_id, p.level,
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
 				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
-					 OVER (PARTITION BY coalesce(l.sibling_key, l.listing_id::text))
+					 OVER (PARTITION BY l.sibling_key,
+								   CASE WHEN l.sibling_key IS NULL THEN l.listing_id END)
 				   AS unchanged
 			  FROM unnest(ARRAY(SELECT unnest(v_listings) ORDER BY 1), v_available)
 					 AS v (listing_id, available)
@@ -1168,3 +1170,7 @@ BEGIN
 						WHERE q.tenant_id = h.tenant_id AND q.listing_id = h.listing_id);
 END
 $$;
+
+/* listings by sku within a shop, for _enqueue_skus */
+DROP INDEX invsync.listings_sku_idx;
+CREATE INDEX listings_sku_idx ON invsync.listings (tenant_id, sku, shop_id);
