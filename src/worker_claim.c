@@ -14,10 +14,11 @@
  * coming: they are gathered for up to RECORD_DELAY_MS (or RECORD_BATCH of
  * them) and written together, since a record transaction's fixed cost
  * (about a millisecond) is that of dozens of outcomes.  When the worker
- * holds no other row they are written at once.  When an application holds some of their queue rows,
- * _record_batch skips them (SKIP LOCKED) and the whole outcome list is
- * recorded again a little later: outcomes already applied no longer match
- * their claim, so recording them twice changes nothing.
+ * holds no other row they are written at once.  When an application holds
+ * some of their queue rows, _record_batch skips them (SKIP LOCKED) and the
+ * whole outcome list is recorded again a little later: outcomes already
+ * applied no longer match their claim, so recording them twice changes
+ * nothing.
  *
  * Record and claim transactions commit asynchronously (synchronous_commit
  * off for that transaction only): their commit is visible at once, and
@@ -368,7 +369,7 @@ claim_rows(void)
 		dlist_push_tail(&shop->waiting, &row->node);
 		rows_held++;
 
-		/* rows come in (tenant, shop) order: the last is the furthest */
+		/* rows come shop by shop as visited: the last is where it ended */
 		claim_resumes = true;
 		claim_after_tenant = row->tenant_id;
 		claim_after_shop = row->shop_id;
