@@ -976,6 +976,11 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 				   external_ids jsonb, sibling_key text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	/*
+	 * Its statements read by key or along an index; a plan made while the
+	 * queue was small would scan and sort it whole at every step.
+	 */
+	SET enable_seqscan = off
 	AS $$
 DECLARE
 	/* before every (tenant, shop): shop ids are positive */
