@@ -255,6 +255,9 @@ CREATE TRIGGER listings_ids
  * statement, inlined into its caller's (a SQL-standard body, no SET
  * clause): PostgreSQL plans a SQL function it calls anew on every call, and
  * a level computed by a call per row cost the claim some 200 us a row.
+ * Each listing is looked up from the row given (LATERAL, not pulled up):
+ * a plan from statistics of small tables could otherwise scan the tenant's
+ * listings and look the given rows up for each.
  */
 CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)
@@ -263,8 +266,10 @@ BEGIN ATOMIC
 	SELECT l.tenant_id, l.listing_id,
 		   coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
 	  FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
-	  JOIN invsync.listings l
-		ON l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+	 CROSS JOIN LATERAL (SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations
+						   FROM invsync.listings l
+						  WHERE l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+						 OFFSET 0) l
 	 CROSS JOIN LATERAL invsync._expand_bundle(l.tenant_id, l.sku) e
 	  LEFT JOIN LATERAL (
 			SELECT sum(s.on_hand - s.reserved) AS available
@@ -804,13 +809,10 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	SET search_path = pg_catalog, pg_temp
 	/*
 	 * Every row read is reached by key, from the shop or from the rows
-	 * claimed (a nested loop over them).  Left to choose, the planner
-	 * hashes or merges the claimed rows with all the tenant's listings,
-	 * whose cost grows with the catalogue.
+	 * claimed (LATERAL lookups): a plan made from the statistics of a small
+	 * or empty table would otherwise scan it.
 	 */
 	SET enable_seqscan = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
 	AS $$
 DECLARE
 	v_listings	bigint[];
@@ -822,6 +824,8 @@ DECLARE
 	v_available bigint[];
 	v_levels	bigint[];
 	v_unchanged boolean[];
+	v_external_ids jsonb[];
+	v_sibling_keys text[];
 	/* values, not expressions: Citus allows no STABLE call inside a CASE */
 	v_lease_until timestamptz := p_now + p_lease;
 	v_wait_until timestamptz := p_now + interval '250 milliseconds';
@@ -836,7 +840,9 @@ BEGIN
 			 ORDER BY q.due_at
 			 LIMIT p_limit
 			   FOR UPDATE SKIP LOCKED) c
-	  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = c.listing_id;
+	 CROSS JOIN LATERAL (SELECT l.sibling_key FROM invsync.listings l
+						  WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
+						 OFFSET 0) l;
 	IF v_listings IS NULL THEN
 		RETURN;
 	END IF;
@@ -898,53 +904,67 @@ BEGIN
 	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
 	  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
 									   v_listings) v;
-	SELECT array_agg(x.listing_id ORDER BY x.listing_id), array_agg(x.level ORDER BY x.listing_id),
-		   array_agg(x.unchanged ORDER BY x.listing_id)
-	  INTO v_listings, v_levels, v_unchanged
-	  FROM (SELECT l.listing_id, p.level,
+	SELECT array_agg(x.listing_id ORDER BY x.batch_key, x.sibling_key, x.listing_id),
+		   array_agg(x.level ORDER BY x.batch_key, x.sibling_key, x.listing_id),
+		   array_agg(x.unchanged ORDER BY x.batch_key, x.sibling_key, x.listing_id),
+		   array_agg(x.external_ids ORDER BY x.batch_key, x.sibling_key, x.listing_id),
+		   array_agg(x.sibling_key ORDER BY x.batch_key, x.sibling_key, x.listing_id)
+	  INTO v_listings, v_levels, v_unchanged, v_external_ids, v_sibling_keys
+	  FROM (SELECT v.listing_id, l.batch_key, l.sibling_key, l.external_ids, p.level,
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
 				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
 					 OVER (PARTITION BY l.sibling_key,
-								   CASE WHEN l.sibling_key IS NULL THEN l.listing_id END)
+								   CASE WHEN l.sibling_key IS NULL THEN v.listing_id END)
 				   AS unchanged
 			  FROM unnest(ARRAY(SELECT unnest(v_listings) ORDER BY 1), v_available)
 					 AS v (listing_id, available)
-			  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = v.listing_id
-			  JOIN invsync.sync_queue q ON q.tenant_id = p_tenant AND q.listing_id = v.listing_id
+			 CROSS JOIN LATERAL (
+					SELECT l.batch_key, l.sibling_key, l.external_ids, l.buffer,
+						   l.allocation_percent, l.min_level, l.max_level
+					  FROM invsync.listings l
+					 WHERE l.tenant_id = p_tenant AND l.listing_id = v.listing_id
+					OFFSET 0) l
+			 CROSS JOIN LATERAL (
+					SELECT q.force_push, q.pushed_level
+					  FROM invsync.sync_queue q
+					 WHERE q.tenant_id = p_tenant AND q.listing_id = v.listing_id
+					OFFSET 0) q
 			 CROSS JOIN LATERAL (
 					SELECT invsync._publish_level(v.available, l.buffer, l.allocation_percent,
 												  l.min_level, l.max_level) AS level) p) x;
 
 	/*
-	 * One UPDATE takes the lease and the level, or settles a row with
-	 * nothing to publish: a second UPDATE of a row would cost another row
-	 * version.
+	 * One UPDATE a row, by key, takes the lease and the level, or settles a
+	 * row with nothing to publish (a second UPDATE of a row would cost
+	 * another row version); the rows to push are returned in the order the
+	 * worker batches them.  One statement for all the rows would join them
+	 * with the queue in an order the statistics choose.
 	 */
-	RETURN QUERY
-		WITH claimed AS (
-			UPDATE invsync.sync_queue q
-			   SET target_level = lv.level,
-				   claimed_version = q.version,
-				   state = CASE WHEN lv.unchanged THEN 'synced' ELSE 'pending' END,
-				   lease_until = CASE WHEN lv.unchanged THEN NULL ELSE v_lease_until END,
-				   attempts = CASE WHEN lv.unchanged THEN 0 ELSE q.attempts + 1 END,
-				   pushed_version = CASE WHEN lv.unchanged THEN q.version
-									ELSE q.pushed_version END,
-				   changed_at = CASE WHEN lv.unchanged THEN p_now ELSE q.changed_at END,
-				   last_error_class = CASE WHEN lv.unchanged THEN NULL
-									  ELSE q.last_error_class END,
-				   last_error = CASE WHEN lv.unchanged THEN NULL ELSE q.last_error END
-			  FROM unnest(v_listings, v_levels, v_unchanged) AS lv (listing_id, level, unchanged)
-			 WHERE q.tenant_id = p_tenant AND q.listing_id = lv.listing_id
-			RETURNING q.listing_id, q.version, q.target_level, q.attempts,
-					  q.correlation_ids, lv.unchanged
-		)
-		SELECT p_tenant, c.listing_id, p_shop, c.version, c.target_level, c.attempts,
-			   c.correlation_ids, p_channel, l.external_ids, l.sibling_key
-		  FROM claimed c
-		  JOIN invsync.listings l ON l.tenant_id = p_tenant AND l.listing_id = c.listing_id
-		 WHERE NOT c.unchanged
-		 ORDER BY l.batch_key, l.sibling_key, c.listing_id;
+	FOR i IN 1 .. cardinality(v_listings) LOOP
+		UPDATE invsync.sync_queue q
+		   SET target_level = v_levels[i],
+			   claimed_version = q.version,
+			   state = CASE WHEN v_unchanged[i] THEN 'synced' ELSE 'pending' END,
+			   lease_until = CASE WHEN v_unchanged[i] THEN NULL ELSE v_lease_until END,
+			   attempts = CASE WHEN v_unchanged[i] THEN 0 ELSE q.attempts + 1 END,
+			   pushed_version = CASE WHEN v_unchanged[i] THEN q.version
+								ELSE q.pushed_version END,
+			   changed_at = CASE WHEN v_unchanged[i] THEN p_now ELSE q.changed_at END,
+			   last_error_class = CASE WHEN v_unchanged[i] THEN NULL
+								  ELSE q.last_error_class END,
+			   last_error = CASE WHEN v_unchanged[i] THEN NULL ELSE q.last_error END
+		 WHERE q.tenant_id = p_tenant AND q.listing_id = v_listings[i]
+		RETURNING q.version, q.target_level, q.attempts, q.correlation_ids
+			 INTO version, target_level, attempts, correlation_ids;
+		CONTINUE WHEN v_unchanged[i];
+		tenant_id := p_tenant;
+		listing_id := v_listings[i];
+		shop_id := p_shop;
+		channel := p_channel;
+		external_ids := v_external_ids[i];
+		sibling_key := v_sibling_keys[i];
+		RETURN NEXT;
+	END LOOP;
 END
 $$;
 
