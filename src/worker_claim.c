@@ -20,19 +20,17 @@
  * applied no longer match their claim, so recording them twice changes
  * nothing.
  *
- * Record and claim transactions commit asynchronously (synchronous_commit
- * off for that transaction only): their commit is visible at once, and
- * only visibility keeps another claim off a leased row.  A record lost to a
- * server crash leaves its rows claimed, exactly as a worker that crashed
- * before recording does: their leases (shortened at the next start) bring
- * them back and their levels, computed afresh, are pushed again.  A claim
- * lost to a crash leaves its rows pending as they were; what was sent for
- * them was an absolute level of stock committed before the claim, and the
- * next claim sends the level of what survived.  So the fsync of a claim
- * would only delay the push (some milliseconds on a commodity disk).
- * Token writes stay synchronous (a refresh token the marketplace has
- * rotated cannot be had again), and each of their commits also flushes
- * every claim and record committed before it.
+ * Record transactions commit asynchronously (synchronous_commit off for
+ * that transaction only).  A record lost to a server crash leaves its rows
+ * claimed, exactly as a worker that crashed before recording does: their
+ * leases (shortened at the next start) bring them back and their levels,
+ * computed afresh, are pushed again.  Claims stay synchronous: a request
+ * sent before a crash may still reach the marketplace after the restart,
+ * and only a lease that survived the crash keeps the row from being sent
+ * again meanwhile (t/013 sees two pushes of a listing at once otherwise).
+ * Token writes stay synchronous too (a refresh token the marketplace has
+ * rotated cannot be had again); each synchronous commit also flushes every
+ * record committed before it.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -241,8 +239,7 @@ late_rows_waiting(TimestampTz now)
 
 /*
  * The current transaction commits without waiting for its WAL to reach
- * disk: see the header comment for why a lost claim or record is a crash
- * before it.
+ * disk: see the header comment for why a lost record is a crash before it.
  */
 static void
 commit_without_flush(void)
@@ -282,7 +279,6 @@ claim_rows(void)
 		return;
 
 	begin_work("invsync: claim");
-	commit_without_flush();
 	if (!check_extension())
 	{
 		worker_start_recorded = false;
