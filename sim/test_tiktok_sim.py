@@ -382,7 +382,7 @@ class SimulatorTest(SimTestCase):
              36009004, "app_key"),
             ("stale timestamp", {"timestamp": now - 301}, 401, 36009004,
              "5 minutes"),
-            ("future timestamp", {"timestamp": now + 31}, 401, 36009004,
+            ("future timestamp", {"timestamp": now + 45}, 401, 36009004,
              "30 seconds"),
             ("millisecond timestamp", {"timestamp": now * 1000}, 401,
              36009004, "10-digit"),
