@@ -508,16 +508,11 @@ BEGIN
 			(tenant_id, listing_id, shop_id, force_push, correlation_ids)
 		SELECT l.tenant_id, l.listing_id, l.shop_id, p_force, v_correlation_ids
 		  FROM invsync.listings l
+		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
 		 WHERE l.tenant_id = p_tenant AND l.sku = v_sku
 		   /* a range the index answers, unlike "p_shop IS NULL OR ..." */
 		   AND l.shop_id BETWEEN coalesce(p_shop, 0) AND coalesce(p_shop, 9223372036854775807)
-		   AND l.enabled
-		   /*
-			* a subquery, not a join: a plan could start from the tenant's
-			* shops, every one of them on each call
-			*/
-		   AND (SELECT s.enabled FROM invsync.shops s
-				 WHERE s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id)
+		   AND l.enabled AND s.enabled
 		   AND (p_location IS NULL OR l.source_locations IS NULL
 				OR p_location = ANY (l.source_locations))
 		 ORDER BY l.listing_id
