@@ -329,7 +329,7 @@ BEGIN
 	 * Under Citus the trigger fires on a shard, shops_<shard id>.  The
 	 * skus first: a statement reading tables calls no function that does.
 	 */
-	IF TG_TABLE_NAME = 'shops' OR TG_TABLE_NAME ~ '^shops_[0-9]+$' THEN
+	IF TG_TABLE_NAME = 'shops' OR TG_TABLE_NAME LIKE 'shops\_%' THEN
 		v_skus := ARRAY(SELECT l.sku FROM invsync.listings l
 						 WHERE l.tenant_id = NEW.tenant_id AND l.shop_id = NEW.shop_id);
 		PERFORM invsync._enqueue_skus(NEW.tenant_id, v_skus, NULL, false, NEW.shop_id);
