@@ -2463,7 +2463,7 @@ CREATE FUNCTION invsync._served_shops()
 DECLARE
 	v_local_shards bigint[];
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+	IF NOT invsync._citus_distributed() THEN
 		RETURN QUERY
 			SELECT s.tenant_id, s.shop_id FROM invsync.shops s
 			 WHERE s.enabled AND s.token_state = 'ok';
@@ -2477,13 +2477,6 @@ BEGIN
 		 WHERE d.logicalrelid = 'invsync.shops'::regclass
 		   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)$q$
 	   INTO v_local_shards;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
-					WHERE p.logicalrelid = 'invsync.shops'::regclass) THEN
-		RETURN QUERY
-			SELECT s.tenant_id, s.shop_id FROM invsync.shops s
-			 WHERE s.enabled AND s.token_state = 'ok';
-		RETURN;
-	END IF;
 	RETURN QUERY EXECUTE $q$
 		SELECT s.tenant_id, s.shop_id FROM invsync.shops s
 		 WHERE s.enabled AND s.token_state = 'ok'
