@@ -821,6 +821,9 @@ DECLARE
 	v_unchanged boolean[];
 	v_external_ids jsonb[];
 	v_sibling_keys text[];
+	v_level		bigint;
+	v_settle	boolean;
+	v_listing	bigint;
 	/* values, not expressions: Citus allows no STABLE call inside a CASE */
 	v_lease_until timestamptz := p_now + p_lease;
 	v_wait_until timestamptz := p_now + interval '250 milliseconds';
@@ -936,24 +939,31 @@ BEGIN
 	 * with the queue in an order the statistics choose.
 	 */
 	FOR i IN 1 .. cardinality(v_listings) LOOP
+		/*
+		 * Scalars, not array elements, in the UPDATE: Citus 13.2 crashes
+		 * deparsing an array subscript in an UPDATE's SET list.
+		 */
+		v_level := v_levels[i];
+		v_listing := v_listings[i];
+		v_settle := v_unchanged[i];
 		UPDATE invsync.sync_queue q
-		   SET target_level = v_levels[i],
+		   SET target_level = v_level,
 			   claimed_version = q.version,
-			   state = CASE WHEN v_unchanged[i] THEN 'synced' ELSE 'pending' END,
-			   lease_until = CASE WHEN v_unchanged[i] THEN NULL ELSE v_lease_until END,
-			   attempts = CASE WHEN v_unchanged[i] THEN 0 ELSE q.attempts + 1 END,
-			   pushed_version = CASE WHEN v_unchanged[i] THEN q.version
+			   state = CASE WHEN v_settle THEN 'synced' ELSE 'pending' END,
+			   lease_until = CASE WHEN v_settle THEN NULL ELSE v_lease_until END,
+			   attempts = CASE WHEN v_settle THEN 0 ELSE q.attempts + 1 END,
+			   pushed_version = CASE WHEN v_settle THEN q.version
 								ELSE q.pushed_version END,
-			   changed_at = CASE WHEN v_unchanged[i] THEN p_now ELSE q.changed_at END,
-			   last_error_class = CASE WHEN v_unchanged[i] THEN NULL
+			   changed_at = CASE WHEN v_settle THEN p_now ELSE q.changed_at END,
+			   last_error_class = CASE WHEN v_settle THEN NULL
 								  ELSE q.last_error_class END,
-			   last_error = CASE WHEN v_unchanged[i] THEN NULL ELSE q.last_error END
-		 WHERE q.tenant_id = p_tenant AND q.listing_id = v_listings[i]
+			   last_error = CASE WHEN v_settle THEN NULL ELSE q.last_error END
+		 WHERE q.tenant_id = p_tenant AND q.listing_id = v_listing
 		RETURNING q.version, q.target_level, q.attempts, q.correlation_ids
 			 INTO version, target_level, attempts, correlation_ids;
-		CONTINUE WHEN v_unchanged[i];
+		CONTINUE WHEN v_settle;
 		tenant_id := p_tenant;
-		listing_id := v_listings[i];
+		listing_id := v_listing;
 		shop_id := p_shop;
 		channel := p_channel;
 		external_ids := v_external_ids[i];
