@@ -781,6 +781,57 @@ END
 $$;
 
 /*
+ * Lease claimed rows at the levels computed for them, or settle those
+ * with nothing to publish, by one UPDATE (a second UPDATE of a row would
+ * cost another row version).  Returns the rows leased, with their place
+ * in the arrays.  The queue is read by its key for these listings only
+ * (= ANY), and its rows are joined with their levels by hashing: with
+ * nested loops allowed, statistics taken while the queue was small have
+ * the planner read the claimed rows once for every level.  A function of
+ * its own so that those settings end with it.
+ */
+CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestamptz,
+									   p_tenant bigint, p_listings bigint[],
+									   p_levels bigint[], p_settle boolean[])
+	RETURNS TABLE (ordinal bigint, listing_id bigint, version bigint,
+				   target_level bigint, attempts integer, correlation_ids text[])
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	SET enable_seqscan = off
+	SET enable_nestloop = off
+	SET enable_mergejoin = off
+	SET jit = off
+	AS $$
+BEGIN
+	RETURN QUERY
+		WITH leased AS (
+			UPDATE invsync.sync_queue q
+			   SET target_level = lv.level,
+				   claimed_version = q.version,
+				   state = CASE WHEN lv.settle THEN 'synced' ELSE 'pending' END,
+				   lease_until = CASE WHEN lv.settle THEN NULL ELSE p_lease_until END,
+				   attempts = CASE WHEN lv.settle THEN 0 ELSE q.attempts + 1 END,
+				   pushed_version = CASE WHEN lv.settle THEN q.version
+									ELSE q.pushed_version END,
+				   changed_at = CASE WHEN lv.settle THEN p_now ELSE q.changed_at END,
+				   last_error_class = CASE WHEN lv.settle THEN NULL
+									  ELSE q.last_error_class END,
+				   last_error = CASE WHEN lv.settle THEN NULL ELSE q.last_error END
+			  FROM unnest(p_listings, p_levels, p_settle) WITH ORDINALITY
+					 AS lv (listing_id, level, settle, ordinal)
+			 WHERE q.tenant_id = p_tenant AND q.listing_id = ANY (p_listings)
+			   AND q.listing_id = lv.listing_id
+			RETURNING lv.ordinal, lv.settle, q.listing_id, q.version, q.target_level,
+					  q.attempts, q.correlation_ids
+		)
+		SELECT l.ordinal, l.listing_id, l.version, l.target_level, l.attempts,
+			   l.correlation_ids
+		  FROM leased l
+		 WHERE NOT l.settle;
+END
+$$;
+
+/*
  * Claim one shop's due rows, at most p_limit of them and never half a
  * sibling group (listings the marketplace wants in one call: TikTok lists
  * every warehouse of a SKU), and return the rows to push in the order the
@@ -808,6 +859,7 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	 * or empty table would otherwise scan it.
 	 */
 	SET enable_seqscan = off
+	SET jit = off
 	AS $$
 DECLARE
 	v_listings	bigint[];
@@ -821,9 +873,6 @@ DECLARE
 	v_unchanged boolean[];
 	v_external_ids jsonb[];
 	v_sibling_keys text[];
-	v_level		bigint;
-	v_settle	boolean;
-	v_listing	bigint;
 	/* values, not expressions: Citus allows no STABLE call inside a CASE */
 	v_lease_until timestamptz := p_now + p_lease;
 	v_wait_until timestamptz := p_now + interval '250 milliseconds';
@@ -931,45 +980,14 @@ BEGIN
 					SELECT invsync._publish_level(v.available, l.buffer, l.allocation_percent,
 												  l.min_level, l.max_level) AS level) p) x;
 
-	/*
-	 * One UPDATE a row, by key, takes the lease and the level, or settles a
-	 * row with nothing to publish (a second UPDATE of a row would cost
-	 * another row version); the rows to push are returned in the order the
-	 * worker batches them.  One statement for all the rows would join them
-	 * with the queue in an order the statistics choose.
-	 */
-	FOR i IN 1 .. cardinality(v_listings) LOOP
-		/*
-		 * Scalars, not array elements, in the UPDATE: Citus 13.2 crashes
-		 * deparsing an array subscript in an UPDATE's SET list.
-		 */
-		v_level := v_levels[i];
-		v_listing := v_listings[i];
-		v_settle := v_unchanged[i];
-		UPDATE invsync.sync_queue q
-		   SET target_level = v_level,
-			   claimed_version = q.version,
-			   state = CASE WHEN v_settle THEN 'synced' ELSE 'pending' END,
-			   lease_until = CASE WHEN v_settle THEN NULL ELSE v_lease_until END,
-			   attempts = CASE WHEN v_settle THEN 0 ELSE q.attempts + 1 END,
-			   pushed_version = CASE WHEN v_settle THEN q.version
-								ELSE q.pushed_version END,
-			   changed_at = CASE WHEN v_settle THEN p_now ELSE q.changed_at END,
-			   last_error_class = CASE WHEN v_settle THEN NULL
-								  ELSE q.last_error_class END,
-			   last_error = CASE WHEN v_settle THEN NULL ELSE q.last_error END
-		 WHERE q.tenant_id = p_tenant AND q.listing_id = v_listing
-		RETURNING q.version, q.target_level, q.attempts, q.correlation_ids
-			 INTO version, target_level, attempts, correlation_ids;
-		CONTINUE WHEN v_settle;
-		tenant_id := p_tenant;
-		listing_id := v_listing;
-		shop_id := p_shop;
-		channel := p_channel;
-		external_ids := v_external_ids[i];
-		sibling_key := v_sibling_keys[i];
-		RETURN NEXT;
-	END LOOP;
+	/* the rows to push, in the order the worker batches them */
+	RETURN QUERY
+		SELECT p_tenant, c.listing_id, p_shop, c.version, c.target_level, c.attempts,
+			   c.correlation_ids, p_channel, v_external_ids[c.ordinal],
+			   v_sibling_keys[c.ordinal]
+		  FROM invsync._lease_claimed(p_now, v_lease_until, p_tenant, v_listings,
+									  v_levels, v_unchanged) c
+		 ORDER BY c.ordinal;
 END
 $$;
 
@@ -1006,6 +1024,7 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 	 * queue was small would scan and sort it whole at every step.
 	 */
 	SET enable_seqscan = off
+	SET jit = off
 	AS $$
 DECLARE
 	/* before every (tenant, shop): shop ids are positive */
@@ -2584,6 +2603,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._worker_started(timestamptz, interval),
 	invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
+	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], bigint[], boolean[]),
 	invsync._citus_distributed(),
 	invsync._shop_context(bigint, bigint),
 	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],

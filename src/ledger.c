@@ -160,6 +160,9 @@ run_statement(SavedStatement *statement, Datum *values, const char *nulls)
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* a disabled path's cost must not make these statements JIT-compiled */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_plan(statement->plan, values, nulls, false, 0);
 	AtEOXact_GUC(true, guc_level);
 	if (rc < 0)

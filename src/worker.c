@@ -646,6 +646,14 @@ invsync_worker_main(Datum main_arg)
 	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_SUSET,
 					PGC_S_OVERRIDE);
 
+	/*
+	 * Every statement of the worker is short and reaches its rows by key;
+	 * a plan whose cost includes a disabled path (enable_seqscan is off in
+	 * the claim) would otherwise be JIT-compiled, for far longer than the
+	 * statement runs, on every call.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	rows_context = AllocSetContextCreate(TopMemoryContext, "invsync claimed rows",
 										 ALLOCSET_DEFAULT_SIZES);
 	loop_context = AllocSetContextCreate(TopMemoryContext, "invsync worker loop",
