@@ -1151,6 +1151,13 @@ CREATE OR REPLACE FUNCTION invsync._record_batch(p_outcomes invsync.worker_outco
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	SET plan_cache_mode = force_generic_plan
+	/*
+	 * The generic plans may be made while the queue looks small (analyzed
+	 * empty, then filled in one commit): a sequential scan hashed against
+	 * the outcomes would then read the whole queue at every recording.
+	 */
+	SET enable_seqscan = off
+	SET jit = off
 	AS $$
 DECLARE
 	v_rows		tid[];
