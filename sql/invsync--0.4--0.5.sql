@@ -626,8 +626,10 @@ $$;
  * in the arrays.  The queue is read by its key for these listings only
  * (= ANY), and its rows are joined with their levels by hashing: with
  * nested loops allowed, statistics taken while the queue was small have
- * the planner read the claimed rows once for every level.  A function of
- * its own so that those settings end with it.
+ * the planner read the claimed rows once for every level.  Planned for
+ * the arrays it is given: a generic plan, made without their length,
+ * hashes the tenant's whole queue and filters it by the array.  A function
+ * of its own so that those settings end with it.
  */
 CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestamptz,
 									   p_tenant bigint, p_listings bigint[],
@@ -640,6 +642,7 @@ CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestam
 	SET enable_nestloop = off
 	SET enable_mergejoin = off
 	SET jit = off
+	SET plan_cache_mode = force_custom_plan
 	AS $$
 BEGIN
 	RETURN QUERY
@@ -695,10 +698,12 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	/*
 	 * Every row read is reached by key, from the shop or from the rows
 	 * claimed (LATERAL lookups): a plan made from the statistics of a small
-	 * or empty table would otherwise scan it.
+	 * or empty table would otherwise scan it.  So the plans hold for any
+	 * statistics and any number of rows, and are made once per session.
 	 */
 	SET enable_seqscan = off
 	SET jit = off
+	SET plan_cache_mode = force_generic_plan
 	AS $$
 DECLARE
 	v_listings	bigint[];
@@ -862,10 +867,12 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 	SET search_path = pg_catalog, pg_temp
 	/*
 	 * Its statements read by key or along an index; a plan made while the
-	 * queue was small would scan and sort it whole at every step.
+	 * queue was small would scan and sort it whole at every step.  Planned
+	 * once per session: planning afresh cost more than a small claim.
 	 */
 	SET enable_seqscan = off
 	SET jit = off
+	SET plan_cache_mode = force_generic_plan
 	AS $$
 DECLARE
 	/* before every (tenant, shop): shop ids are positive */
@@ -1141,8 +1148,7 @@ REVOKE ALL ON FUNCTION invsync._enqueue_skus(bigint, text[], text, boolean, bigi
  * subquery per outcome (a locking subquery is never flattened into a join
  * that could scan the queue), and the update finds each locked row by its
  * ctid, which the lock keeps from changing.  Those plans do not depend on
- * the arrays' sizes, so they are generic, planned once per session, where
- * the worker's session otherwise plans every statement afresh.
+ * the arrays' sizes, so they are generic, planned once per session.
  */
 CREATE OR REPLACE FUNCTION invsync._record_batch(p_outcomes invsync.worker_outcome[],
 									  p_attempts invsync.worker_attempt[],

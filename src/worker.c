@@ -638,15 +638,6 @@ invsync_worker_main(Datum main_arg)
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
-	 * Plan the statements inside _claim and _record_batch afresh on every
-	 * call.  A generic plan cached while the queue was small (a nested loop
-	 * over a sequential scan) stays in use when a backlog of thousands of
-	 * rows arrives, and makes every claim quadratic in the queue's size.
-	 */
-	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_SUSET,
-					PGC_S_OVERRIDE);
-
-	/*
 	 * Every statement of the worker is short and reaches its rows by key;
 	 * a plan whose cost includes a disabled path (enable_seqscan is off in
 	 * the claim) would otherwise be JIT-compiled, for far longer than the
