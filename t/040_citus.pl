@@ -288,4 +288,32 @@ ok($pushed && $coordinator->poll_query_until('postgres', qq{
 					  AND a.correlation_id LIKE '%citus-push-42%')}),
 	'the push is recorded: its queue row synced, its attempt with the correlation id');
 
+# A worker started again shortens the leases its previous incarnation held,
+# for the tenants its node serves, one statement a tenant, and pushes on.
+my $old_pid = $workers[0]->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'invsync sync worker'});
+$workers[0]->safe_psql('postgres', "SELECT pg_terminate_backend($old_pid)");
+$workers[0]->poll_query_until('postgres', qq{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE backend_type = 'invsync sync worker' AND pid <> $old_pid})
+  or die 'the sync worker did not start again';
+$coordinator->safe_psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+BEGIN;
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL invsync.correlation_id = 'citus-push-43';
+SELECT FROM invsync.adjust('MUG-01', 'JKT-1', -1, 'sale', 'citus-push-2');
+COMMIT;
+});
+$pushed = 0;
+for (1 .. 300)
+{
+	my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
+	$pushed = grep { ($_->{headers}{'X-Correlation-ID'} // '') =~ /citus-push-43/
+		  && $_->{status} == 200 } @$log;
+	last if $pushed;
+	usleep(100_000);
+}
+ok($pushed, 'the worker started again pushes the next change');
+
 done_testing();
