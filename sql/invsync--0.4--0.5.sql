@@ -1148,7 +1148,10 @@ REVOKE ALL ON FUNCTION invsync._enqueue_skus(bigint, text[], text, boolean, bigi
  * subquery per outcome (a locking subquery is never flattened into a join
  * that could scan the queue), and the update finds each locked row by its
  * ctid, which the lock keeps from changing.  Those plans do not depend on
- * the arrays' sizes, so they are generic, planned once per session.
+ * the arrays' sizes, so they are generic, planned once per session.  Under
+ * Citus, where a row address means nothing off its shard and a statement
+ * reaches a shard only by naming its tenant, _record_batch_by_key records
+ * instead.
  */
 CREATE OR REPLACE FUNCTION invsync._record_batch(p_outcomes invsync.worker_outcome[],
 									  p_attempts invsync.worker_attempt[],
@@ -1171,6 +1174,13 @@ DECLARE
 	v_held_tenants bigint[];
 	v_held_listings bigint[];
 BEGIN
+	IF invsync._citus_distributed() THEN
+		RETURN QUERY
+			SELECT b.tenant_id, b.listing_id
+			  FROM invsync._record_batch_by_key(p_outcomes, p_attempts, p_now) b;
+		RETURN;
+	END IF;
+
 	INSERT INTO invsync.sync_attempts
 		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
 		 correlation_id, request_url, http_status, outcome, error_class,
@@ -1233,3 +1243,358 @@ $$;
 /* listings by sku within a shop, for _enqueue_skus */
 DROP INDEX invsync.listings_sku_idx;
 CREATE INDEX listings_sku_idx ON invsync.listings (tenant_id, sku, shop_id);
+
+/*
+ * 0.5 on Citus: every statement of the sync worker names its tenant as a
+ * value (PL/pgSQL, per tenant), so that Citus routes it to the shard.
+ */
+
+/*
+ * _record_batch under Citus: the same outcomes, recorded tenant by tenant,
+ * each statement naming its tenant so that it runs on the tenant's shard.
+ * The tenant's rows are locked in one statement (SKIP LOCKED, as in
+ * _record_batch), then each is updated by its key; the keys of rows
+ * someone else held are returned.  Custom plans: Citus routes a plan that
+ * sees the tenant's value (_record_batch's plans are generic).
+ */
+CREATE FUNCTION invsync._record_batch_by_key(p_outcomes invsync.worker_outcome[],
+											 p_attempts invsync.worker_attempt[],
+											 p_now timestamptz)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	v_attempt	invsync.worker_attempt;
+	v_outcome	invsync.worker_outcome;
+	v_tenant	bigint;
+	v_listings	bigint[];
+	v_locked	bigint[];
+	v_held		bigint[];
+	v_due_at	timestamptz;
+BEGIN
+	FOREACH v_attempt IN ARRAY coalesce(p_attempts, '{}') LOOP
+		INSERT INTO invsync.sync_attempts
+			(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
+			 correlation_id, request_url, http_status, outcome, error_class,
+			 error_message, marketplace_request_id, latency_ms, started_at)
+		VALUES (v_attempt.tenant_id, v_attempt.shop_id, v_attempt.channel, v_attempt.kind,
+				v_attempt.listing_ids, v_attempt.versions, v_attempt.levels,
+				v_attempt.correlation_id, v_attempt.request_url, v_attempt.http_status,
+				v_attempt.outcome, v_attempt.error_class, v_attempt.error_message,
+				v_attempt.marketplace_request_id, v_attempt.latency_ms,
+				v_attempt.started_at);
+	END LOOP;
+
+	FOR v_tenant, v_listings IN
+		SELECT o.tenant_id, pg_catalog.array_agg(o.listing_id)
+		  FROM pg_catalog.unnest(p_outcomes) AS o
+		 GROUP BY o.tenant_id
+	LOOP
+		v_locked := ARRAY(SELECT q.listing_id
+							FROM invsync.sync_queue q
+						   WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_listings)
+							 FOR UPDATE SKIP LOCKED);
+		FOREACH v_outcome IN ARRAY p_outcomes LOOP
+			CONTINUE WHEN v_outcome.tenant_id <> v_tenant
+				OR v_outcome.listing_id <> ALL (v_locked);
+			/* a value, not an expression: see _claim_shop */
+			v_due_at := p_now + v_outcome.due_in_ms * interval '1 millisecond';
+			UPDATE invsync.sync_queue q
+			   SET lease_until = NULL,
+				   state = CASE
+							 WHEN v_outcome.outcome = 'dead' THEN 'dead'
+							 WHEN v_outcome.outcome = 'ok' AND q.version = v_outcome.version
+							 THEN 'synced'
+							 ELSE 'pending'
+						   END,
+				   due_at = v_due_at,
+				   attempts = CASE WHEN v_outcome.outcome = 'ok' THEN 0 ELSE q.attempts END,
+				   force_push = q.force_push AND v_outcome.outcome <> 'ok',
+				   pushed_level = CASE WHEN v_outcome.outcome = 'ok' THEN v_outcome.level
+								  ELSE q.pushed_level END,
+				   pushed_version = CASE WHEN v_outcome.outcome = 'ok' THEN v_outcome.version
+									ELSE q.pushed_version END,
+				   pushed_at = CASE WHEN v_outcome.outcome = 'ok' THEN p_now
+							   ELSE q.pushed_at END,
+				   changed_at = CASE
+								  WHEN v_outcome.outcome = 'ok' AND q.version = v_outcome.version
+								  THEN p_now
+								  ELSE q.changed_at
+								END,
+				   correlation_ids = CASE
+									   WHEN v_outcome.outcome = 'ok'
+										AND q.version = v_outcome.version THEN '{}'
+									   ELSE q.correlation_ids
+									 END,
+				   last_error_class = CASE WHEN v_outcome.outcome = 'ok' THEN NULL
+									  ELSE v_outcome.error_class END,
+				   last_error = CASE WHEN v_outcome.outcome = 'ok' THEN NULL
+								ELSE v_outcome.error END
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = v_outcome.listing_id
+			   AND q.claimed_version = v_outcome.version AND q.lease_until IS NOT NULL;
+		END LOOP;
+
+		v_held := ARRAY(SELECT h.listing_id
+						  FROM pg_catalog.unnest(v_listings) AS h (listing_id)
+						 WHERE h.listing_id <> ALL (v_locked));
+		CONTINUE WHEN cardinality(v_held) = 0;
+		RETURN QUERY
+			SELECT q.tenant_id, q.listing_id
+			  FROM invsync.sync_queue q
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_held);
+	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION invsync._record_batch_by_key(invsync.worker_outcome[],
+													 invsync.worker_attempt[], timestamptz)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._record_batch_by_key(invsync.worker_outcome[],
+													   invsync.worker_attempt[], timestamptz)
+	TO invsync_worker;
+
+/*
+ * At worker start: rows and refresh leases a previous incarnation held can
+ * be claimed again once any request it had sent has timed out.  Under
+ * Citus, only the rows of the tenants this node serves (_served_shops),
+ * one tenant a statement: the other nodes' workers are running and hold
+ * their own leases.  A tenant none of whose shops is served now keeps its
+ * leases until they run out.
+ */
+CREATE OR REPLACE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint;
+	v_until		timestamptz := p_now + p_grace;
+BEGIN
+	IF invsync._citus_distributed() THEN
+		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+			UPDATE invsync.sync_queue q
+			   SET lease_until = v_until
+			 WHERE q.tenant_id = v_tenant AND q.lease_until > v_until;
+			UPDATE invsync.shops s
+			   SET refresh_lease_until = v_until
+			 WHERE s.tenant_id = v_tenant AND s.refresh_lease_until > v_until;
+		END LOOP;
+		RETURN;
+	END IF;
+	UPDATE invsync.sync_queue q
+	   SET lease_until = p_now + p_grace
+	 WHERE q.lease_until > p_now + p_grace;
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_grace
+	 WHERE s.refresh_lease_until > p_now + p_grace;
+END
+$$;
+
+/*
+ * Hand a claimed row back untouched (worker shutting down, shop paused).
+ * PL/pgSQL, as every function of the worker reading a table: Citus routes
+ * no statement of a SQL function.
+ */
+CREATE OR REPLACE FUNCTION invsync._release_claim(p_tenant bigint, p_listing bigint,
+									   p_claimed_version bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	UPDATE invsync.sync_queue q
+	   SET lease_until = NULL, attempts = greatest(q.attempts - 1, 0)
+	 WHERE q.tenant_id = p_tenant AND q.listing_id = p_listing
+	   AND q.claimed_version = p_claimed_version AND q.lease_until IS NOT NULL;
+END
+$$;
+
+/*
+ * Token refresh, in two transactions around the HTTP call.  Taking the
+ * refresh lease is the per-shop lock: only the holder may spend the refresh
+ * token it read, and the new tokens are stored only if the refresh token is
+ * still the one spent (compare-and-set), so two processes never spend one
+ * refresh token.  The worker never waits for a shop row someone else holds
+ * (SKIP LOCKED): no lease this time, or a change it writes later.
+ * PL/pgSQL, so that Citus routes the statements to the tenant's shard.
+ */
+CREATE OR REPLACE FUNCTION invsync._take_refresh_lease(p_tenant bigint, p_shop bigint,
+											p_now timestamptz, p_lease interval)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_refresh_token text;
+BEGIN
+	WITH free AS (
+		SELECT s.tenant_id, s.shop_id
+		  FROM invsync.shops s
+		 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop
+		   AND s.token_state = 'ok' AND s.refresh_token IS NOT NULL
+		   AND (s.refresh_lease_until IS NULL OR s.refresh_lease_until <= p_now)
+		   FOR UPDATE SKIP LOCKED)
+	UPDATE invsync.shops s
+	   SET refresh_lease_until = p_now + p_lease
+	  FROM free
+	 WHERE s.tenant_id = free.tenant_id AND s.shop_id = free.shop_id
+	RETURNING s.refresh_token INTO v_refresh_token;
+	RETURN v_refresh_token;
+END
+$$;
+
+/*
+ * The credentials of a shop, for the worker only.  PL/pgSQL: Citus routes
+ * no statement of a SQL function that reads a distributed table.
+ */
+CREATE OR REPLACE FUNCTION invsync._shop_context(p_tenant bigint, p_shop bigint)
+	RETURNS TABLE (channel text, external_shop_id text, region text,
+				   app_key text, app_secret text, access_token text,
+				   refresh_token text, base_url text, uses_locations boolean,
+				   rate_limit_per_sec double precision, max_in_flight integer,
+				   access_expires_at timestamptz, token_state text,
+				   auth_base_url text, batch_size integer)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN QUERY
+		SELECT a.channel, s.external_shop_id, s.region, a.app_key, a.app_secret,
+			   s.access_token, s.refresh_token, a.base_url, s.uses_locations,
+			   s.rate_limit_per_sec::double precision, s.max_in_flight,
+			   s.access_expires_at, s.token_state, a.auth_base_url, a.batch_size
+		  FROM invsync.shops s
+		  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+		 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+END
+$$;
+
+/*
+ * Delete attempts older than the retention, a bounded batch per call.
+ * Under Citus, the attempts of the tenants this node serves, a tenant a
+ * statement (a statement must name its tenant to reach its shard).
+ */
+CREATE OR REPLACE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
+	RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenant	bigint;
+	v_deleted	bigint;
+	v_total		bigint := 0;
+	v_left		integer;
+BEGIN
+	IF invsync._citus_distributed() THEN
+		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+			v_left := p_limit - v_total;
+			EXIT WHEN v_left <= 0;
+			DELETE FROM invsync.sync_attempts x
+			 WHERE x.tenant_id = v_tenant AND x.attempt_id IN (
+					SELECT a.attempt_id FROM invsync.sync_attempts a
+					 WHERE a.tenant_id = v_tenant AND a.started_at < p_cutoff
+					 LIMIT v_left);
+			GET DIAGNOSTICS v_deleted = ROW_COUNT;
+			v_total := v_total + v_deleted;
+		END LOOP;
+		RETURN v_total;
+	END IF;
+	DELETE FROM invsync.sync_attempts x
+	 WHERE (x.tenant_id, x.attempt_id) IN (
+			SELECT a.tenant_id, a.attempt_id FROM invsync.sync_attempts a
+			 WHERE a.started_at < p_cutoff LIMIT p_limit);
+	GET DIAGNOSTICS v_deleted = ROW_COUNT;
+	RETURN v_deleted;
+END
+$$;
+
+/*
+ * The worker's side of order fetches, with the rules of pushes: a claim
+ * takes due rows with a lease (FOR UPDATE SKIP LOCKED) and the worker
+ * fetches the order over HTTP holding no transaction; the outcome is
+ * recorded in a new transaction, compare-and-set on the version claimed.
+ */
+CREATE OR REPLACE FUNCTION invsync._claim_order_fetches(p_now timestamptz, p_lease interval,
+											 p_limit integer)
+	RETURNS TABLE (tenant_id bigint, shop_id bigint, order_id text, version bigint,
+				   attempts integer, correlation_ids text[])
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_tenants	bigint[];
+	v_tenant	bigint;
+	v_share		integer;
+	v_rows		integer;
+	v_claimed	integer := 0;
+BEGIN
+	/*
+	 * Under Citus, one statement per tenant this node serves, each naming
+	 * its tenant so that it routes to the tenant's shard.  Each tenant may
+	 * take its share of what is left, so one tenant's backlog never keeps
+	 * the others' fetches waiting.
+	 */
+	IF invsync._citus_distributed() THEN
+		v_tenants := ARRAY(SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r
+							ORDER BY r.tenant_id);
+		FOR i IN 1 .. cardinality(v_tenants) LOOP
+			EXIT WHEN v_claimed >= p_limit;
+			v_tenant := v_tenants[i];
+			v_share := ceil((p_limit - v_claimed)::numeric
+							/ (cardinality(v_tenants) - i + 1))::integer;
+			RETURN QUERY
+				WITH picked AS (
+					SELECT f.tenant_id, f.shop_id, f.order_id
+					  FROM invsync.order_fetches f
+					  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
+					  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+					 WHERE f.tenant_id = v_tenant
+					   AND f.state = 'pending' AND f.due_at <= p_now
+					   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
+					   AND s.enabled AND s.token_state = 'ok'
+					   AND invsync._base_url_refusal(a.base_url) IS NULL
+					 ORDER BY f.due_at
+					 LIMIT v_share
+					   FOR UPDATE OF f SKIP LOCKED
+				)
+				UPDATE invsync.order_fetches f
+				   SET lease_until = p_now + p_lease,
+					   claimed_version = f.version,
+					   attempts = f.attempts + 1
+				  FROM picked
+				 WHERE f.tenant_id = v_tenant AND f.shop_id = picked.shop_id
+				   AND f.order_id = picked.order_id
+				RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
+						  f.correlation_ids;
+			GET DIAGNOSTICS v_rows = ROW_COUNT;
+			v_claimed := v_claimed + v_rows;
+		END LOOP;
+		RETURN;
+	END IF;
+
+	RETURN QUERY
+		WITH picked AS (
+			SELECT f.tenant_id, f.shop_id, f.order_id
+			  FROM invsync.order_fetches f
+			  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
+			  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+			 WHERE f.state = 'pending' AND f.due_at <= p_now
+			   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
+			   AND s.enabled AND s.token_state = 'ok'
+			   AND invsync._base_url_refusal(a.base_url) IS NULL
+			 ORDER BY f.due_at
+			 LIMIT p_limit
+			   FOR UPDATE OF f SKIP LOCKED
+		)
+		UPDATE invsync.order_fetches f
+		   SET lease_until = p_now + p_lease,
+			   claimed_version = f.version,
+			   attempts = f.attempts + 1
+		  FROM picked
+		 WHERE f.tenant_id = picked.tenant_id AND f.shop_id = picked.shop_id
+		   AND f.order_id = picked.order_id
+		RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
+				  f.correlation_ids;
+END
+$$;

@@ -105,7 +105,8 @@ SELECT has_schema_privilege('invsync_worker', 'invsync', 'USAGE') AS schema_usag
 SELECT p.oid::regprocedure AS worker_function, p.prosecdef, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'invsync'::regnamespace
-   AND p.proname IN ('_claim', '_record_batch', '_release_claim', '_worker_started',
+   AND p.proname IN ('_claim', '_record_batch', '_record_batch_by_key', '_release_claim',
+					 '_worker_started',
 					 '_shop_context', '_take_refresh_lease', '_store_refreshed_tokens',
 					 '_refresh_failed', '_purge_attempts', '_lock_shop_row',
 					 '_claim_order_fetches', '_record_order_fetch')
