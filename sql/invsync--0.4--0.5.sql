@@ -699,11 +699,10 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	 * Every row read is reached by key, from the shop or from the rows
 	 * claimed (LATERAL lookups): a plan made from the statistics of a small
 	 * or empty table would otherwise scan it.  So the plans hold for any
-	 * statistics and any number of rows, and are made once per session.
+	 * statistics and any number of rows, and _claim makes them generic.
 	 */
 	SET enable_seqscan = off
 	SET jit = off
-	SET plan_cache_mode = force_generic_plan
 	AS $$
 DECLARE
 	v_listings	bigint[];
@@ -868,7 +867,9 @@ CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit inte
 	/*
 	 * Its statements read by key or along an index; a plan made while the
 	 * queue was small would scan and sort it whole at every step.  Planned
-	 * once per session: planning afresh cost more than a small claim.
+	 * once per session (with _claim_shop's statements): planning afresh
+	 * cost more than a small claim.  Not under Citus, which routes a
+	 * statement to its tenant's shard only when it sees the tenant's value.
 	 */
 	SET enable_seqscan = off
 	SET jit = off
@@ -895,6 +896,8 @@ BEGIN
 	 * shards.
 	 */
 	IF invsync._citus_distributed() THEN
+		/* until the function returns: the setting is one of its own */
+		PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
 		v_served := ARRAY(SELECT ARRAY[r.tenant_id, r.shop_id]
 							FROM invsync._served_shops() r
 						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),

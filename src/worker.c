@@ -638,6 +638,16 @@ invsync_worker_main(Datum main_arg)
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
+	 * Under Citus every statement is planned for its values: Citus routes
+	 * a statement to the shard of its tenant only when it sees the
+	 * tenant's value, which a generic plan hides behind a parameter.  (On
+	 * a single node the functions choose; the claim's plans are generic.)
+	 */
+	if (invsync_citus_loaded)
+		SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_SUSET,
+						PGC_S_OVERRIDE);
+
+	/*
 	 * Every statement of the worker is short and reaches its rows by key;
 	 * a plan whose cost includes a disabled path (enable_seqscan is off in
 	 * the claim) would otherwise be JIT-compiled, for far longer than the
