@@ -13,6 +13,10 @@
  *	  statement to the shard of its tenant only when it sees the tenant's
  *	  value, which a generic plan hides behind a parameter.
  *
+ *	- A stock movement sends its correlation id to the nodes its
+ *	  transaction writes on (invsync_citus_share_correlation_id), where
+ *	  the triggers that queue the change run.
+ *
  *	- A planner hook, run before Citus's own, replaces every call of
  *	  invsync.current_tenant() and invsync._pinned_tenant() in a statement
  *	  by its value.  The tenant is the setting of the session that runs
@@ -35,6 +39,7 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
+#include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/planner.h"
@@ -43,6 +48,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
+#include "storage/proc.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
@@ -59,6 +65,9 @@ static Oid	pinned_tenant_oid = InvalidOid;
 
 /* whether a plan of this backend may hold a tenant as a value */
 static bool tenant_in_plans = false;
+
+/* the transaction whose correlation id the other nodes were sent */
+static LocalTransactionId correlation_shared_for = InvalidLocalTransactionId;
 
 static void
 forget_tenant_functions(Datum arg, int cacheid, uint32 hashvalue)
@@ -162,6 +171,45 @@ invsync_planner(Query *parse, const char *query_string, int cursor_options,
 	if (replaced)
 		result->dependsOnRole = true;
 	return result;
+}
+
+/*
+ * Under Citus the triggers that queue a stock change run on the node that
+ * holds the tenant's shards, where this session's invsync.correlation_id
+ * (or the id made for this transaction) is unknown: they would make up an
+ * id of their own.  Citus sends a SET LOCAL made while
+ * citus.propagate_set_commands is 'local' to every node the transaction
+ * uses, now or later, but only from a transaction block, a procedure or a
+ * DO block: from within a function a query calls it does not.  So the
+ * transaction's id goes out by a DO block, once, or again when a
+ * rolled-back subtransaction took the setting back.  Runs inside the
+ * caller's SPI connection.
+ */
+void
+invsync_citus_share_correlation_id(void)
+{
+	const char *setting;
+
+	if (!invsync_citus_loaded)
+		return;
+	setting = GetConfigOption("invsync.correlation_id", true, false);
+	if (correlation_shared_for == MyProc->lxid && setting != NULL &&
+		strcmp(setting, invsync_current_correlation_id()) == 0)
+		return;
+
+	if (SPI_execute("DO $share$"
+					"DECLARE"
+					"  v_propagate text :="
+					"    pg_catalog.current_setting('citus.propagate_set_commands');"
+					"BEGIN"
+					"  SET LOCAL citus.propagate_set_commands = 'local';"
+					"  EXECUTE pg_catalog.format('SET LOCAL invsync.correlation_id = %L',"
+					"                            invsync.correlation_id());"
+					"  EXECUTE pg_catalog.format('SET LOCAL citus.propagate_set_commands = %L',"
+					"                            v_propagate);"
+					"END $share$", false, 0) < 0)
+		elog(ERROR, "could not send the correlation id to the other nodes");
+	correlation_shared_for = MyProc->lxid;
 }
 
 /*

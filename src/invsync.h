@@ -83,6 +83,7 @@ extern bool invsync_pinned_tenant(int64 *tenant);
 extern bool invsync_citus_loaded;
 extern void invsync_citus_init(void);
 extern void invsync_citus_tenant_changed(void);
+extern void invsync_citus_share_correlation_id(void);
 
 /* the sync worker (src/worker.c) */
 extern void invsync_worker_init(void);

@@ -356,6 +356,7 @@ take_idempotency_key(int64 tenant, text *key, const char *operation,
 	values[2] = CStringGetTextDatum(operation);
 	values[3] = PointerGetDatum(fingerprint);
 	values[4] = CStringGetTextDatum(invsync_current_correlation_id());
+	invsync_citus_share_correlation_id();
 
 	for (;;)
 	{
@@ -415,6 +416,7 @@ post_movement_slowly(Movement *movement)
 static void
 post_movement(Movement *movement)
 {
+	invsync_citus_share_correlation_id();
 	if (run_statement(&post_statement, movement->values,
 					  movement->nulls) != 1)
 		post_movement_slowly(movement);

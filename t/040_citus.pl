@@ -240,15 +240,12 @@ SELECT shop_id AS shop FROM invsync.shops WHERE external_shop_id = '6001' \\gset
 INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
 VALUES (:shop, 'MUG-01', '800001', '21');
 });
-# The correlation id reaches the trigger that queues the push, which runs
-# on the node holding the shard, as a SET LOCAL that Citus propagates.
+# The session's correlation id reaches the trigger that queues the push,
+# which runs on the node holding the shard: the movement sends it there.
 $coordinator->safe_psql('postgres', qq{
 SET invsync.tenant = '$tenants[0]';
-BEGIN;
-SET LOCAL citus.propagate_set_commands = 'local';
-SET LOCAL invsync.correlation_id = 'citus-push-42';
+SET invsync.correlation_id = 'citus-push-42';
 SELECT FROM invsync.adjust('MUG-01', 'JKT-1', 4, 'receipt', 'citus-push-1');
-COMMIT;
 });
 
 # the node's worker claims the row, pushes it and records the outcome,
@@ -297,23 +294,25 @@ $workers[0]->poll_query_until('postgres', qq{
 	SELECT count(*) = 1 FROM pg_stat_activity
 	 WHERE backend_type = 'invsync sync worker' AND pid <> $old_pid})
   or die 'the sync worker did not start again';
+# no correlation id set: the one made for the transaction is the ledger
+# row's and the push's
 $coordinator->safe_psql('postgres', qq{
 SET invsync.tenant = '$tenants[0]';
-BEGIN;
-SET LOCAL citus.propagate_set_commands = 'local';
-SET LOCAL invsync.correlation_id = 'citus-push-43';
 SELECT FROM invsync.adjust('MUG-01', 'JKT-1', -1, 'sale', 'citus-push-2');
-COMMIT;
 });
+my $generated_id = $coordinator->safe_psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+SELECT correlation_id FROM invsync.ledger_entries WHERE idempotency_key = 'citus-push-2'});
+like($generated_id, qr/^[0-9a-f-]{36}$/, 'the ledger row has the id made for its transaction');
 $pushed = 0;
 for (1 .. 300)
 {
 	my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
-	$pushed = grep { ($_->{headers}{'X-Correlation-ID'} // '') =~ /citus-push-43/
+	$pushed = grep { index($_->{headers}{'X-Correlation-ID'} // '', $generated_id) >= 0
 		  && $_->{status} == 200 } @$log;
 	last if $pushed;
 	usleep(100_000);
 }
-ok($pushed, 'the worker started again pushes the next change');
+ok($pushed, 'the worker started again pushes the next change, with its ledger row\'s correlation id');
 
 done_testing();
