@@ -1601,3 +1601,69 @@ BEGIN
 				  f.correlation_ids;
 END
 $$;
+
+/*
+ * A stock row's published flag is set by _prepare_stock_row, which creates
+ * the row; the trigger that set it could not tell, under Citus, a row
+ * created through another node from one loaded from a dump.
+ */
+CREATE OR REPLACE FUNCTION invsync._prepare_stock_row(p_tenant bigint, p_sku text, p_location text,
+										   p_on_hand_change bigint, p_reserved_change bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_on_hand	bigint;
+	v_reserved	bigint;
+	v_exists	boolean;
+	v_published boolean;
+BEGIN
+	LOOP
+		SELECT s.on_hand, s.reserved INTO v_on_hand, v_reserved
+		  FROM invsync.stock_levels s
+		 WHERE s.tenant_id = p_tenant AND s.sku = p_sku AND s.location = p_location
+		   FOR UPDATE;
+		v_exists := FOUND;
+		IF NOT v_exists THEN
+			PERFORM invsync._check_stockable(p_tenant, p_sku, p_location);
+		END IF;
+		v_on_hand := coalesce(v_on_hand, 0) + p_on_hand_change;
+		v_reserved := coalesce(v_reserved, 0) + p_reserved_change;
+
+		IF v_on_hand > invsync.max_quantity() THEN
+			RAISE EXCEPTION 'stock of "%" at "%" would exceed the largest level allowed', p_sku, p_location
+				USING ERRCODE = 'IV003',
+					  DETAIL = pg_catalog.format('The level would be %s; at most %s is allowed.',
+												 v_on_hand, invsync.max_quantity());
+		END IF;
+		IF v_reserved < 0 OR v_reserved > v_on_hand OR v_on_hand < 0 THEN
+			RAISE EXCEPTION 'insufficient stock of "%" at "%"', p_sku, p_location
+				USING ERRCODE = 'IV004',
+					  DETAIL = pg_catalog.format('On hand would be %s with %s reserved.',
+												 v_on_hand, v_reserved);
+		END IF;
+		IF v_exists THEN
+			RETURN;
+		END IF;
+
+		/*
+		 * A first movement creates the row empty, and the movement fills it.
+		 * Whether a listing publishes it is found here, not by a trigger:
+		 * under Citus the row's triggers run on the node holding its shard,
+		 * which cannot tell it from one loaded from a dump (see
+		 * _listing_changed).
+		 */
+		v_published := invsync._is_published(p_tenant, p_sku);
+		INSERT INTO invsync.stock_levels (tenant_id, sku, location, published)
+		VALUES (p_tenant, p_sku, p_location, v_published)
+		ON CONFLICT (tenant_id, sku, location) DO NOTHING;
+		IF FOUND THEN
+			RETURN;
+		END IF;
+		/* created concurrently: check again against what it holds now */
+	END LOOP;
+END
+$$;
+DROP TRIGGER stock_levels_published ON invsync.stock_levels;
+DROP FUNCTION invsync._stock_row_created();

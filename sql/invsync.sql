@@ -494,6 +494,7 @@ DECLARE
 	v_on_hand	bigint;
 	v_reserved	bigint;
 	v_exists	boolean;
+	v_published boolean;
 BEGIN
 	LOOP
 		SELECT s.on_hand, s.reserved INTO v_on_hand, v_reserved
@@ -523,9 +524,16 @@ BEGIN
 			RETURN;
 		END IF;
 
-		/* a first movement creates the row empty; the movement fills it */
-		INSERT INTO invsync.stock_levels (tenant_id, sku, location)
-		VALUES (p_tenant, p_sku, p_location)
+		/*
+		 * A first movement creates the row empty, and the movement fills it.
+		 * Whether a listing publishes it is found here, not by a trigger:
+		 * under Citus the row's triggers run on the node holding its shard,
+		 * which cannot tell it from one loaded from a dump (see
+		 * _listing_changed).
+		 */
+		v_published := invsync._is_published(p_tenant, p_sku);
+		INSERT INTO invsync.stock_levels (tenant_id, sku, location, published)
+		VALUES (p_tenant, p_sku, p_location, v_published)
 		ON CONFLICT (tenant_id, sku, location) DO NOTHING;
 		IF FOUND THEN
 			RETURN;

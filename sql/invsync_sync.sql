@@ -609,27 +609,12 @@ $$;
  *
  * A row the extension creates takes its creation time by default, now():
  * created_at of a listing, updated_at of a stock row (_prepare_stock_row
- * creates them empty).  A loaded row brings the time it was created at in
- * the source.  So a row inserted with another creation time than this
- * transaction's start is a loaded one.  The test costs the hot path
- * nothing: stock changes are UPDATEs, and the queue has no trigger.
+ * creates them empty, with their published flag).  A loaded row brings
+ * the time it was created at in the source.  So a row inserted with
+ * another creation time than this transaction's start is a loaded one.
+ * The test costs the hot path nothing: stock changes are UPDATEs, and the
+ * queue has no trigger.
  */
-CREATE FUNCTION invsync._stock_row_created() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-BEGIN
-	NEW.published := invsync._is_published(NEW.tenant_id, NEW.sku);
-	RETURN NEW;
-END
-$$;
-
-/* a stock row created, not loaded: whether a listing publishes it */
-CREATE TRIGGER stock_levels_published
-	BEFORE INSERT ON invsync.stock_levels
-	FOR EACH ROW WHEN (NEW.updated_at = pg_catalog.now())
-	EXECUTE FUNCTION invsync._stock_row_created();
-
 /* stock_levels trigger: only a change of available stock can move a level */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger
 	LANGUAGE plpgsql
