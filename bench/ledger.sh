@@ -45,36 +45,20 @@ fsync = on
 max_connections = 50
 "
 
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	prepare_build
-elif [ ! -d "$INVSYNC_WORK" ]; then
-	$SUDO mkdir -p "$INVSYNC_WORK"
-	$SUDO chown "$RUN_USER" "$INVSYNC_WORK"
-fi
-
-BENCH_DIR=$INVSYNC_WORK/.bench-ledger
-DATA=$BENCH_DIR/data
-as_run_user rm -rf "$BENCH_DIR"
-as_run_user mkdir -p "$BENCH_DIR"
+bench_prepare ledger
 
 stop_server() {
 	as_run_user pg_ctl -D "$DATA" -m fast stop >/dev/null 2>&1 || true
 }
 trap stop_server EXIT
 
-say "starting a throwaway cluster on port $PORT"
-as_run_user initdb -D "$DATA" -A trust -U bench --no-sync >/dev/null
-printf '%s\nport = %s\nunix_socket_directories = %s\nlisten_addresses = %s\n' \
-	"$SERVER_CONF" "$PORT" "'$BENCH_DIR'" "''" |
-	as_run_user tee -a "$DATA/postgresql.conf" >/dev/null
-as_run_user pg_ctl -D "$DATA" -l "$BENCH_DIR/server.log" -w start >/dev/null
+bench_start_cluster "$SERVER_CONF" "$PORT"
 
 psql_bench() {
 	as_run_user psql -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$PORT" -U bench -d bench "$@"
 }
 
 say "creating $SKUS skus with stock"
-as_run_user createdb -h "$BENCH_DIR" -p "$PORT" -U bench bench
 psql_bench >/dev/null <<SQL
 CREATE EXTENSION invsync;
 ${BENCH_SETUP_SQL:-}

@@ -144,16 +144,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 install_packages wrk nginx-light openssl python3 iproute2 curl
 id "$RUN_USER" >/dev/null 2>&1 || $SUDO useradd --system --home-dir "$INVSYNC_WORK" "$RUN_USER"
 
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	prepare_build
-elif [ ! -d "$INVSYNC_WORK" ]; then
-	$SUDO mkdir -p "$INVSYNC_WORK"
-	$SUDO chown "$RUN_USER" "$INVSYNC_WORK"
-fi
-
-BENCH_DIR=$INVSYNC_WORK/.bench-sync
-DATA=$BENCH_DIR/data
-as_run_user rm -rf "$BENCH_DIR"
+bench_prepare sync
 as_run_user mkdir -p "$BENCH_DIR/pki" "$BENCH_DIR/nginx"
 as_run_user cp "$REPO/bench/sync_helper.py" "$REPO/sim/shopee_sim.py" "$REPO/sim/tiktok_sim.py" \
 	"$REPO/sim/lazada_sim.py" "$BENCH_DIR/"
@@ -273,13 +264,7 @@ fsync = on
 max_connections = 50
 ${BENCH_EXTRA_CONF:-}
 "
-say "starting a throwaway cluster on port $PORT"
-as_run_user initdb -D "$DATA" -A trust -U bench --no-sync >/dev/null
-printf '%s\nport = %s\nunix_socket_directories = %s\nlisten_addresses = %s\n' \
-	"$SERVER_CONF" "$PORT" "'$BENCH_DIR'" "''" |
-	as_run_user tee -a "$DATA/postgresql.conf" >/dev/null
-as_run_user pg_ctl -D "$DATA" -l "$BENCH_DIR/server.log" -w start >/dev/null
-as_run_user createdb -h "$BENCH_DIR" -p "$PORT" -U bench bench
+bench_start_cluster "$SERVER_CONF" "$PORT"
 
 psql_bench() {
 	as_run_user psql -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$PORT" -U bench -d bench "$@"

@@ -70,16 +70,7 @@ START_TIME=$(date +%s)
 
 install_packages python3 python3-psycopg2 openssl
 id "$RUN_USER" >/dev/null 2>&1 || $SUDO useradd --system --home-dir "$INVSYNC_WORK" "$RUN_USER"
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	prepare_build
-elif [ ! -d "$INVSYNC_WORK" ]; then
-	$SUDO mkdir -p "$INVSYNC_WORK"
-	$SUDO chown "$RUN_USER" "$INVSYNC_WORK"
-fi
-
-BENCH_DIR=$INVSYNC_WORK/.bench-webhooks
-DATA=$BENCH_DIR/data
-as_run_user rm -rf "$BENCH_DIR"
+bench_prepare webhooks
 as_run_user mkdir -p "$BENCH_DIR/pki"
 as_run_user cp "$REPO/bench/sync_helper.py" "$REPO/bench/webhooks_helper.py" "$REPO/sim/shopee_sim.py" \
 	"$REPO/sim/tiktok_sim.py" "$REPO/sim/lazada_sim.py" "$REPO/examples/webhook_handler.py" "$BENCH_DIR/"
@@ -133,13 +124,7 @@ synchronous_commit = on
 fsync = on
 max_connections = 50
 "
-say "starting a throwaway cluster on port $PORT"
-as_run_user initdb -D "$DATA" -A trust -U bench --no-sync >/dev/null
-printf '%s\nport = %s\nunix_socket_directories = %s\nlisten_addresses = %s\n' \
-	"$SERVER_CONF" "$PORT" "'$BENCH_DIR'" "''" |
-	as_run_user tee -a "$DATA/postgresql.conf" >/dev/null
-as_run_user pg_ctl -D "$DATA" -l "$BENCH_DIR/server.log" -w start >/dev/null
-as_run_user createdb -h "$BENCH_DIR" -p "$PORT" -U bench bench
+bench_start_cluster "$SERVER_CONF" "$PORT"
 psql_bench() {
 	as_run_user psql -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$PORT" -U bench -d bench "$@"
 }

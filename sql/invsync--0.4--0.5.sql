@@ -1534,71 +1534,51 @@ DECLARE
 BEGIN
 	/*
 	 * Under Citus, one statement per tenant this node serves, each naming
-	 * its tenant so that it routes to the tenant's shard.  Each tenant may
-	 * take its share of what is left, so one tenant's backlog never keeps
-	 * the others' fetches waiting.
+	 * its tenant so that it routes to the tenant's shard (the tenant is a
+	 * value in the plans there, which are made for their values).  Each
+	 * tenant may take its share of what is left, so one tenant's backlog
+	 * never keeps the others' fetches waiting.  On a single node, one
+	 * statement for every tenant.
 	 */
 	IF invsync._citus_distributed() THEN
 		v_tenants := ARRAY(SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r
 							ORDER BY r.tenant_id);
-		FOR i IN 1 .. cardinality(v_tenants) LOOP
-			EXIT WHEN v_claimed >= p_limit;
-			v_tenant := v_tenants[i];
-			v_share := ceil((p_limit - v_claimed)::numeric
-							/ (cardinality(v_tenants) - i + 1))::integer;
-			RETURN QUERY
-				WITH picked AS (
-					SELECT f.tenant_id, f.shop_id, f.order_id
-					  FROM invsync.order_fetches f
-					  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
-					  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
-					 WHERE f.tenant_id = v_tenant
-					   AND f.state = 'pending' AND f.due_at <= p_now
-					   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
-					   AND s.enabled AND s.token_state = 'ok'
-					   AND invsync._base_url_refusal(a.base_url) IS NULL
-					 ORDER BY f.due_at
-					 LIMIT v_share
-					   FOR UPDATE OF f SKIP LOCKED
-				)
-				UPDATE invsync.order_fetches f
-				   SET lease_until = p_now + p_lease,
-					   claimed_version = f.version,
-					   attempts = f.attempts + 1
-				  FROM picked
-				 WHERE f.tenant_id = v_tenant AND f.shop_id = picked.shop_id
-				   AND f.order_id = picked.order_id
-				RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
-						  f.correlation_ids;
-			GET DIAGNOSTICS v_rows = ROW_COUNT;
-			v_claimed := v_claimed + v_rows;
-		END LOOP;
-		RETURN;
+	ELSE
+		v_tenants := ARRAY[NULL::bigint];
 	END IF;
-
-	RETURN QUERY
-		WITH picked AS (
-			SELECT f.tenant_id, f.shop_id, f.order_id
-			  FROM invsync.order_fetches f
-			  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
-			  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
-			 WHERE f.state = 'pending' AND f.due_at <= p_now
-			   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
-			   AND s.enabled AND s.token_state = 'ok'
-			   AND invsync._base_url_refusal(a.base_url) IS NULL
-			 ORDER BY f.due_at
-			 LIMIT p_limit
-			   FOR UPDATE OF f SKIP LOCKED
-		)
-		UPDATE invsync.order_fetches f
-		   SET lease_until = p_now + p_lease,
-			   claimed_version = f.version,
-			   attempts = f.attempts + 1
-		  FROM picked
-		 WHERE f.tenant_id = picked.tenant_id AND f.shop_id = picked.shop_id
-		   AND f.order_id = picked.order_id
-		RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
-				  f.correlation_ids;
+	FOR i IN 1 .. cardinality(v_tenants) LOOP
+		EXIT WHEN v_claimed >= p_limit;
+		v_tenant := v_tenants[i];
+		v_share := ceil((p_limit - v_claimed)::numeric
+						/ (cardinality(v_tenants) - i + 1))::integer;
+		RETURN QUERY
+			WITH picked AS (
+				SELECT f.tenant_id, f.shop_id, f.order_id
+				  FROM invsync.order_fetches f
+				  JOIN invsync.shops s ON s.tenant_id = f.tenant_id AND s.shop_id = f.shop_id
+				  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+				 WHERE (v_tenant IS NULL OR f.tenant_id = v_tenant)
+				   AND f.state = 'pending' AND f.due_at <= p_now
+				   AND (f.lease_until IS NULL OR f.lease_until <= p_now)
+				   AND s.enabled AND s.token_state = 'ok'
+				   AND invsync._base_url_refusal(a.base_url) IS NULL
+				 ORDER BY f.due_at
+				 LIMIT v_share
+				   FOR UPDATE OF f SKIP LOCKED
+			)
+			UPDATE invsync.order_fetches f
+			   SET lease_until = p_now + p_lease,
+				   claimed_version = f.version,
+				   attempts = f.attempts + 1
+			  FROM picked
+			 WHERE (v_tenant IS NULL OR f.tenant_id = v_tenant)
+			   AND f.tenant_id = picked.tenant_id AND f.shop_id = picked.shop_id
+			   AND f.order_id = picked.order_id
+			RETURNING f.tenant_id, f.shop_id, f.order_id, f.version, f.attempts,
+					  f.correlation_ids;
+		GET DIAGNOSTICS v_rows = ROW_COUNT;
+		v_claimed := v_claimed + v_rows;
+	END LOOP;
 END
 $$;
 

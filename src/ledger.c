@@ -356,7 +356,6 @@ take_idempotency_key(int64 tenant, text *key, const char *operation,
 	values[2] = CStringGetTextDatum(operation);
 	values[3] = PointerGetDatum(fingerprint);
 	values[4] = CStringGetTextDatum(invsync_current_correlation_id());
-	invsync_citus_share_correlation_id();
 
 	for (;;)
 	{

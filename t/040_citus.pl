@@ -220,6 +220,22 @@ is($coordinator->safe_psql('postgres',
 	'SELECT count(*) = count(DISTINCT (tenant_id, ledger_id)) FROM invsync.ledger'),
 	't', 'ledger ids are unique');
 
+# whether a successful push carrying this correlation id reached the
+# simulator within 30 s
+sub pushed_with
+{
+	my ($sim, $correlation_id) = @_;
+	for (1 .. 300)
+	{
+		my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
+		return 1
+		  if grep { index($_->{headers}{'X-Correlation-ID'} // '', $correlation_id) >= 0
+			  && $_->{status} == 200 } @$log;
+		usleep(100_000);
+	}
+	return 0;
+}
+
 # a change reaches the Shopee simulator with its correlation id
 my $sim = start_simulator();
 sim_post($sim, '/_sim/partners', { partner_id => 2001, partner_key => 'shpk-citus-partner-key-0123456789' });
@@ -250,15 +266,7 @@ SELECT FROM invsync.adjust('MUG-01', 'JKT-1', 4, 'receipt', 'citus-push-1');
 
 # the node's worker claims the row, pushes it and records the outcome,
 # every statement routed to the tenant's shard
-my $pushed = 0;
-for (1 .. 300)
-{
-	my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
-	$pushed = grep { ($_->{headers}{'X-Correlation-ID'} // '') =~ /citus-push-42/
-		  && $_->{status} == 200 } @$log;
-	last if $pushed;
-	usleep(100_000);
-}
+my $pushed = pushed_with($sim, 'citus-push-42');
 ok($pushed, 'a stock change reaches the Shopee simulator with its correlation id')
   or diag('queue: '
 	  . $workers[0]->safe_psql('postgres', qq{
@@ -304,15 +312,7 @@ my $generated_id = $coordinator->safe_psql('postgres', qq{
 SET invsync.tenant = '$tenants[0]';
 SELECT correlation_id FROM invsync.ledger_entries WHERE idempotency_key = 'citus-push-2'});
 like($generated_id, qr/^[0-9a-f-]{36}$/, 'the ledger row has the id made for its transaction');
-$pushed = 0;
-for (1 .. 300)
-{
-	my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
-	$pushed = grep { index($_->{headers}{'X-Correlation-ID'} // '', $generated_id) >= 0
-		  && $_->{status} == 200 } @$log;
-	last if $pushed;
-	usleep(100_000);
-}
+$pushed = pushed_with($sim, $generated_id);
 ok($pushed, 'the worker started again pushes the next change, with its ledger row\'s correlation id');
 
 # A stock row created through the coordinator (the sku's first stock at a
@@ -323,15 +323,7 @@ SET invsync.tenant = '$tenants[0]';
 SET invsync.correlation_id = 'citus-push-44';
 SELECT FROM invsync.adjust('MUG-01', 'SBY-1', 3, 'receipt', 'citus-push-3');
 });
-$pushed = 0;
-for (1 .. 300)
-{
-	my $log = sim_get($sim, '/_sim/log?since=0&limit=1000')->{entries};
-	$pushed = grep { ($_->{headers}{'X-Correlation-ID'} // '') =~ /citus-push-44/
-		  && $_->{status} == 200 } @$log;
-	last if $pushed;
-	usleep(100_000);
-}
+$pushed = pushed_with($sim, 'citus-push-44');
 ok($pushed, 'the first stock at a new location, made through the coordinator, is pushed');
 
 done_testing();

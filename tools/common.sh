@@ -79,3 +79,32 @@ prepare_build() {
 	say "building and installing"
 	build_and_install
 }
+
+# For bench/*.sh: the extension built and installed (unless
+# BENCH_SKIP_INSTALL=1), and an empty $INVSYNC_WORK/.bench-NAME for the
+# run; sets BENCH_DIR to it and DATA to its cluster's data directory.
+bench_prepare() {
+	if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
+		prepare_build
+	elif [ ! -d "$INVSYNC_WORK" ]; then
+		$SUDO mkdir -p "$INVSYNC_WORK"
+		$SUDO chown "$RUN_USER" "$INVSYNC_WORK"
+	fi
+	BENCH_DIR=$INVSYNC_WORK/.bench-$1
+	DATA=$BENCH_DIR/data
+	as_run_user rm -rf "$BENCH_DIR"
+	as_run_user mkdir -p "$BENCH_DIR"
+}
+
+# A throwaway cluster in $DATA with the settings SETTINGS, on PORT and a
+# socket in $BENCH_DIR only (no TCP), and its database "bench", owned by
+# the superuser bench: bench_start_cluster SETTINGS PORT
+bench_start_cluster() {
+	say "starting a throwaway cluster on port $2"
+	as_run_user initdb -D "$DATA" -A trust -U bench --no-sync >/dev/null
+	printf '%s\nport = %s\nunix_socket_directories = %s\nlisten_addresses = %s\n' \
+		"$1" "$2" "'$BENCH_DIR'" "''" |
+		as_run_user tee -a "$DATA/postgresql.conf" >/dev/null
+	as_run_user pg_ctl -D "$DATA" -l "$BENCH_DIR/server.log" -w start >/dev/null
+	as_run_user createdb -h "$BENCH_DIR" -p "$2" -U bench bench
+}
