@@ -1032,6 +1032,7 @@ DECLARE
 	v_shop_row	record;
 	v_refusal	text;
 	v_free		integer;
+	v_expired	tid[];
 BEGIN
 	/*
 	 * Leases that ran out (a worker that died, a shard moved away) make
@@ -1052,21 +1053,27 @@ BEGIN
 			   SET lease_until = NULL
 			  FROM (SELECT e.listing_id
 					  FROM invsync.sync_queue e
-					 WHERE e.tenant_id = v_tenant
-					   AND e.state = 'pending' AND e.lease_until <= p_now
-					 ORDER BY e.listing_id
+					 WHERE e.tenant_id = v_tenant AND e.state = 'pending'
+					   AND e.lease_until IS NOT NULL AND e.lease_until <= p_now
 					   FOR UPDATE SKIP LOCKED) e
 			 WHERE q.tenant_id = v_tenant AND q.listing_id = e.listing_id;
 		END LOOP;
 	ELSE
-		UPDATE invsync.sync_queue q
-		   SET lease_until = NULL
-		  FROM (SELECT e.tenant_id, e.listing_id
-				  FROM invsync.sync_queue e
-				 WHERE e.state = 'pending' AND e.lease_until <= p_now
-				 ORDER BY e.tenant_id, e.listing_id
-				   FOR UPDATE SKIP LOCKED) e
-		 WHERE q.tenant_id = e.tenant_id AND q.listing_id = e.listing_id;
+		/*
+		 * Two statements, not a join: a generic plan made while the queue
+		 * looked empty joined the whole queue to itself (seconds at a few
+		 * thousand rows).  The locked rows are updated where they lie.
+		 */
+		v_expired := ARRAY(SELECT e.ctid
+							 FROM invsync.sync_queue e
+							WHERE e.state = 'pending' AND e.lease_until IS NOT NULL
+							  AND e.lease_until <= p_now
+							  FOR UPDATE SKIP LOCKED);
+		IF cardinality(v_expired) > 0 THEN
+			UPDATE invsync.sync_queue q
+			   SET lease_until = NULL
+			 WHERE q.ctid = ANY (v_expired);
+		END IF;
 	END IF;
 
 	WHILE v_claimed < p_limit LOOP

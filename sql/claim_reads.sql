@@ -1,0 +1,57 @@
+--
+-- claim_reads: a claim sweeps leases that ran out (a worker that died) back
+-- to ready, and what it reads is in proportion to the rows it sweeps and
+-- claims, with the plans the worker made at its first claim, on an empty
+-- queue, and keeps for its session.  Counted in tuples its scans return, not
+-- timed.  (The self-join the sweep used to be read the whole queue once per
+-- expired row with some statistics: bench/sync.sh with 2,000 listings ran at
+-- 26 pushes/s.  These statistics do not bring that plan about; the bound
+-- holds either way.)  All in one transaction, rolled back, so the worker of
+-- this test server never sees the rows.  Tenant 48.
+--
+\set VERBOSITY terse
+SET invsync.tenant = 48;
+
+BEGIN;
+SELECT FROM invsync.upsert_location('W1');
+SELECT count(invsync.upsert_item('CR-' || i)) FROM generate_series(1, 2000) i;
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+VALUES ('shopee', '1', 'k', 'https://127.0.0.1:9') RETURNING app_id AS app \gset
+INSERT INTO invsync.shops (app_id, external_shop_id)
+VALUES (:app, '48') RETURNING shop_id AS shop \gset
+-- The queue as a new deployment has it: empty, analyzed empty.  The
+-- worker's first claim plans its statements then.
+TRUNCATE invsync.sync_queue;
+ANALYZE invsync.sync_queue;
+SET LOCAL ROLE invsync_worker;
+SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 10, 50);
+RESET ROLE;
+
+-- then 2,000 listings are queued, and a worker that died leased them all
+INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
+SELECT :shop, 'CR-' || i, i::text, '0' FROM generate_series(1, 2000) i;
+UPDATE invsync.sync_queue
+   SET lease_until = now() - interval '1 second', claimed_version = version
+ WHERE tenant_id = 48;
+
+CREATE TEMP VIEW queue_reads AS
+SELECT sum(pg_stat_get_xact_tuples_returned(r)) AS tuples
+  FROM (SELECT 'invsync.sync_queue'::regclass::oid
+		UNION ALL
+		SELECT indexrelid FROM pg_index
+		 WHERE indrelid = 'invsync.sync_queue'::regclass) s (r);
+SELECT tuples AS reads_before FROM queue_reads \gset
+
+-- the next claim sweeps the 2,000 expired leases and claims 10 rows again
+SET LOCAL ROLE invsync_worker;
+SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 10, 50);
+RESET ROLE;
+SELECT count(*) FILTER (WHERE lease_until > now()) AS leased,
+	   count(*) FILTER (WHERE lease_until IS NULL) AS ready
+  FROM invsync.sync_queue WHERE tenant_id = 48;
+-- at most ten tuples a queue row: the sweep, and the claim passing over
+-- the index entries the sweep and the leases left behind
+SELECT tuples - :reads_before AS reads FROM queue_reads \gset
+SELECT CASE WHEN :reads <= 20000 THEN 'proportionate' ELSE :reads || ' read' END
+	   AS claim_reads;
+ROLLBACK;
