@@ -1654,3 +1654,60 @@ END
 $$;
 DROP TRIGGER stock_levels_published ON invsync.stock_levels;
 DROP FUNCTION invsync._stock_row_created();
+
+/*
+ * A new listing or app takes its created_at from its BEFORE INSERT trigger,
+ * on the node storing it, not from a default evaluated on the node the
+ * INSERT came through (see "Rows loaded from a dump" in invsync_sync.sql).
+ */
+ALTER TABLE invsync.apps ALTER COLUMN created_at DROP DEFAULT;
+ALTER TABLE invsync.listings ALTER COLUMN created_at DROP DEFAULT;
+CREATE OR REPLACE FUNCTION invsync._listings_check_ids() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_ids_changed boolean;
+	v_columns_changed boolean;
+	r			record;
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF NEW.created_at <> pg_catalog.now() THEN
+			RETURN NEW;
+		END IF;
+		NEW.created_at := pg_catalog.now();
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = NEW.tenant_id AND s.shop_id = NEW.shop_id;
+	IF NOT FOUND THEN
+		RETURN NEW;				/* the foreign key reports it */
+	END IF;
+	IF TG_OP = 'INSERT' THEN
+		v_ids_changed := true;
+		v_columns_changed := true;
+	ELSE
+		v_ids_changed := NEW.external_ids IS DISTINCT FROM OLD.external_ids;
+		v_columns_changed :=
+			NEW.external_item_id IS DISTINCT FROM OLD.external_item_id
+			OR NEW.external_model_id IS DISTINCT FROM OLD.external_model_id
+			OR NEW.external_location_id IS DISTINCT FROM OLD.external_location_id;
+		IF NOT v_ids_changed AND NOT v_columns_changed THEN
+			v_ids_changed := true;	/* another shop: check them again */
+		END IF;
+	END IF;
+	SELECT * INTO r
+	  FROM invsync._listing_ids(v_channel, NEW.external_ids, NEW.external_item_id,
+								NEW.external_model_id, NEW.external_location_id,
+								v_ids_changed, v_columns_changed);
+	NEW.external_ids := r.external_ids;
+	NEW.external_item_id := r.item_id;
+	NEW.external_model_id := r.model_id;
+	NEW.external_location_id := r.location_id;
+	NEW.batch_key := r.batch_key;
+	NEW.sibling_key := r.sibling_key;
+	RETURN NEW;
+END
+$$;

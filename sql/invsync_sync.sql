@@ -30,7 +30,7 @@ CREATE TABLE invsync.apps (
 	app_secret	text NOT NULL,
 	push_secret text,
 	base_url	text,
-	created_at	timestamptz NOT NULL DEFAULT now(),
+	created_at	timestamptz NOT NULL,	/* set by its BEFORE INSERT trigger */
 	auth_base_url text,
 	batch_size	integer,
 	PRIMARY KEY (tenant_id, app_id),
@@ -128,7 +128,7 @@ CREATE TABLE invsync.listings (
 	min_level	bigint,
 	max_level	bigint,
 	enabled		boolean NOT NULL DEFAULT true,
-	created_at	timestamptz NOT NULL DEFAULT now(),
+	created_at	timestamptz NOT NULL,	/* set by its BEFORE INSERT trigger */
 	external_ids jsonb NOT NULL DEFAULT '{}',
 	batch_key	text,
 	sibling_key text,
@@ -204,8 +204,11 @@ DECLARE
 	v_columns_changed boolean;
 	r			record;
 BEGIN
-	IF TG_OP = 'INSERT' AND NEW.created_at <> pg_catalog.now() THEN
-		RETURN NEW;
+	IF TG_OP = 'INSERT' THEN
+		IF NEW.created_at <> pg_catalog.now() THEN
+			RETURN NEW;
+		END IF;
+		NEW.created_at := pg_catalog.now();
 	END IF;
 	SELECT a.channel INTO v_channel
 	  FROM invsync.shops s
@@ -607,13 +610,16 @@ $$;
  * queue row, loaded later.  So the triggers that react to a new row pass
  * over a loaded one, and the restored tables equal the dumped ones.
  *
- * A row the extension creates takes its creation time by default, now():
- * created_at of a listing, updated_at of a stock row (_prepare_stock_row
- * creates them empty, with their published flag).  A loaded row brings
- * the time it was created at in the source.  So a row inserted with
- * another creation time than this transaction's start is a loaded one.
- * The test costs the hot path nothing: stock changes are UPDATEs, and the
- * queue has no trigger.
+ * A new listing or app comes without a created_at, and its BEFORE INSERT
+ * trigger sets it to now(); a stock row takes now() as its updated_at from
+ * _prepare_stock_row, which creates it empty, with its published flag.  A
+ * loaded row brings the time it was created at in the source.  So a row
+ * inserted with another creation time than this transaction's start is a
+ * loaded one.  The time is taken on the node storing the row: under Citus,
+ * a column default is evaluated on the node the INSERT came through, whose
+ * transaction started earlier than the shard's, and a shard move copies
+ * rows with their times.  The test costs the hot path nothing: stock
+ * changes are UPDATEs, and the queue has no trigger.
  */
 /* stock_levels trigger: only a change of available stock can move a level */
 CREATE FUNCTION invsync._stock_changed() RETURNS trigger

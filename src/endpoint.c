@@ -242,8 +242,9 @@ check_base_url_column(HeapTuple tuple, TupleDesc tupdesc, const char *column,
  * invsync.allow_insecure_http is off, IV023 for anything else wrong with
  * it, and a batch size above what the channel's marketplace accepts
  * (IV029).  NULLs pass, and so does a row loaded from a dump: one inserted
- * with a created_at other than now(), the default every app created takes
- * (see "Rows loaded from a dump" in invsync_sync.sql).  It was stored under
+ * with a created_at other than now().  A new app comes without one, and
+ * takes this transaction's start here, on the node that stores it (see
+ * "Rows loaded from a dump" in invsync_sync.sql).  It was stored under
  * the rule of its source (or before there was one), and refusing it would
  * lose the app, its shops and their listings from the restore; _claim()
  * checks its URLs again before anything is sent to them, and the worker
@@ -278,8 +279,15 @@ invsync_apps_check_base_url(PG_FUNCTION_ARGS)
 		if (created_attnum <= 0)
 			elog(ERROR, "invsync._apps_check_base_url(): table has no column created_at");
 		value = heap_getattr(tuple, created_attnum, tupdesc, &isnull);
-		if (!isnull &&
-			DatumGetTimestampTz(value) != GetCurrentTransactionStartTimestamp())
+		if (isnull)
+		{
+			Datum		created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+			bool		created_at_null = false;
+
+			tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 1, &created_attnum,
+											  &created_at, &created_at_null);
+		}
+		else if (DatumGetTimestampTz(value) != GetCurrentTransactionStartTimestamp())
 			return PointerGetDatum(tuple);
 	}
 

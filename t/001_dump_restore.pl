@@ -95,8 +95,9 @@ $node->safe_psql('src', q{
 	INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
 	VALUES ('shopee', '300', 'app-secret-http', 'http://127.0.0.1:9/plain');
 	SET session_replication_role = replica;
-	INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
-	VALUES ('shopee', '400', 'app-secret-userinfo', 'https://user:password@127.0.0.1:9');
+	-- past the trigger that gives a new app its creation time, too
+	INSERT INTO invsync.apps (channel, app_key, app_secret, base_url, created_at)
+	VALUES ('shopee', '400', 'app-secret-userinfo', 'https://user:password@127.0.0.1:9', now());
 });
 allow_insecure_http('off');
 for my $tenant (@tenants)

@@ -242,10 +242,10 @@ sim_post($sim, '/_sim/partners', { partner_id => 2001, partner_key => 'shpk-citu
 sim_post($sim, '/_sim/shops',
 	{ partner_id => 2001, shop_id => 6001, access_token => 'access-6001', refresh_token => 'refresh-6001' });
 sim_post($sim, '/_sim/items', { shop_id => 6001, item_id => 800001, models => [21] });
-# The shop's rows are written on the node holding the tenant's shards: see
-# README (a listing inserted through another node is taken for one loaded
-# from a dump).  The stock change comes through the coordinator.
-$workers[0]->safe_psql('postgres', qq{
+# The app, the shop and the listing are written through the coordinator:
+# their shards' triggers take them for new rows, not for rows loaded from a
+# dump, and check and queue them.
+$coordinator->safe_psql('postgres', qq{
 SET invsync.tenant = '$tenants[0]';
 INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
 VALUES ('shopee', '2001', 'shpk-citus-partner-key-0123456789', '$sim->{url}');
@@ -256,6 +256,20 @@ SELECT shop_id AS shop FROM invsync.shops WHERE external_shop_id = '6001' \\gset
 INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
 VALUES (:shop, 'MUG-01', '800001', '21');
 });
+is($coordinator->safe_psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+SELECT l.batch_key IS NOT NULL, count(q.*)
+  FROM invsync.listings l
+  LEFT JOIN invsync.sync_queue q USING (tenant_id, listing_id)
+ WHERE l.sku = 'MUG-01'
+ GROUP BY 1}), 't|1',
+	'a listing inserted through the coordinator is a new one: its ids checked and keyed, its row queued');
+my ($ok, $out, $err) = $coordinator->psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+VALUES ('shopee', '2002', 'k', 'https://user:pw\@example.com');
+});
+like($err, qr/base URL/, 'an app with a malformed base URL is refused through the coordinator');
 # The session's correlation id reaches the trigger that queues the push,
 # which runs on the node holding the shard: the movement sends it there.
 $coordinator->safe_psql('postgres', qq{
