@@ -228,21 +228,54 @@ refuse_row(ShopState *shop, ClaimedRow *row, const char *code,
 }
 
 /*
+ * Room for the rows a batch is made of: the sibling group looked at, its
+ * pushes, and the request's rows and pushes.  Sized for a batch, grown for
+ * a sibling group larger than that (it goes alone), never for the whole
+ * waiting list: a shop may have thousands of rows waiting.
+ */
+typedef struct BatchScratch
+{
+	int			room;
+	ClaimedRow **group;
+	ListingPush *candidates;
+} BatchScratch;
+
+static void
+grow_scratch(BatchScratch *scratch, int room)
+{
+	if (room <= scratch->room)
+		return;
+	scratch->group = repalloc(scratch->group, sizeof(ClaimedRow *) * room);
+	scratch->candidates = repalloc(scratch->candidates, sizeof(ListingPush) * room);
+	scratch->room = room;
+}
+
+static void
+grow_request(PushRequest *request, int room)
+{
+	if (room <= request->room)
+		return;
+	request->rows = repalloc(request->rows, sizeof(ClaimedRow) * room);
+	request->pushes = repalloc(request->pushes, sizeof(ListingPush) * room);
+	request->room = room;
+}
+
+/*
  * The waiting rows of row's sibling group (row first), or row alone.  The
  * claim takes a group whole and orders it together, and a request hands
  * its rows back together, so a group's rows wait side by side: only the
  * rows that follow row are looked at, not the whole list.
  */
 static int
-sibling_group(ShopState *shop, ClaimedRow *row, ClaimedRow **group, int max)
+sibling_group(ShopState *shop, ClaimedRow *row, BatchScratch *scratch)
 {
 	dlist_node *next = &row->node;
 	int			n = 1;
 
-	group[0] = row;
+	scratch->group[0] = row;
 	if (row->sibling_key == NULL)
 		return n;
-	while (n < max && dlist_has_next(&shop->waiting, next))
+	while (dlist_has_next(&shop->waiting, next))
 	{
 		ClaimedRow *other;
 
@@ -251,7 +284,9 @@ sibling_group(ShopState *shop, ClaimedRow *row, ClaimedRow **group, int max)
 		if (other->sibling_key == NULL ||
 			strcmp(other->sibling_key, row->sibling_key) != 0)
 			break;
-		group[n++] = other;
+		if (n == scratch->room)
+			grow_scratch(scratch, 2 * scratch->room);
+		scratch->group[n++] = other;
 	}
 	return n;
 }
@@ -263,15 +298,14 @@ sibling_group(ShopState *shop, ClaimedRow *row, ClaimedRow **group, int max)
  * Returns how many rows were taken.
  */
 static int
-take_batch(ShopState *shop, PushRequest *request, int capacity)
+take_batch(ShopState *shop, PushRequest *request)
 {
 	const ChannelAdapter *adapter = shop->adapter;
 	int			n = 0;
 	int			max = Max(shop->batch_size, 1);
 	int			misfits = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	ClaimedRow **group = palloc(sizeof(ClaimedRow *) * capacity);
-	ListingPush *candidates = palloc(sizeof(ListingPush) * capacity);
+	BatchScratch scratch;
 	dlist_mutable_iter iter;
 
 	if (shop->ctx.api_base_url == NULL)
@@ -284,10 +318,15 @@ take_batch(ShopState *shop, PushRequest *request, int capacity)
 		return 0;
 	}
 
+	scratch.room = max;
+	scratch.group = palloc(sizeof(ClaimedRow *) * max);
+	scratch.candidates = palloc(sizeof(ListingPush) * max);
 restart:
 	dlist_foreach_modify(iter, &shop->waiting)
 	{
 		ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
+		ClaimedRow **group;
+		ListingPush *candidates;
 		int			ngroup;
 		bool		fits = true;
 		int			i;
@@ -295,7 +334,9 @@ restart:
 		/* too late to send within its lease: the next claim hands it back */
 		if (row->send_by <= now)
 			continue;
-		ngroup = sibling_group(shop, row, group, capacity);
+		ngroup = sibling_group(shop, row, &scratch);
+		group = scratch.group;
+		candidates = scratch.candidates;
 		for (i = 0; i < ngroup; i++)
 		{
 			fill_push(&candidates[i], group[i], adapter);
@@ -329,6 +370,7 @@ restart:
 				break;
 			continue;
 		}
+		grow_request(request, n + ngroup);
 		for (i = 0; i < ngroup; i++)
 			move_row_into(request, n++, group[i], &candidates[i]);
 		if (n >= max || request->rows[0].alone)
@@ -337,8 +379,8 @@ restart:
 		if (ngroup > 1)
 			goto restart;
 	}
-	pfree(group);
-	pfree(candidates);
+	pfree(scratch.group);
+	pfree(scratch.candidates);
 	return n;
 }
 
@@ -352,17 +394,14 @@ start_stock_update(ShopState *shop)
 {
 	PushRequest *request = new_request(shop);
 	MemoryContext old;
-	int			capacity = 0;
 	int			n;
-	dlist_iter	iter;
 
-	dlist_foreach(iter, &shop->waiting)
-		capacity++;
 	old = MemoryContextSwitchTo(request->context);
-	request->rows = palloc(sizeof(ClaimedRow) * capacity);
-	request->pushes = palloc(sizeof(ListingPush) * capacity);
+	request->room = Max(shop->batch_size, 1);
+	request->rows = palloc(sizeof(ClaimedRow) * request->room);
+	request->pushes = palloc(sizeof(ListingPush) * request->room);
 	MemoryContextSwitchTo(old);
-	n = take_batch(shop, request, capacity);
+	n = take_batch(shop, request);
 	request->nrows = n;
 	if (n == 0)
 	{

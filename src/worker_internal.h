@@ -152,6 +152,7 @@ typedef struct PushRequest
 	ShopState  *shop;
 	bool		is_refresh;
 	int			nrows;
+	int			room;			/* of rows and pushes */
 	ClaimedRow *rows;			/* copies, in context */
 	ListingPush *pushes;
 	ClaimedFetch *fetch;		/* an order fetch: its copy, in context */

@@ -264,6 +264,22 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM invsync.sync_attempts
 		WHERE error_class = 'split' AND cardinality(listing_ids) = 2}),
 	'1', 'after the one call refused as a whole');
 
+# ----- a sibling group larger than the app's batch goes whole, alone ----------
+$node->safe_psql('postgres', q{UPDATE invsync.apps SET batch_size = 1});
+$node->safe_psql('postgres', q{
+	SET invsync.correlation_id = 'tiktok-group-alone';
+	SELECT FROM invsync.adjust('S11-W2', 'WH1', 4, 'receipt', 'tt-group-1');
+});
+ok(wait_for($node, q{SELECT pushed_level = level AND sync_state = 'synced'
+		FROM invsync.listing_levels WHERE sku = 'S11-W2'}, 't'),
+	'with batch_size 1, a change of one warehouse of S11 is published');
+my @alone = grep { ($_->{headers}{'x-correlation-id'} // '') =~ /tiktok-group-alone/ } @{ log_since(0) };
+is(scalar @alone, 1, 'in one request');
+($s11) = grep { $_->{id} eq 'S11' } @{ decode_json($alone[0]{body})->{skus} };
+is_deeply([ sort map { $_->{warehouse_id} } @{ $s11->{inventory} } ], [ 'W1', 'W2' ],
+	'carrying both warehouses of S11, two listings past the batch size of one');
+$node->safe_psql('postgres', q{UPDATE invsync.apps SET batch_size = NULL});
+
 secrets_absent_from_log($node, $secret, "access-$cipher-initial-token", "refresh-$cipher-initial-token",
 	$sim_shop->{access_token}, $sim_shop->{refresh_token});
 
