@@ -889,6 +889,7 @@ DECLARE
 	v_refusal	text;
 	v_free		integer;
 	v_expired	tid[];
+	v_expired_listings bigint[];
 BEGIN
 	/*
 	 * Leases that ran out (a worker that died, a shard moved away) make
@@ -903,23 +904,27 @@ BEGIN
 							FROM invsync._served_shops() r
 						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),
 									r.tenant_id, r.shop_id);
+		/*
+		 * Two statements, not a join: a plan made while the queue looked
+		 * empty joined the whole queue to itself (seconds at a few
+		 * thousand rows).  The locked rows are updated by key here, where
+		 * they lie on one node.
+		 */
 		FOR v_tenant IN SELECT DISTINCT v_served[i][1]
 						  FROM generate_subscripts(v_served, 1) i LOOP
-			UPDATE invsync.sync_queue q
-			   SET lease_until = NULL
-			  FROM (SELECT e.listing_id
-					  FROM invsync.sync_queue e
-					 WHERE e.tenant_id = v_tenant AND e.state = 'pending'
-					   AND e.lease_until IS NOT NULL AND e.lease_until <= p_now
-					   FOR UPDATE SKIP LOCKED) e
-			 WHERE q.tenant_id = v_tenant AND q.listing_id = e.listing_id;
+			v_expired_listings := ARRAY(SELECT e.listing_id
+										  FROM invsync.sync_queue e
+										 WHERE e.tenant_id = v_tenant AND e.state = 'pending'
+										   AND e.lease_until IS NOT NULL
+										   AND e.lease_until <= p_now
+										   FOR UPDATE SKIP LOCKED);
+			IF cardinality(v_expired_listings) > 0 THEN
+				UPDATE invsync.sync_queue q
+				   SET lease_until = NULL
+				 WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_expired_listings);
+			END IF;
 		END LOOP;
 	ELSE
-		/*
-		 * Two statements, not a join: a generic plan made while the queue
-		 * looked empty joined the whole queue to itself (seconds at a few
-		 * thousand rows).  The locked rows are updated where they lie.
-		 */
 		v_expired := ARRAY(SELECT e.ctid
 							 FROM invsync.sync_queue e
 							WHERE e.state = 'pending' AND e.lease_until IS NOT NULL
