@@ -55,3 +55,46 @@ SELECT tuples - :reads_before AS reads FROM queue_reads \gset
 SELECT CASE WHEN :reads <= 20000 THEN 'proportionate' ELSE :reads || ' read' END
 	   AS claim_reads;
 ROLLBACK;
+
+-- Siblings (a TikTok SKU's warehouses) are claimed all or none: a group
+-- with a member in flight waits a moment, and goes whole once that member
+-- has landed.
+BEGIN;
+SELECT FROM invsync.upsert_location('W1');
+SELECT count(invsync.upsert_item(s)) FROM unnest(ARRAY['T1-W1', 'T1-W2', 'T2']) s;
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+VALUES ('tiktok', '1', 'k', 'https://127.0.0.1:9') RETURNING app_id AS app \gset
+INSERT INTO invsync.shops (app_id, external_shop_id)
+VALUES (:app, 'cipher-48') RETURNING shop_id AS shop \gset
+INSERT INTO invsync.listings (shop_id, sku, external_ids)
+VALUES (:shop, 'T1-W1', '{"product_id": "1", "sku_id": "T1", "warehouse_id": "W1"}'),
+	   (:shop, 'T1-W2', '{"product_id": "1", "sku_id": "T1", "warehouse_id": "W2"}'),
+	   (:shop, 'T2', '{"product_id": "1", "sku_id": "T2", "warehouse_id": "W1"}');
+UPDATE invsync.sync_queue q
+   SET lease_until = now() + interval '1 minute', claimed_version = q.version
+  FROM invsync.listings l
+ WHERE q.tenant_id = 48 AND l.tenant_id = 48 AND l.listing_id = q.listing_id
+   AND l.sku = 'T1-W2';
+CREATE TEMP VIEW siblings AS
+SELECT l.sku, l.sibling_key, q.lease_until IS NOT NULL AS leased, q.due_at > now() AS waits
+  FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE q.tenant_id = 48 ORDER BY l.sku;
+SET LOCAL ROLE invsync_worker;
+SELECT l.sku FROM invsync._claim(now(), interval '1 minute', 100, 50) c
+  JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE c.tenant_id = 48 ORDER BY l.sku;
+RESET ROLE;
+SELECT * FROM siblings;
+-- T1-W2's request lands
+UPDATE invsync.sync_queue q
+   SET lease_until = NULL
+  FROM invsync.listings l
+ WHERE q.tenant_id = 48 AND l.tenant_id = 48 AND l.listing_id = q.listing_id
+   AND l.sku = 'T1-W2';
+SET LOCAL ROLE invsync_worker;
+SELECT l.sku FROM invsync._claim(now() + interval '1 second', interval '1 minute', 100, 50) c
+  JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE c.tenant_id = 48 ORDER BY l.sku;
+RESET ROLE;
+SELECT * FROM siblings;
+ROLLBACK;

@@ -861,7 +861,6 @@ DECLARE
 	v_grouped	boolean;
 	v_members	bigint[];
 	v_member_keys text[];
-	v_locked	bigint[];
 	v_waiting	text[];
 	v_available bigint[];
 	v_levels	bigint[];
@@ -907,18 +906,21 @@ BEGIN
 									AND p.listing_id = ANY (v_listings)
 									AND p.sibling_key IS NOT NULL);
 
-		/* the members no one else holds, locked */
-		v_locked := ARRAY(SELECT q.listing_id
-							FROM invsync.sync_queue q
-						   WHERE q.tenant_id = p_tenant AND q.listing_id = ANY (v_members)
-							 AND q.lease_until IS NULL
-						   ORDER BY q.listing_id
-							 FOR UPDATE SKIP LOCKED);
-
-		/* a group with a member not locked waits */
-		v_waiting := ARRAY(SELECT DISTINCT m.sibling_key
-							 FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
-							WHERE m.listing_id <> ALL (v_locked));
+		/*
+		 * The members no one else holds are locked; a group with a member
+		 * not locked waits.  One pass over the members: matching them
+		 * against the array of those locked took the square of the claim.
+		 */
+		SELECT coalesce(array_agg(DISTINCT m.sibling_key)
+							FILTER (WHERE k.listing_id IS NULL), '{}')
+		  INTO v_waiting
+		  FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
+		  LEFT JOIN LATERAL (
+				SELECT q.listing_id
+				  FROM invsync.sync_queue q
+				 WHERE q.tenant_id = p_tenant AND q.listing_id = m.listing_id
+				   AND q.lease_until IS NULL
+				   FOR UPDATE SKIP LOCKED) k ON true;
 		IF cardinality(v_waiting) > 0 THEN
 			UPDATE invsync.sync_queue q
 			   SET due_at = v_wait_until
