@@ -1116,11 +1116,12 @@ BEGIN
 					(tenant_id, shop_id, order_id, correlation_ids)
 				VALUES (v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
 						ARRAY[invsync.correlation_id()])
+				/* searched CASEs: Citus 13.2 deparses a simple one wrongly here */
 				ON CONFLICT (tenant_id, shop_id, order_id) DO UPDATE
 					SET version = f.version + 1,
-						state = CASE f.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
-						due_at = CASE f.state WHEN 'done' THEN excluded.due_at ELSE f.due_at END,
-						attempts = CASE f.state WHEN 'done' THEN 0 ELSE f.attempts END,
+						state = CASE WHEN f.state = 'dead' THEN 'dead' ELSE 'pending' END,
+						due_at = CASE WHEN f.state = 'done' THEN excluded.due_at ELSE f.due_at END,
+						attempts = CASE WHEN f.state = 'done' THEN 0 ELSE f.attempts END,
 						correlation_ids = invsync._append_correlation_id(f.correlation_ids,
 																		 excluded.correlation_ids[1]);
 				PERFORM invsync._wake_worker();
@@ -1716,5 +1717,224 @@ BEGIN
 	NEW.batch_key := r.batch_key;
 	NEW.sibling_key := r.sibling_key;
 	RETURN NEW;
+END
+$$;
+
+/* _apply_order: its correlation id a value, as Citus needs in an UPDATE */
+CREATE OR REPLACE FUNCTION invsync._apply_order(p_tenant bigint, p_shop bigint, p_order_id text,
+									 p_status text, p_update_time timestamptz,
+									 p_lines jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_channel	text;
+	v_order		invsync.marketplace_orders;
+	v_effect	text;
+	v_rank		integer;
+	v_newer		boolean;
+	v_lines		record;
+	v_target	text;
+	v_ref		text;
+	v_key		text;
+	v_recorded	boolean := false;
+	v_applied	boolean := false;
+	v_error		text;
+	/* a value: Citus runs no UPDATE calling a volatile function */
+	v_correlation_id text := invsync.correlation_id();
+BEGIN
+	IF p_order_id IS NULL OR length(p_order_id) NOT BETWEEN 1 AND 128 THEN
+		RAISE EXCEPTION 'invalid marketplace order id'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A marketplace order id is a non-empty string of at most 128 characters.';
+	END IF;
+	IF p_status IS NULL OR length(p_status) NOT BETWEEN 1 AND 64 OR p_update_time IS NULL THEN
+		RAISE EXCEPTION 'invalid marketplace order status or update time'
+			USING ERRCODE = 'IV006',
+				  DETAIL = 'A status is a non-empty string of at most 64 characters, with the time it was set.';
+	END IF;
+	SELECT a.channel INTO v_channel
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	 WHERE s.tenant_id = p_tenant AND s.shop_id = p_shop;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown shop %', p_shop USING ERRCODE = 'IV022';
+	END IF;
+	SELECT st.effect, st.rank INTO v_effect, v_rank
+	  FROM invsync._order_status(v_channel, p_status) st;
+	IF p_lines IS NOT NULL THEN
+		v_lines := invsync._order_lines(p_tenant, p_shop, p_lines);
+	END IF;
+
+	/* one order at a time: concurrent events of one order take turns */
+	INSERT INTO invsync.marketplace_orders AS o
+		(tenant_id, shop_id, order_id, channel, status, status_rank, update_time,
+		 correlation_id)
+	VALUES (p_tenant, p_shop, p_order_id, v_channel, p_status, v_rank, p_update_time,
+			v_correlation_id)
+	ON CONFLICT (tenant_id, shop_id, order_id) DO NOTHING
+	RETURNING true INTO v_newer;
+	SELECT * INTO v_order
+	  FROM invsync.marketplace_orders o
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+	   FOR UPDATE;
+	v_newer := coalesce(v_newer, false)
+		OR (p_update_time, v_rank) > (v_order.update_time, v_order.status_rank);
+
+	IF NOT v_newer AND (p_lines IS NULL OR v_order.lines IS NOT NULL) THEN
+		RETURN jsonb_build_object('result', 'stale', 'status', v_order.status,
+								  'effect', v_order.effect);
+	END IF;
+	IF v_newer THEN
+		v_order.status := p_status;
+		v_order.status_rank := v_rank;
+		v_order.update_time := p_update_time;
+		v_recorded := true;
+	END IF;
+	/* lines from the marketplace's own order are the authority */
+	IF p_lines IS NOT NULL AND (v_newer OR v_order.lines IS NULL) THEN
+		v_order.lines := v_lines.lines;
+		v_order.unmatched_lines := v_lines.unmatched;
+		v_recorded := true;
+	END IF;
+
+	SELECT st.effect INTO v_target FROM invsync._order_status(v_channel, v_order.status) st;
+	v_ref := pg_catalog.format('mp:%s:%s:%s', v_channel, p_shop, p_order_id);
+	v_error := NULL;
+	IF v_target <> 'none' AND v_order.lines IS NULL THEN
+		v_error := 'the order''s lines are not known yet';
+	ELSIF v_target <> 'none' AND jsonb_array_length(v_order.lines) = 0 THEN
+		v_error := 'no line of the order matches a listing of the shop';
+	ELSE
+		BEGIN
+			IF v_target IN ('reserve', 'fulfill') AND v_order.effect IS NULL THEN
+				PERFORM invsync._reserve(p_tenant, v_ref, v_order.lines, v_ref || ':reserve');
+				v_order.effect := 'reserve';
+				v_applied := true;
+			END IF;
+			IF v_target = 'fulfill' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':fulfill', 'fulfill');
+				v_order.effect := 'fulfill';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect = 'reserve' THEN
+				PERFORM invsync._close_order(p_tenant, v_ref, v_ref || ':release', 'release');
+				v_order.effect := 'release';
+				v_applied := true;
+			ELSIF v_target = 'release' AND v_order.effect IS NULL THEN
+				v_order.effect := 'release';	/* nothing was held */
+			END IF;
+		EXCEPTION WHEN SQLSTATE 'IV004' THEN
+			/* the subtransaction undid a reserve that went through */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			SELECT o.effect INTO v_order.effect
+			  FROM invsync.marketplace_orders o
+			 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+			v_applied := false;
+		END;
+	END IF;
+
+	UPDATE invsync.marketplace_orders o
+	   SET status = v_order.status, status_rank = v_order.status_rank,
+		   update_time = v_order.update_time, effect = v_order.effect,
+		   lines = v_order.lines, unmatched_lines = v_order.unmatched_lines,
+		   error = v_error, correlation_id = v_correlation_id,
+		   updated_at = now()
+	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
+	RETURN jsonb_build_object('result', CASE WHEN v_applied THEN 'applied'
+											 WHEN v_recorded OR v_error IS NOT NULL THEN 'recorded'
+											 ELSE 'unchanged' END,
+							  'status', v_order.status, 'effect', v_order.effect,
+							  'error', v_error);
+END
+$$;
+
+/* _record_order_fetch: values, not STABLE calls, inside its CASEs (Citus) */
+CREATE OR REPLACE FUNCTION invsync._record_order_fetch(p_tenant bigint, p_shop bigint, p_order_id text,
+											p_version bigint, p_outcome text,
+											p_due_in_ms bigint, p_status text,
+											p_update_time timestamptz, p_lines jsonb,
+											p_error_class text, p_error text,
+											p_now timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_fetch		invsync.order_fetches;
+	v_result	jsonb;
+	v_error		text;
+	v_due_at	timestamptz;
+	v_last_error text;
+BEGIN
+	SELECT * INTO v_fetch
+	  FROM invsync.order_fetches f
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM invsync.order_fetches f
+					WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop
+					  AND f.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
+		RETURN 'superseded';
+	END IF;
+	IF v_fetch.claimed_version IS DISTINCT FROM p_version OR v_fetch.lease_until IS NULL
+		OR v_fetch.state <> 'pending' THEN
+		RETURN 'superseded';
+	END IF;
+
+	IF p_outcome = 'ok' THEN
+		/*
+		 * The order's row too, without waiting: handle_webhook() locks it
+		 * before it queues this fetch again, so waiting here while holding
+		 * the fetch row would deadlock with a push of the same order.
+		 */
+		PERFORM FROM invsync.marketplace_orders o
+		  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id
+			FOR UPDATE SKIP LOCKED;
+		IF NOT FOUND AND EXISTS (SELECT FROM invsync.marketplace_orders o
+								  WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop
+									AND o.order_id = p_order_id) THEN
+			RETURN 'locked';
+		END IF;
+		PERFORM pg_catalog.set_config('invsync.correlation_id',
+									  v_fetch.correlation_ids[1], true);
+		BEGIN
+			v_result := invsync._apply_order(p_tenant, p_shop, p_order_id, p_status,
+											 p_update_time, p_lines);
+		EXCEPTION WHEN SQLSTATE 'IV006' OR SQLSTATE 'IV022' THEN
+			/* what the marketplace answered can never be applied */
+			GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT;
+			p_outcome := 'dead';
+			p_error_class := 'invalid_order';
+			p_error := v_error;
+		END;
+	END IF;
+
+	/* values, not expressions: Citus allows no STABLE call inside a CASE */
+	v_due_at := CASE WHEN p_outcome = 'retry'
+					 THEN p_now + p_due_in_ms * interval '1 millisecond'
+					 ELSE p_now END;
+	v_last_error := CASE WHEN p_outcome = 'ok' THEN NULL
+						 ELSE p_error_class || ': ' || coalesce(p_error, '') END;
+	UPDATE invsync.order_fetches f
+	   SET state = CASE
+					 WHEN p_outcome = 'dead' THEN 'dead'
+					 WHEN p_outcome = 'ok' AND f.version = p_version THEN 'done'
+					 ELSE 'pending'
+				   END,
+		   lease_until = NULL,
+		   due_at = v_due_at,
+		   attempts = CASE WHEN p_outcome = 'ok' THEN 0 ELSE f.attempts END,
+		   correlation_ids = CASE
+							   WHEN p_outcome = 'ok' AND f.version = p_version THEN '{}'
+							   ELSE f.correlation_ids
+							 END,
+		   last_error = v_last_error,
+		   fetched_at = CASE WHEN p_outcome = 'ok' THEN p_now ELSE f.fetched_at END
+	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id;
+	RETURN CASE WHEN p_outcome = 'ok' THEN 'ok: ' || (v_result ->> 'result')
+				ELSE p_outcome END;
 END
 $$;

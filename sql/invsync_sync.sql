@@ -1953,6 +1953,8 @@ DECLARE
 	v_recorded	boolean := false;
 	v_applied	boolean := false;
 	v_error		text;
+	/* a value: Citus runs no UPDATE calling a volatile function */
+	v_correlation_id text := invsync.correlation_id();
 BEGIN
 	IF p_order_id IS NULL OR length(p_order_id) NOT BETWEEN 1 AND 128 THEN
 		RAISE EXCEPTION 'invalid marketplace order id'
@@ -1982,7 +1984,7 @@ BEGIN
 		(tenant_id, shop_id, order_id, channel, status, status_rank, update_time,
 		 correlation_id)
 	VALUES (p_tenant, p_shop, p_order_id, v_channel, p_status, v_rank, p_update_time,
-			invsync.correlation_id())
+			v_correlation_id)
 	ON CONFLICT (tenant_id, shop_id, order_id) DO NOTHING
 	RETURNING true INTO v_newer;
 	SELECT * INTO v_order
@@ -2048,7 +2050,7 @@ BEGIN
 	   SET status = v_order.status, status_rank = v_order.status_rank,
 		   update_time = v_order.update_time, effect = v_order.effect,
 		   lines = v_order.lines, unmatched_lines = v_order.unmatched_lines,
-		   error = v_error, correlation_id = invsync.correlation_id(),
+		   error = v_error, correlation_id = v_correlation_id,
 		   updated_at = now()
 	 WHERE o.tenant_id = p_tenant AND o.shop_id = p_shop AND o.order_id = p_order_id;
 	RETURN jsonb_build_object('result', CASE WHEN v_applied THEN 'applied'
@@ -2251,11 +2253,12 @@ BEGIN
 					(tenant_id, shop_id, order_id, correlation_ids)
 				VALUES (v_shop.tenant_id, v_shop.shop_id, v_push.order_id,
 						ARRAY[invsync.correlation_id()])
+				/* searched CASEs: Citus 13.2 deparses a simple one wrongly here */
 				ON CONFLICT (tenant_id, shop_id, order_id) DO UPDATE
 					SET version = f.version + 1,
-						state = CASE f.state WHEN 'dead' THEN 'dead' ELSE 'pending' END,
-						due_at = CASE f.state WHEN 'done' THEN excluded.due_at ELSE f.due_at END,
-						attempts = CASE f.state WHEN 'done' THEN 0 ELSE f.attempts END,
+						state = CASE WHEN f.state = 'dead' THEN 'dead' ELSE 'pending' END,
+						due_at = CASE WHEN f.state = 'done' THEN excluded.due_at ELSE f.due_at END,
+						attempts = CASE WHEN f.state = 'done' THEN 0 ELSE f.attempts END,
 						correlation_ids = invsync._append_correlation_id(f.correlation_ids,
 																		 excluded.correlation_ids[1]);
 				PERFORM invsync._wake_worker();
@@ -2384,6 +2387,8 @@ DECLARE
 	v_fetch		invsync.order_fetches;
 	v_result	jsonb;
 	v_error		text;
+	v_due_at	timestamptz;
+	v_last_error text;
 BEGIN
 	SELECT * INTO v_fetch
 	  FROM invsync.order_fetches f
@@ -2430,6 +2435,12 @@ BEGIN
 		END;
 	END IF;
 
+	/* values, not expressions: Citus allows no STABLE call inside a CASE */
+	v_due_at := CASE WHEN p_outcome = 'retry'
+					 THEN p_now + p_due_in_ms * interval '1 millisecond'
+					 ELSE p_now END;
+	v_last_error := CASE WHEN p_outcome = 'ok' THEN NULL
+						 ELSE p_error_class || ': ' || coalesce(p_error, '') END;
 	UPDATE invsync.order_fetches f
 	   SET state = CASE
 					 WHEN p_outcome = 'dead' THEN 'dead'
@@ -2437,16 +2448,13 @@ BEGIN
 					 ELSE 'pending'
 				   END,
 		   lease_until = NULL,
-		   due_at = CASE WHEN p_outcome = 'retry'
-						 THEN p_now + p_due_in_ms * interval '1 millisecond'
-						 ELSE p_now END,
+		   due_at = v_due_at,
 		   attempts = CASE WHEN p_outcome = 'ok' THEN 0 ELSE f.attempts END,
 		   correlation_ids = CASE
 							   WHEN p_outcome = 'ok' AND f.version = p_version THEN '{}'
 							   ELSE f.correlation_ids
 							 END,
-		   last_error = CASE WHEN p_outcome = 'ok' THEN NULL
-							 ELSE p_error_class || ': ' || coalesce(p_error, '') END,
+		   last_error = v_last_error,
 		   fetched_at = CASE WHEN p_outcome = 'ok' THEN p_now ELSE f.fetched_at END
 	 WHERE f.tenant_id = p_tenant AND f.shop_id = p_shop AND f.order_id = p_order_id;
 	RETURN CASE WHEN p_outcome = 'ok' THEN 'ok: ' || (v_result ->> 'result')

@@ -13,6 +13,8 @@ use strict;
 use warnings;
 use lib 't';
 use InvsyncTest;
+use Digest::SHA qw(hmac_sha256_hex);
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -339,5 +341,52 @@ SELECT FROM invsync.adjust('MUG-01', 'SBY-1', 3, 'receipt', 'citus-push-3');
 });
 $pushed = pushed_with($sim, 'citus-push-44');
 ok($pushed, 'the first stock at a new location, made through the coordinator, is pushed');
+
+# An order push taken through the coordinator: handle_webhook() finds the
+# shop's tenant and queues a fetch on the tenant's shard; that node's
+# worker reads the order from the simulator, reserves its lines and pushes
+# the lower level, every step with the push's correlation id.
+my $t = time() - 100;
+sim_post($sim, '/_sim/orders',
+	{ shop_id => 6001, order_sn => 'CO-1', order_status => 'READY_TO_SHIP',
+	  update_time => $t, lines => [ { item_id => 800001, model_id => 21, qty => 2 } ] });
+my $hook_url = 'https://example.com/webhooks/shopee';
+my $hook_body = qq({"data":{"items":[],"ordersn":"CO-1","status":"READY_TO_SHIP","completed_scenario":"","update_time":$t},"shop_id":6001,"code":3,"timestamp":$t});
+my $hook_headers = encode_json({ Authorization =>
+	  hmac_sha256_hex("$hook_url|$hook_body", 'shpk-citus-partner-key-0123456789') });
+like($coordinator->safe_psql('postgres', qq{
+SET invsync.correlation_id = 'citus-order-1';
+SELECT invsync.handle_webhook('shopee', '$hook_headers', \$b\$$hook_body\$b\$, '$hook_url');
+}), qr/"status": "accepted"/, 'an order push is accepted through the coordinator');
+ok($coordinator->poll_query_until('postgres', qq{
+	SELECT EXISTS (SELECT 1 FROM invsync.marketplace_orders
+					WHERE tenant_id = $tenants[0] AND order_id = 'CO-1' AND effect = 'reserve')
+	   AND EXISTS (SELECT 1 FROM invsync.order_fetches
+					WHERE tenant_id = $tenants[0] AND order_id = 'CO-1' AND state = 'done')}),
+	'the node holding the tenant fetched the order and reserved its lines')
+  or diag('orders: '
+	  . $coordinator->safe_psql('postgres', qq{
+		SELECT string_agg(format('%s', o), ' ') FROM invsync.marketplace_orders o
+		 WHERE tenant_id = $tenants[0]})
+	  . "\nfetches: "
+	  . $coordinator->safe_psql('postgres', qq{
+		SELECT string_agg(format('%s', f), ' ') FROM invsync.order_fetches f
+		 WHERE tenant_id = $tenants[0]}));
+is($coordinator->safe_psql('postgres', qq{
+SELECT string_agg(DISTINCT correlation_id, ' ') FROM invsync.ledger
+ WHERE tenant_id = $tenants[0] AND idempotency_key LIKE 'mp:shopee:%:CO-1:reserve'}),
+	'citus-order-1', 'the reservation carries the push\'s correlation id');
+# the listing publishes the sku's units over every location, less the two
+# held: pushed once the hold is made
+ok($coordinator->poll_query_until('postgres', qq{
+	SELECT (SELECT sum(s.reserved) FROM invsync.stock_levels s
+			 WHERE s.tenant_id = $tenants[0] AND s.sku = 'MUG-01') = 2
+	   AND q.state = 'synced' AND q.pushed_version = q.version
+	   AND q.pushed_level = (SELECT sum(s.on_hand - s.reserved) FROM invsync.stock_levels s
+							  WHERE s.tenant_id = $tenants[0] AND s.sku = 'MUG-01')
+	  FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
+	 WHERE q.tenant_id = $tenants[0] AND l.sku = 'MUG-01'}),
+	'the level less the two units held is pushed');
+
 
 done_testing();
