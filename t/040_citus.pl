@@ -120,6 +120,15 @@ VALUES (:shop, 'KOPI-250', '7001', '11', 2), (:shop, 'GIFT-SET', '7001', '12', 0
 SELECT sku, external_item_id, external_model_id, available, buffer, level, enabled, sync_state FROM invsync.listing_levels ORDER BY sku;
 SELECT channel, external_shop_id, enabled, pending, dead FROM invsync.sync_status;
 SELECT invsync.resync(:shop);
+SELECT r ->> 'result', r ->> 'status', r ->> 'effect', r ->> 'error' FROM invsync.record_order(:shop, 'MO-1', 'READY_TO_SHIP', '2026-01-01 00:00+00', '[{"ids": {"item_id": "7001", "model_id": "11"}, "qty": 2}]') r;
+SELECT r ->> 'result', r ->> 'status', r ->> 'effect' FROM invsync.record_order(:shop, 'MO-1', 'READY_TO_SHIP', '2026-01-01 00:00+00') r;
+SELECT invsync.available('KOPI-250');
+SELECT r ->> 'result', r ->> 'status', r ->> 'effect' FROM invsync.record_order(:shop, 'MO-1', 'CANCELLED', '2026-01-01 00:10+00') r;
+SELECT order_id, status, effect, jsonb_array_length(lines) FROM invsync.marketplace_orders WHERE tenant_id = $t;
+SELECT invsync.set_shop_tokens(:shop, 'access-2-$t', 'refresh-2-$t', '2030-01-01 00:00+00');
+SELECT token_state, access_token, access_expires_at FROM invsync.shops WHERE tenant_id = $t AND shop_id = :shop;
+SELECT invsync.retry_dead(:shop);
+SELECT invsync.purge_idempotency_keys(interval '1 day');
 SELECT $cols FROM invsync.adjust('KOPI-250', 'SBY-1', 5, 'receipt', 'po-4');
 SELECT l.sku, q.state, q.version, q.correlation_ids FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id) WHERE q.tenant_id = $t ORDER BY 1;
 SELECT invsync.adjust('NOPE', 'JKT-1', 1, 'x', 'e-1');
