@@ -351,6 +351,24 @@ SELECT FROM invsync.adjust('MUG-01', 'SBY-1', 3, 'receipt', 'citus-push-3');
 $pushed = pushed_with($sim, 'citus-push-44');
 ok($pushed, 'the first stock at a new location, made through the coordinator, is pushed');
 
+# An access token that expired: the node's worker refreshes it, stores the
+# new pair on the tenant's shard and sends the push again.
+sim_post($sim, '/_sim/expire_token', { shop_id => 6001 });
+$coordinator->safe_psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+SET invsync.correlation_id = 'citus-refresh-1';
+SELECT FROM invsync.adjust('MUG-01', 'JKT-1', 1, 'receipt', 'citus-push-5');
+});
+ok(pushed_with($sim, 'citus-refresh-1'), 'a push refused for an expired token is sent again');
+my $sim_tokens = sim_get($sim, '/_sim/shops?shop_id=6001');
+is($coordinator->safe_psql('postgres', qq{
+SELECT s.access_token = '$sim_tokens->{access_token}' AND s.refresh_token = '$sim_tokens->{refresh_token}'
+	   AND s.token_state = 'ok'
+	   AND (SELECT count(*) FROM invsync.sync_attempts a
+			 WHERE a.tenant_id = $tenants[0] AND a.kind = 'token_refresh' AND a.outcome = 'ok') = 1
+  FROM invsync.shops s WHERE s.tenant_id = $tenants[0] AND s.external_shop_id = '6001'}),
+	't', 'after one refresh, whose new tokens are stored on the tenant\'s shard');
+
 # An order push taken through the coordinator: handle_webhook() finds the
 # shop's tenant and queues a fetch on the tenant's shard; that node's
 # worker reads the order from the simulator, reserves its lines and pushes
