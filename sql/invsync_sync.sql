@@ -1047,7 +1047,10 @@ BEGIN
 	 * Leases that ran out (a worker that died, a shard moved away) make
 	 * their rows ready again: the leased rows are at most what is in
 	 * flight.  Per tenant under Citus, where FOR UPDATE may not span
-	 * shards.
+	 * shards.  The rows are locked, then updated, in two statements: a
+	 * join of the queue with itself, planned while the queue looked empty,
+	 * read the whole queue once per queue row (seconds at a few thousand).
+	 * They are updated by key under Citus, by row address on one node.
 	 */
 	IF invsync._citus_distributed() THEN
 		/* until the function returns: the setting is one of its own */
@@ -1056,12 +1059,6 @@ BEGIN
 							FROM invsync._served_shops() r
 						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),
 									r.tenant_id, r.shop_id);
-		/*
-		 * Two statements, not a join: a plan made while the queue looked
-		 * empty joined the whole queue to itself (seconds at a few
-		 * thousand rows).  The locked rows are updated by key here, where
-		 * they lie on one node.
-		 */
 		FOR v_tenant IN SELECT DISTINCT v_served[i][1]
 						  FROM generate_subscripts(v_served, 1) i LOOP
 			v_expired_listings := ARRAY(SELECT e.listing_id
