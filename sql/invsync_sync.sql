@@ -2728,20 +2728,29 @@ BEGIN
 			 WHERE s.enabled AND s.token_state = 'ok';
 		RETURN;
 	END IF;
-	/* Citus's catalogs are named only here, where they exist */
+	/*
+	 * Citus's catalogs are named only here, where they exist.  The shops
+	 * are read from this node's own shards of invsync.shops, by name: read
+	 * through the distributed table, every claim of every node would scan
+	 * every node's shops.
+	 */
 	EXECUTE $q$
-		SELECT array_agg(p.shardid)
+		SELECT array_agg(p.shardid ORDER BY p.shardid)
 		  FROM pg_catalog.pg_dist_placement p
 		  JOIN pg_catalog.pg_dist_shard d ON d.shardid = p.shardid
 		 WHERE d.logicalrelid = 'invsync.shops'::regclass
 		   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)$q$
 	   INTO v_local_shards;
-	RETURN QUERY EXECUTE $q$
-		SELECT s.tenant_id, s.shop_id FROM invsync.shops s
-		 WHERE s.enabled AND s.token_state = 'ok'
-		   AND pg_catalog.get_shard_id_for_distribution_column('invsync.shops', s.tenant_id)
-			   = ANY ($1)$q$
-	  USING coalesce(v_local_shards, '{}');
+	IF v_local_shards IS NULL THEN
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE
+		(SELECT pg_catalog.string_agg(
+					pg_catalog.format('SELECT s.tenant_id, s.shop_id FROM invsync.%I s
+										WHERE s.enabled AND s.token_state = %L',
+									  'shops_' || shard, 'ok'),
+					' UNION ALL ')
+		   FROM pg_catalog.unnest(v_local_shards) AS shard);
 END
 $$;
 COMMENT ON FUNCTION invsync._served_shops() IS
