@@ -1005,7 +1005,8 @@ $$;
  * turn however many shops are busy.  A shop's leased rows are counted from
  * the leased index: shops without pending rows, rows not due, and rows
  * already leased are never read.  Under Citus, where an index does not
- * span the shards, the shops are those this node serves (_served_shops).
+ * span the shards, the same descents run on this node's shards of the
+ * queue (_local_ready_shops), and the per-shop statements through Citus.
  */
 CREATE FUNCTION invsync._claim(p_now timestamptz, p_lease interval, p_limit integer,
 							   p_max_batch integer, p_after_tenant bigint DEFAULT NULL,
@@ -1042,6 +1043,7 @@ DECLARE
 	v_free		integer;
 	v_expired	tid[];
 	v_expired_listings bigint[];
+	v_sweep_tenant bigint;
 BEGIN
 	/*
 	 * Leases that ran out (a worker that died, a shard moved away) make
@@ -1055,24 +1057,24 @@ BEGIN
 	IF invsync._citus_distributed() THEN
 		/* until the function returns: the setting is one of its own */
 		PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-		v_served := ARRAY(SELECT ARRAY[r.tenant_id, r.shop_id]
-							FROM invsync._served_shops() r
-						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),
-									r.tenant_id, r.shop_id);
-		FOR v_tenant IN SELECT DISTINCT v_served[i][1]
-						  FROM generate_subscripts(v_served, 1) i LOOP
+		FOR v_sweep_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
 			v_expired_listings := ARRAY(SELECT e.listing_id
 										  FROM invsync.sync_queue e
-										 WHERE e.tenant_id = v_tenant AND e.state = 'pending'
+										 WHERE e.tenant_id = v_sweep_tenant AND e.state = 'pending'
 										   AND e.lease_until IS NOT NULL
 										   AND e.lease_until <= p_now
 										   FOR UPDATE SKIP LOCKED);
 			IF cardinality(v_expired_listings) > 0 THEN
 				UPDATE invsync.sync_queue q
 				   SET lease_until = NULL
-				 WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_expired_listings);
+				 WHERE q.tenant_id = v_sweep_tenant
+				   AND q.listing_id = ANY (v_expired_listings);
 			END IF;
 		END LOOP;
+		v_served := ARRAY(SELECT ARRAY[r.tenant_id, r.shop_id]
+							FROM invsync._local_ready_shops() r
+						   ORDER BY (r.tenant_id, r.shop_id) <= (v_tenant, v_shop),
+									r.tenant_id, r.shop_id);
 	ELSE
 		v_expired := ARRAY(SELECT e.ctid
 							 FROM invsync.sync_queue e
@@ -2700,6 +2702,35 @@ COMMENT ON FUNCTION invsync.distribute(integer) IS
 	'on a Citus coordinator: distribute invsync''s tables by tenant_id, co-located, in foreign-key order, and prepare every node; idempotent';
 
 /*
+ * The shards of an invsync table that are on this node, as relation names
+ * (Citus only: its catalogs are named only here, where they exist).  A
+ * worker reads them by name where a read through the distributed table
+ * would reach every node.
+ */
+CREATE FUNCTION invsync._local_shards(p_table text)
+	RETURNS text[]
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_shards	text[];
+BEGIN
+	EXECUTE $q$
+		SELECT array_agg(pg_catalog.format('invsync.%I', $1 || '_' || p.shardid)
+						 ORDER BY p.shardid)
+		  FROM pg_catalog.pg_dist_placement p
+		  JOIN pg_catalog.pg_dist_shard d ON d.shardid = p.shardid
+		 WHERE d.logicalrelid = pg_catalog.format('invsync.%I', $1)::regclass
+		   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)$q$
+	   INTO v_shards
+	  USING p_table;
+	RETURN coalesce(v_shards, '{}');
+END
+$$;
+COMMENT ON FUNCTION invsync._local_shards(text) IS
+	'under Citus, the names of this node''s shards of an invsync table';
+
+/*
  * Which node's sync worker serves which tenant: the node holding the
  * tenant's shards (with a single node, or tables not distributed, that
  * node serves every tenant).  A stock change runs its triggers, and wakes
@@ -2710,8 +2741,8 @@ COMMENT ON FUNCTION invsync.distribute(integer) IS
  * when its lease ends, and an outcome the old node records still applies
  * only at the version it claimed.
  *
- * The claim calls this once per turn and runs its per-shop statements
- * (WHERE tenant_id = $1 AND shop_id = $2 ...) for these shops only.
+ * The claim sweeps expired leases once per turn in the tenants of these
+ * shops, and the purge of attempts and order fetches run per tenant too.
  */
 CREATE FUNCTION invsync._served_shops()
 	RETURNS TABLE (tenant_id bigint, shop_id bigint)
@@ -2719,8 +2750,6 @@ CREATE FUNCTION invsync._served_shops()
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 #variable_conflict use_column
-DECLARE
-	v_local_shards bigint[];
 BEGIN
 	IF NOT invsync._citus_distributed() THEN
 		RETURN QUERY
@@ -2728,33 +2757,58 @@ BEGIN
 			 WHERE s.enabled AND s.token_state = 'ok';
 		RETURN;
 	END IF;
-	/*
-	 * Citus's catalogs are named only here, where they exist.  The shops
-	 * are read from this node's own shards of invsync.shops, by name: read
-	 * through the distributed table, every claim of every node would scan
-	 * every node's shops.
-	 */
-	EXECUTE $q$
-		SELECT array_agg(p.shardid ORDER BY p.shardid)
-		  FROM pg_catalog.pg_dist_placement p
-		  JOIN pg_catalog.pg_dist_shard d ON d.shardid = p.shardid
-		 WHERE d.logicalrelid = 'invsync.shops'::regclass
-		   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)$q$
-	   INTO v_local_shards;
-	IF v_local_shards IS NULL THEN
-		RETURN;
-	END IF;
+	/* read through the distributed table, every claim would scan every node */
 	RETURN QUERY EXECUTE
-		(SELECT pg_catalog.string_agg(
-					pg_catalog.format('SELECT s.tenant_id, s.shop_id FROM invsync.%I s
-										WHERE s.enabled AND s.token_state = %L',
-									  'shops_' || shard, 'ok'),
-					' UNION ALL ')
-		   FROM pg_catalog.unnest(v_local_shards) AS shard);
+		coalesce((SELECT pg_catalog.string_agg(
+							 pg_catalog.format('SELECT s.tenant_id, s.shop_id FROM %s s
+												 WHERE s.enabled AND s.token_state = %L',
+											   shard, 'ok'),
+							 ' UNION ALL ')
+					FROM pg_catalog.unnest(invsync._local_shards('shops')) AS shard),
+				 'SELECT NULL::bigint, NULL::bigint WHERE false');
 END
 $$;
 COMMENT ON FUNCTION invsync._served_shops() IS
 	'the shops whose rows this node''s sync worker serves: all of them, or under Citus those of the tenants whose shards are on this node';
+
+/*
+ * Under Citus, the shops with rows ready to claim (pending, not leased) in
+ * this node's shards of the queue: each step one descent of a shard's
+ * ready index, to the next shop holding such a row, as _claim does on a
+ * single node.  Shops without ready rows are never read.
+ */
+CREATE FUNCTION invsync._local_ready_shops()
+	RETURNS TABLE (tenant_id bigint, shop_id bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_shard		text;
+BEGIN
+	FOREACH v_shard IN ARRAY invsync._local_shards('sync_queue') LOOP
+		RETURN QUERY EXECUTE pg_catalog.format($q$
+			WITH RECURSIVE ready AS (
+				(SELECT q.tenant_id, q.shop_id
+				   FROM %1$s q
+				  WHERE q.state = 'pending' AND q.lease_until IS NULL
+				  ORDER BY q.tenant_id, q.shop_id
+				  LIMIT 1)
+				UNION ALL
+				SELECT n.tenant_id, n.shop_id
+				  FROM ready r
+				 CROSS JOIN LATERAL (
+						SELECT q.tenant_id, q.shop_id
+						  FROM %1$s q
+						 WHERE q.state = 'pending' AND q.lease_until IS NULL
+						   AND (q.tenant_id, q.shop_id) > (r.tenant_id, r.shop_id)
+						 ORDER BY q.tenant_id, q.shop_id
+						 LIMIT 1) n)
+			SELECT ready.tenant_id, ready.shop_id FROM ready$q$, v_shard);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION invsync._local_ready_shops() IS
+	'under Citus, the shops with ready rows in this node''s shards of the sync queue';
 
 /* ---------------------------------------------------------------------
  * pg_dump and privileges
@@ -2862,6 +2916,8 @@ GRANT EXECUTE ON FUNCTION
 	invsync._base_url_refusal(text),
 	invsync._claim_order_fetches(timestamptz, interval, integer),
 	invsync._served_shops(),
+	invsync._local_shards(text),
+	invsync._local_ready_shops(),
 	invsync._available(bigint, text, text[]),
 	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
 								timestamptz, jsonb, text, text, timestamptz)
