@@ -1383,9 +1383,13 @@ BEGIN
 							FROM invsync.sync_queue q
 						   WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_listings)
 							 FOR UPDATE SKIP LOCKED);
-		FOREACH v_outcome IN ARRAY p_outcomes LOOP
-			CONTINUE WHEN v_outcome.tenant_id <> v_tenant
-				OR v_outcome.listing_id <> ALL (v_locked);
+		/* the tenant's outcomes of rows locked here: a hash, not a scan each */
+		FOR v_outcome IN
+			SELECT o.*
+			  FROM pg_catalog.unnest(p_outcomes) AS o
+			 WHERE o.tenant_id = v_tenant
+			   AND o.listing_id IN (SELECT pg_catalog.unnest(v_locked))
+		LOOP
 			/* a value, not an expression: see _claim_shop */
 			v_due_at := p_now + v_outcome.due_in_ms * interval '1 millisecond';
 			UPDATE invsync.sync_queue q
@@ -1423,9 +1427,9 @@ BEGIN
 			   AND q.claimed_version = v_outcome.version AND q.lease_until IS NOT NULL;
 		END LOOP;
 
-		v_held := ARRAY(SELECT h.listing_id
-						  FROM pg_catalog.unnest(v_listings) AS h (listing_id)
-						 WHERE h.listing_id <> ALL (v_locked));
+		v_held := ARRAY(SELECT pg_catalog.unnest(v_listings)
+						EXCEPT
+						SELECT pg_catalog.unnest(v_locked));
 		CONTINUE WHEN cardinality(v_held) = 0;
 		RETURN QUERY
 			SELECT q.tenant_id, q.listing_id
