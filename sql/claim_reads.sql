@@ -98,3 +98,40 @@ SELECT l.sku FROM invsync._claim(now() + interval '1 second', interval '1 minute
 RESET ROLE;
 SELECT * FROM siblings;
 ROLLBACK;
+
+-- Outcomes recorded by key, tenant by tenant, as the worker records them
+-- under Citus (_record_batch_by_key): each applies at the version claimed
+-- only; a superseded one (another version claimed since) changes nothing.
+BEGIN;
+SELECT FROM invsync.upsert_location('W1');
+SELECT count(invsync.upsert_item(s)) FROM unnest(ARRAY['R1', 'R2', 'R3']) s;
+SELECT count(*) FROM invsync.adjust('R1', 'W1', 5, 'r', 'cr-r1');
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+VALUES ('shopee', '1', 'k', 'https://127.0.0.1:9') RETURNING app_id AS app \gset
+INSERT INTO invsync.shops (app_id, external_shop_id)
+VALUES (:app, '4848') RETURNING shop_id AS shop \gset
+INSERT INTO invsync.listings (shop_id, sku, external_item_id)
+VALUES (:shop, 'R1', '1'), (:shop, 'R2', '2'), (:shop, 'R3', '3');
+SET LOCAL ROLE invsync_worker;
+CREATE TEMP TABLE claimed AS
+SELECT c.listing_id, c.version, c.target_level
+  FROM invsync._claim(now(), interval '1 minute', 100, 50) c WHERE c.tenant_id = 48;
+RESET ROLE;
+SELECT l.sku, c.version, c.target_level
+  FROM claimed c JOIN invsync.listings l ON l.tenant_id = 48 AND l.listing_id = c.listing_id
+ ORDER BY l.sku;
+SET LOCAL ROLE invsync_worker;
+SELECT * FROM invsync._record_batch_by_key(
+	ARRAY(SELECT ROW(48, c.listing_id,
+					 CASE l.sku WHEN 'R3' THEN c.version + 1 ELSE c.version END,
+					 c.target_level, CASE l.sku WHEN 'R2' THEN 'retry' ELSE 'ok' END,
+					 1000, CASE l.sku WHEN 'R2' THEN 'http_500' END,
+					 CASE l.sku WHEN 'R2' THEN 'HTTP 500' END)::invsync.worker_outcome
+			FROM claimed c
+			JOIN invsync.listings l ON l.tenant_id = 48 AND l.listing_id = c.listing_id),
+	'{}', now());
+RESET ROLE;
+SELECT l.sku, q.state, q.lease_until IS NOT NULL AS leased, q.pushed_level, q.last_error
+  FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
+ WHERE q.tenant_id = 48 ORDER BY l.sku;
+ROLLBACK;
