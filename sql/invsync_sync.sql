@@ -511,7 +511,15 @@ BEGIN
 			(tenant_id, listing_id, shop_id, force_push, correlation_ids)
 		SELECT l.tenant_id, l.listing_id, l.shop_id, p_force, v_correlation_ids
 		  FROM invsync.listings l
-		  JOIN invsync.shops s ON s.tenant_id = l.tenant_id AND s.shop_id = l.shop_id
+		 /*
+		  * The shop by its key, from the listing: with statistics taken
+		  * before the tenant's shops came, a join read every shop of the
+		  * tenant through another index for each change.
+		  */
+		 CROSS JOIN LATERAL (SELECT s.enabled
+							   FROM invsync.shops s
+							  WHERE s.tenant_id = p_tenant AND s.shop_id = l.shop_id
+							 OFFSET 0) s
 		 WHERE l.tenant_id = p_tenant AND l.sku = v_sku
 		   /* a range the index answers, unlike "p_shop IS NULL OR ..." */
 		   AND l.shop_id BETWEEN coalesce(p_shop, 0) AND coalesce(p_shop, 9223372036854775807)
