@@ -2762,6 +2762,8 @@ CREATE FUNCTION invsync._served_shops()
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 #variable_conflict use_column
+DECLARE
+	v_shard		text;
 BEGIN
 	IF NOT invsync._citus_distributed() THEN
 		RETURN QUERY
@@ -2770,14 +2772,11 @@ BEGIN
 		RETURN;
 	END IF;
 	/* read through the distributed table, every claim would scan every node */
-	RETURN QUERY EXECUTE
-		coalesce((SELECT pg_catalog.string_agg(
-							 pg_catalog.format('SELECT s.tenant_id, s.shop_id FROM %s s
-												 WHERE s.enabled AND s.token_state = %L',
-											   shard, 'ok'),
-							 ' UNION ALL ')
-					FROM pg_catalog.unnest(invsync._local_shards('shops')) AS shard),
-				 'SELECT NULL::bigint, NULL::bigint WHERE false');
+	FOREACH v_shard IN ARRAY invsync._local_shards('shops') LOOP
+		RETURN QUERY EXECUTE pg_catalog.format(
+			'SELECT s.tenant_id, s.shop_id FROM %s s WHERE s.enabled AND s.token_state = %L',
+			v_shard, 'ok');
+	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION invsync._served_shops() IS
