@@ -53,6 +53,11 @@ include $(PGXS)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@
 
+# PGXS tracks no header dependencies (unless the server was configured with
+# --enable-depend): an object built against an older struct layout would
+# otherwise be linked with newer ones.  Every object depends on every header.
+$(OBJS): $(wildcard src/*.h adapters/*.h)
+
 # PGXS's installcheck with one target per run, so that make -k runs every
 # run whatever fails, and the pg_regress tests run a second time with
 # adjust()'s direct path off (the marker line tells tools/test which run a
