@@ -51,17 +51,28 @@ struct HttpEngine
 	dlist_head	in_flight;		/* HttpTransfer, added to the multi handle */
 	dlist_head	finished;		/* HttpTransfer, done, not yet taken */
 	MemoryContext context;		/* transfers and their buffers */
+
+	/*
+	 * Easy handles of finished transfers, reset, for the next requests:
+	 * making and freeing one per request cost several allocations of
+	 * libcurl's per-transfer state and buffers.
+	 */
+	CURL	  **idle_handles;
+	int			idle_count;
+	int			idle_room;
 };
 
 /*
  * One request, from http_engine_start until the caller frees its
  * completion.  Its context holds the transfer, the response body and the
- * header list's strings; the easy handle and the curl_slist are libcurl's
- * and are freed with it.
+ * header list's strings; the easy handle and the curl_slist are libcurl's:
+ * the list is freed with it, the handle goes back to the engine's idle
+ * handles.
  */
 struct HttpTransfer
 {
 	dlist_node	node;
+	HttpEngine *engine;
 	CURL	   *easy;
 	struct curl_slist *headers;
 	StringInfoData body;
@@ -99,13 +110,19 @@ struct HttpTransfer
 							curl_multi_strerror(multi_rc)))); \
 	} while (0)
 
-/* libcurl asks us to watch, re-arm or forget a socket */
+/*
+ * libcurl asks us to watch, re-arm or forget a socket.  A socket it already
+ * told us about carries a mark (curl_multi_assign), so each change is one
+ * epoll_ctl: libcurl forgets the mark when it forgets the socket, which is
+ * also when we take it out of the set.
+ */
 static int
 socket_callback(CURL *easy, curl_socket_t fd, int what, void *engine_arg,
 				void *socket_arg)
 {
 	HttpEngine *engine = (HttpEngine *) engine_arg;
 	struct epoll_event event;
+	int			operation;
 
 	if (what == CURL_POLL_REMOVE)
 	{
@@ -121,12 +138,19 @@ socket_callback(CURL *easy, curl_socket_t fd, int what, void *engine_arg,
 	if (what & CURL_POLL_OUT)
 		event.events |= EPOLLOUT;
 
-	if (epoll_ctl(engine->epoll_fd, EPOLL_CTL_MOD, fd, &event) != 0)
+	operation = (socket_arg != NULL) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
 	{
-		if (errno != ENOENT ||
-			epoll_ctl(engine->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0)
+		/* a set out of step with the mark: the other operation fits */
+		operation = (operation == EPOLL_CTL_ADD) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+		if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
+		{
 			elog(WARNING, "invsync: could not watch socket %d: %m", fd);
+			return 0;
+		}
 	}
+	if (socket_arg == NULL)
+		(void) curl_multi_assign(engine->multi, fd, engine);
 	return 0;
 }
 
@@ -221,6 +245,9 @@ http_engine_create(void)
 	/* keep-alive connections to reuse: a few per marketplace host */
 	CURLM_CHECK(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS,
 								  (long) Max(invsync_max_in_flight, 8)));
+	engine->idle_room = Max(invsync_max_in_flight, 8);
+	engine->idle_handles = MemoryContextAllocZero(TopMemoryContext,
+												  engine->idle_room * sizeof(CURL *));
 	return engine;
 }
 
@@ -311,13 +338,18 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(context);
 	transfer = palloc0(sizeof(HttpTransfer));
+	transfer->engine = engine;
 	transfer->context = context;
 	transfer->request_arg = request_arg;
 	initStringInfo(&transfer->body);
 	/* listed at once, so that an ERROR below leaves nothing unowned */
 	dlist_push_tail(&engine->in_flight, &transfer->node);
 
-	easy = curl_easy_init();
+	/* an idle handle was reset: every option below is set anew */
+	if (engine->idle_count > 0)
+		easy = engine->idle_handles[--engine->idle_count];
+	else
+		easy = curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -450,12 +482,28 @@ http_engine_take_finished(HttpEngine *engine, const HttpResult **result,
 	return transfer;
 }
 
-/* free a transfer taken with http_engine_take_finished */
+/*
+ * Free a transfer taken with http_engine_take_finished.  Its easy handle,
+ * off the multi handle, is reset to libcurl's defaults (it keeps no option,
+ * callback or pointer of this request) and kept for the next request while
+ * there is room.
+ */
 void
 http_transfer_free(HttpTransfer *transfer)
 {
+	HttpEngine *engine = transfer->engine;
+
 	if (transfer->easy != NULL)
-		curl_easy_cleanup(transfer->easy);
+	{
+		Assert(!transfer->in_multi);
+		if (engine->idle_count < engine->idle_room)
+		{
+			curl_easy_reset(transfer->easy);
+			engine->idle_handles[engine->idle_count++] = transfer->easy;
+		}
+		else
+			curl_easy_cleanup(transfer->easy);
+	}
 	curl_slist_free_all(transfer->headers);
 	MemoryContextDelete(transfer->context);
 }
@@ -478,6 +526,7 @@ http_engine_abort_all(HttpEngine *engine)
 		dlist_delete(&transfer->node);
 		if (transfer->in_multi)
 			(void) curl_multi_remove_handle(engine->multi, transfer->easy);
+		transfer->in_multi = false;
 		http_transfer_free(transfer);
 	}
 	dlist_foreach_modify(iter, &engine->finished)
