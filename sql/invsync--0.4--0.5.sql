@@ -866,16 +866,19 @@ BEGIN
 	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
 	  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
 									   v_listings) v;
-	SELECT array_agg(x.listing_id ORDER BY x.batch_key, x.sibling_key, x.listing_id),
-		   array_agg(x.level ORDER BY x.batch_key, x.sibling_key, x.listing_id),
-		   array_agg(x.unchanged ORDER BY x.batch_key, x.sibling_key, x.listing_id),
-		   array_agg(x.external_ids ORDER BY x.batch_key, x.sibling_key, x.listing_id),
-		   array_agg(x.sibling_key ORDER BY x.batch_key, x.sibling_key, x.listing_id)
+	/*
+	 * The five arrays come from one pass over rows sorted once, so they
+	 * match each other whatever the order.  The order only has to keep a
+	 * batch key's rows and a sibling group together: by bytes, not by
+	 * collation (five sorts by collation were a fifth of the claim).
+	 */
+	SELECT array_agg(x.listing_id), array_agg(x.level), array_agg(x.unchanged),
+		   array_agg(x.external_ids), array_agg(x.sibling_key)
 	  INTO v_listings, v_levels, v_unchanged, v_external_ids, v_sibling_keys
 	  FROM (SELECT v.listing_id, l.batch_key, l.sibling_key, l.external_ids, p.level,
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
 				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
-					 OVER (PARTITION BY l.sibling_key,
+					 OVER (PARTITION BY l.sibling_key COLLATE "C",
 								   CASE WHEN l.sibling_key IS NULL THEN v.listing_id END)
 				   AS unchanged
 			  FROM unnest(ARRAY(SELECT unnest(v_listings) ORDER BY 1), v_available)
@@ -893,7 +896,8 @@ BEGIN
 					OFFSET 0) q
 			 CROSS JOIN LATERAL (
 					SELECT invsync._publish_level(v.available, l.buffer, l.allocation_percent,
-												  l.min_level, l.max_level) AS level) p) x;
+												  l.min_level, l.max_level) AS level) p
+			 ORDER BY l.batch_key COLLATE "C", l.sibling_key COLLATE "C", v.listing_id) x;
 
 	/* the rows to push, in the order the worker batches them */
 	RETURN QUERY
