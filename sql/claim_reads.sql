@@ -135,3 +135,48 @@ SELECT l.sku, q.state, q.lease_until IS NOT NULL AS leased, q.pushed_level, q.la
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)
  WHERE q.tenant_id = 48 ORDER BY l.sku;
 ROLLBACK;
+
+-- A claim prices each listing from its sku's bundle list, read by key:
+-- with the plans made while bundle_leaves was empty, a tenant's other
+-- bundle lists are not read once per listing.  (Its index of the bundles
+-- containing a sku used to lead with the tenant; those plans then read all
+-- of the tenant's lists for every listing.)  Tenant 49.
+SET invsync.tenant = 49;
+BEGIN;
+SELECT FROM invsync.upsert_location('W1');
+SELECT count(invsync.upsert_item('BL-' || i)) FROM generate_series(1, 600) i;
+INSERT INTO invsync.apps (channel, app_key, app_secret, base_url)
+VALUES ('shopee', '1', 'k', 'https://127.0.0.1:9') RETURNING app_id AS app \gset
+INSERT INTO invsync.shops (app_id, external_shop_id)
+VALUES (:app, '49') RETURNING shop_id AS shop \gset
+-- bundle_leaves as a new deployment has it: empty, analyzed empty; the
+-- claim's plans are made again from that.  Other tests' queue rows go too:
+-- the claims below take this tenant's rows only.
+TRUNCATE invsync.bundle_leaves, invsync.sync_queue;
+ANALYZE invsync.bundle_leaves;
+SET LOCAL ROLE invsync_worker;
+SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 10, 50);
+RESET ROLE;
+-- then 200 bundles of two skus each (400 list entries), and 100 listings
+-- of plain skus
+SELECT count(*)
+  FROM generate_series(1, 200) i,
+	   invsync.set_bundle('BL-' || (400 + i),
+						  jsonb_build_array(jsonb_build_object('sku', 'BL-' || (200 + i), 'qty', 1),
+											jsonb_build_object('sku', 'BL-' || i, 'qty', 2)));
+INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
+SELECT :shop, 'BL-' || i, i::text, '0' FROM generate_series(1, 100) i;
+CREATE TEMP VIEW leaves_reads AS
+SELECT sum(pg_stat_get_xact_tuples_returned(r)) AS tuples
+  FROM (SELECT 'invsync.bundle_leaves'::regclass::oid
+		UNION ALL
+		SELECT indexrelid FROM pg_index
+		 WHERE indrelid = 'invsync.bundle_leaves'::regclass) s (r);
+SELECT tuples AS reads_before FROM leaves_reads \gset
+SET LOCAL ROLE invsync_worker;
+SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 100, 50);
+RESET ROLE;
+-- a plain sku's list is empty: nothing to read but the probe
+SELECT tuples - :reads_before AS reads FROM leaves_reads \gset
+SELECT CASE WHEN :reads <= 100 THEN 'by key' ELSE :reads || ' read' END AS bundle_reads;
+ROLLBACK;

@@ -8,6 +8,11 @@
 
 \echo Use "ALTER EXTENSION invsync UPDATE TO '0.5'" to load this file. \quit
 
+/* the bundles containing a sku: led by the sku (see invsync.sql) */
+DROP INDEX invsync.bundle_leaves_component_idx;
+CREATE INDEX bundle_leaves_component_idx
+	ON invsync.bundle_leaves (component_sku, tenant_id);
+
 /* ---------------------------------------------------------------------
  * Citus: functions whose statements Citus can route to a tenant's shard
  * (see invsync.sql and invsync_sync.sql for why each changed)

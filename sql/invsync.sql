@@ -227,8 +227,16 @@ CREATE TABLE invsync.bundle_leaves (
 	CONSTRAINT bundle_leaf_qty CHECK (qty >= 1),
 	CONSTRAINT bundle_leaf_depth CHECK (depth >= 1)
 );
+/*
+ * The bundles containing a sku.  Led by the sku, not the tenant: led by the
+ * tenant, it served a lookup of one bundle's list too (the tenant as its
+ * only bound, every other column a filter), and a plan made while the
+ * table was small or empty chose it for that and read all of the tenant's
+ * lists for every listing a claim priced.  Now each lookup has exactly one
+ * index that bounds it by both of its columns.
+ */
 CREATE INDEX bundle_leaves_component_idx
-	ON invsync.bundle_leaves (tenant_id, component_sku);
+	ON invsync.bundle_leaves (component_sku, tenant_id);
 COMMENT ON TABLE invsync.bundle_leaves IS
 	'each bundle flattened: the stocked skus one unit consumes through all its nesting, quantities multiplied; kept by set_bundle()';
 COMMENT ON COLUMN invsync.bundle_leaves.depth IS
