@@ -108,21 +108,22 @@ CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigin
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)
 	LANGUAGE sql STABLE
 BEGIN ATOMIC
-	SELECT l.tenant_id, l.listing_id,
-		   coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+	SELECT l.tenant_id, l.listing_id, b.available
 	  FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
 	 CROSS JOIN LATERAL (SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations
 						   FROM invsync.listings l
 						  WHERE l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
 						 OFFSET 0) l
-	 CROSS JOIN LATERAL invsync._expand_bundle(l.tenant_id, l.sku) e
-	  LEFT JOIN LATERAL (
-			SELECT sum(s.on_hand - s.reserved) AS available
-			  FROM invsync.stock_levels s
-			 WHERE s.tenant_id = l.tenant_id AND s.sku = e.sku
-			   AND (l.source_locations IS NULL
-					OR s.location = ANY (l.source_locations))) a ON true
-	 GROUP BY l.tenant_id, l.listing_id;
+	 CROSS JOIN LATERAL (
+			SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
+				   AS available
+			  FROM invsync._expand_bundle(l.tenant_id, l.sku) e
+			  LEFT JOIN LATERAL (
+					SELECT sum(s.on_hand - s.reserved) AS available
+					  FROM invsync.stock_levels s
+					 WHERE s.tenant_id = l.tenant_id AND s.sku = e.sku
+					   AND (l.source_locations IS NULL
+							OR s.location = ANY (l.source_locations))) a ON true) b;
 END;
 
 CREATE OR REPLACE FUNCTION invsync._listing_levels()
