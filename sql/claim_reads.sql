@@ -10,6 +10,14 @@
 -- this test server never sees the rows.  Tenant 48.
 --
 \set VERBOSITY terse
+-- the tuples this transaction's scans of a table and its indexes returned
+CREATE FUNCTION pg_temp.tuples_read(p_table regclass) RETURNS bigint
+	LANGUAGE sql AS $$
+	SELECT sum(pg_stat_get_xact_tuples_returned(r))::bigint
+	  FROM (SELECT p_table::oid
+			UNION ALL
+			SELECT indexrelid FROM pg_index WHERE indrelid = p_table) s (r)
+$$;
 SET invsync.tenant = 48;
 
 BEGIN;
@@ -34,13 +42,7 @@ UPDATE invsync.sync_queue
    SET lease_until = now() - interval '1 second', claimed_version = version
  WHERE tenant_id = 48;
 
-CREATE TEMP VIEW queue_reads AS
-SELECT sum(pg_stat_get_xact_tuples_returned(r)) AS tuples
-  FROM (SELECT 'invsync.sync_queue'::regclass::oid
-		UNION ALL
-		SELECT indexrelid FROM pg_index
-		 WHERE indrelid = 'invsync.sync_queue'::regclass) s (r);
-SELECT tuples AS reads_before FROM queue_reads \gset
+SELECT pg_temp.tuples_read('invsync.sync_queue') AS reads_before \gset
 
 -- the next claim sweeps the 2,000 expired leases and claims 10 rows again
 SET LOCAL ROLE invsync_worker;
@@ -51,7 +53,7 @@ SELECT count(*) FILTER (WHERE lease_until > now()) AS leased,
   FROM invsync.sync_queue WHERE tenant_id = 48;
 -- at most ten tuples a queue row: the sweep, and the claim passing over
 -- the index entries the sweep and the leases left behind
-SELECT tuples - :reads_before AS reads FROM queue_reads \gset
+SELECT pg_temp.tuples_read('invsync.sync_queue') - :reads_before AS reads \gset
 SELECT CASE WHEN :reads <= 20000 THEN 'proportionate' ELSE :reads || ' read' END
 	   AS claim_reads;
 ROLLBACK;
@@ -166,17 +168,11 @@ SELECT count(*)
 											jsonb_build_object('sku', 'BL-' || i, 'qty', 2)));
 INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
 SELECT :shop, 'BL-' || i, i::text, '0' FROM generate_series(1, 100) i;
-CREATE TEMP VIEW leaves_reads AS
-SELECT sum(pg_stat_get_xact_tuples_returned(r)) AS tuples
-  FROM (SELECT 'invsync.bundle_leaves'::regclass::oid
-		UNION ALL
-		SELECT indexrelid FROM pg_index
-		 WHERE indrelid = 'invsync.bundle_leaves'::regclass) s (r);
-SELECT tuples AS reads_before FROM leaves_reads \gset
+SELECT pg_temp.tuples_read('invsync.bundle_leaves') AS reads_before \gset
 SET LOCAL ROLE invsync_worker;
 SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 100, 50);
 RESET ROLE;
 -- a plain sku's list is empty: nothing to read but the probe
-SELECT tuples - :reads_before AS reads FROM leaves_reads \gset
+SELECT pg_temp.tuples_read('invsync.bundle_leaves') - :reads_before AS reads \gset
 SELECT CASE WHEN :reads <= 100 THEN 'by key' ELSE :reads || ' read' END AS bundle_reads;
 ROLLBACK;
