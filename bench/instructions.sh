@@ -40,36 +40,15 @@ install_packages valgrind nginx-light curl python3
 bench_prepare instructions
 
 SINK_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_run_user mkdir -p "$BENCH_DIR/nginx"
-as_run_user tee "$BENCH_DIR/nginx/nginx.conf" >/dev/null <<NGINX
-worker_processes 1;
-pid $BENCH_DIR/nginx/nginx.pid;
-error_log $BENCH_DIR/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $BENCH_DIR/nginx/body;
-	proxy_temp_path $BENCH_DIR/nginx/proxy;
-	fastcgi_temp_path $BENCH_DIR/nginx/fastcgi;
-	uwsgi_temp_path $BENCH_DIR/nginx/uwsgi;
-	scgi_temp_path $BENCH_DIR/nginx/scgi;
-	keepalive_requests 10000000;
-	server {
-		listen 127.0.0.1:$SINK_PORT;
-		default_type application/json;
-		location = /m1/api/v2/product/update_stock {
-			return 200 '{"request_id":"sink","error":"","message":"","response":{"failure_list":[],"success_list":[{"model_id":0,"location_id":"","stock":0}]}}';
-		}
-	}
-}
-NGINX
-
 cleanup() {
 	as_run_user pg_ctl -D "$DATA" -m immediate stop >/dev/null 2>&1 || true
 	[ -f "$BENCH_DIR/nginx/nginx.pid" ] && kill "$(cat "$BENCH_DIR/nginx/nginx.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
-as_run_user nginx -e "$BENCH_DIR/nginx/error.log" -p "$BENCH_DIR/nginx" -c "$BENCH_DIR/nginx/nginx.conf"
+start_sink "$BENCH_DIR/nginx" "$SINK_PORT" "
+		location = /m1/api/v2/product/update_stock {
+			return 200 '{\"request_id\":\"sink\",\"error\":\"\",\"message\":\"\",\"response\":{\"failure_list\":[],\"success_list\":[{\"model_id\":0,\"location_id\":\"\",\"stock\":0}]}}';
+		}"
 
 SERVER_CONF="
 shared_preload_libraries = 'invsync'

@@ -216,37 +216,15 @@ print(json.dumps({"request_id": "sink", "error": "", "message": "",
 	"success_list": [{"model_id": m, "location_id": "", "stock": 0} for m in range(n)]}},
 	separators=(",", ":")))' "$1"
 }
-as_run_user tee "$BENCH_DIR/nginx/nginx.conf" >/dev/null <<NGINX
-worker_processes 1;
-pid $BENCH_DIR/nginx/nginx.pid;
-error_log $BENCH_DIR/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $BENCH_DIR/nginx/body;
-	proxy_temp_path $BENCH_DIR/nginx/proxy;
-	fastcgi_temp_path $BENCH_DIR/nginx/fastcgi;
-	uwsgi_temp_path $BENCH_DIR/nginx/uwsgi;
-	scgi_temp_path $BENCH_DIR/nginx/scgi;
-	keepalive_requests 10000000;
-	keepalive_timeout 300s;
-	server {
-		listen 127.0.0.1:$SINK_PORT backlog=1024;
-		default_type application/json;
+start_sink "$BENCH_DIR/nginx" "$SINK_PORT" "
 		location = /m1/api/v2/product/update_stock { return 200 '$(success_body 1)'; }
 		location = /m50/api/v2/product/update_stock { return 200 '$(success_body 50)'; }
 		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
-			return 200 '{"code":0,"data":{},"message":"Success","request_id":"20261201000000SINK0000000000000000"}';
+			return 200 '{\"code\":0,\"data\":{},\"message\":\"Success\",\"request_id\":\"20261201000000SINK0000000000000000\"}';
 		}
 		location = /rest/product/stock/sellable/update {
-			return 200 '{"code":"0","data":{},"request_id":"0b0f0f0f17330000000000001"}';
-		}
-		location = /status { stub_status; }
-	}
-}
-NGINX
-as_run_user nginx -e "$BENCH_DIR/nginx/error.log" -p "$BENCH_DIR/nginx" -c "$BENCH_DIR/nginx/nginx.conf"
-for _ in $(seq 50); do curl -s -o /dev/null "$SINK_URL/status" && break; sleep 0.1; done
+			return 200 '{\"code\":\"0\",\"data\":{},\"request_id\":\"0b0f0f0f17330000000000001\"}';
+		}"
 NGINX_PID=$(cat "$BENCH_DIR/nginx/nginx.pid")
 sink_accepts() { curl -s "$SINK_URL/status" | awk 'NR == 3 { print $1 }'; }
 

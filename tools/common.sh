@@ -96,6 +96,40 @@ bench_prepare() {
 	as_run_user mkdir -p "$BENCH_DIR"
 }
 
+# An nginx on loopback, the benchmarks' marketplace "sink": it answers each
+# of LOCATIONS (nginx location blocks, each returning a fixed body) and
+# /status (its counters), on keep-alive connections that never expire; its
+# files in DIR.  Returns once it answers.  start_sink DIR PORT LOCATIONS
+start_sink() {
+	as_run_user mkdir -p "$1"
+	as_run_user tee "$1/nginx.conf" >/dev/null <<NGINX
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $1/body;
+	proxy_temp_path $1/proxy;
+	fastcgi_temp_path $1/fastcgi;
+	uwsgi_temp_path $1/uwsgi;
+	scgi_temp_path $1/scgi;
+	keepalive_requests 10000000;
+	keepalive_timeout 300s;
+	server {
+		listen 127.0.0.1:$2 backlog=1024;
+		default_type application/json;
+$3
+		location = /status { stub_status; }
+	}
+}
+NGINX
+	as_run_user nginx -e "$1/error.log" -p "$1" -c "$1/nginx.conf"
+	for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$2/status" && return; sleep 0.1; done
+	echo "the nginx sink did not start" >&2
+	return 1
+}
+
 # A throwaway cluster in $DATA with the settings SETTINGS, on PORT and a
 # socket in $BENCH_DIR only (no TCP), and its database "bench", owned by
 # the superuser bench: bench_start_cluster SETTINGS PORT
