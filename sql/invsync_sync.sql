@@ -881,7 +881,13 @@ DECLARE
 	v_lease_until timestamptz := p_now + p_lease;
 	v_wait_until timestamptz := p_now + interval '250 milliseconds';
 BEGIN
-	SELECT array_agg(c.listing_id), coalesce(bool_or(l.sibling_key IS NOT NULL), false)
+	/*
+	 * A row is grouped when its listing has a sibling key and the group is
+	 * more than the listing itself, enabled: a group of one (TikTok's usual
+	 * SKU in one warehouse) is claimed as it was picked, without the group
+	 * statements below (a sixth of such a claim).
+	 */
+	SELECT array_agg(c.listing_id), coalesce(bool_or(l.grouped), false)
 	  INTO v_listings, v_grouped
 	  FROM (SELECT q.listing_id
 			  FROM invsync.sync_queue q
@@ -891,9 +897,16 @@ BEGIN
 			 ORDER BY q.due_at
 			 LIMIT p_limit
 			   FOR UPDATE SKIP LOCKED) c
-	 CROSS JOIN LATERAL (SELECT l.sibling_key FROM invsync.listings l
-						  WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
-						 OFFSET 0) l;
+	 CROSS JOIN LATERAL (
+			SELECT l.sibling_key IS NOT NULL
+				   AND (NOT l.enabled
+						OR EXISTS (SELECT 1 FROM invsync.listings m
+									WHERE m.tenant_id = p_tenant AND m.shop_id = p_shop
+									  AND m.sibling_key = l.sibling_key AND m.enabled
+									  AND m.listing_id <> l.listing_id)) AS grouped
+			  FROM invsync.listings l
+			 WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
+			OFFSET 0) l;
 	IF v_listings IS NULL THEN
 		RETURN;
 	END IF;
