@@ -7,8 +7,9 @@
 # (bench/sync.sh); an instruction count does not move at all, so a change
 # that saves 2 % shows.  Per tree (BENCH_BASE first, then the working tree):
 # build and install it, start a throwaway cluster and an nginx sink on
-# loopback answering Shopee's success shape, create BENCH_LISTINGS (2,000)
-# listings over 4 Shopee shops (created disabled), restart the server under
+# loopback answering the channel's success shape, create BENCH_LISTINGS
+# (2,000) listings of BENCH_CHANNEL (shopee, tiktok or lazada; Lazada's app
+# at a batch_size of 1) over 4 shops, created disabled, restart the server under
 # callgrind, enable the shops, wait until every row is synced (one listing
 # a request, the extension's defaults), stop the server and read the
 # worker's profile.  Reported per push (a request that was answered 'ok'):
@@ -19,7 +20,7 @@
 # is not counted: callgrind sees user space only.
 #
 # Settings: BENCH_BASE (a git revision, default HEAD; "none" to measure the
-# working tree only), BENCH_LISTINGS, BENCH_PORT (54349), BENCH_PG_BIN to use
+# working tree only), BENCH_CHANNEL (shopee), BENCH_LISTINGS, BENCH_PORT (54349), BENCH_PG_BIN to use
 # another PostgreSQL 15 build, BENCH_OUT (bench/results-instructions.md).
 # Takes about 2 minutes a tree on the 2-core machine.
 
@@ -27,6 +28,7 @@ export INVSYNC_WORK=${INVSYNC_WORK:-/tmp/invsync-bench-instructions}
 . "$(dirname "$0")/../tools/common.sh"
 
 BASE=${BENCH_BASE:-HEAD}
+CHANNEL=${BENCH_CHANNEL:-shopee}
 LISTINGS=${BENCH_LISTINGS:-2000}
 PORT=${BENCH_PORT:-54349}
 if [ -n "${BENCH_PG_BIN:-}" ]; then
@@ -48,7 +50,34 @@ trap cleanup EXIT
 start_sink "$BENCH_DIR/nginx" "$SINK_PORT" "
 		location = /m1/api/v2/product/update_stock {
 			return 200 '{\"request_id\":\"sink\",\"error\":\"\",\"message\":\"\",\"response\":{\"failure_list\":[],\"success_list\":[{\"model_id\":0,\"location_id\":\"\",\"stock\":0}]}}';
+		}
+		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
+			return 200 '{\"code\":0,\"data\":{},\"message\":\"Success\",\"request_id\":\"20261201000000SINK0000000000000000\"}';
+		}
+		location = /rest/product/stock/sellable/update {
+			return 200 '{\"code\":\"0\",\"data\":{},\"request_id\":\"0b0f0f0f17330000000000001\"}';
 		}"
+
+# the channel's app, and each listing's ids as its adapter reads them
+SINK=http://127.0.0.1:$SINK_PORT
+case $CHANNEL in
+	shopee)
+		APP="('shopee', 'sink', '2001887', 'bench-partner-key', '$SINK/m1', NULL, NULL)"
+		REGION=NULL
+		COLS="external_item_id, external_model_id"
+		IDS="(j + 1)::text, '0'" ;;
+	tiktok)
+		APP="('tiktok', 'sink', 'tt-bench-app', 'bench-app-secret', '$SINK/tt', '$SINK/tt', NULL)"
+		REGION="'ID'"
+		COLS=external_ids
+		IDS="jsonb_build_object('product_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text, 'warehouse_id', 'W1')" ;;
+	lazada)
+		APP="('lazada', 'sink', '120001', 'bench-app-secret', '$SINK/rest', '$SINK/rest', 1)"
+		REGION="'SG'"
+		COLS=external_ids
+		IDS="jsonb_build_object('item_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text)" ;;
+	*) echo "BENCH_CHANNEL: shopee, tiktok or lazada" >&2; exit 1 ;;
+esac
 
 SERVER_CONF="
 shared_preload_libraries = 'invsync'
@@ -77,15 +106,15 @@ measure() {
 CREATE EXTENSION invsync;
 SELECT invsync.upsert_location('W1');
 SELECT count(invsync.upsert_item('SKU-' || i)) FROM generate_series(1, $LISTINGS) i;
-INSERT INTO invsync.apps (channel, name, app_key, app_secret, base_url)
-VALUES ('shopee', 'sink', '1001', 'bench-partner-key', 'http://127.0.0.1:$SINK_PORT/m1');
-INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token,
+INSERT INTO invsync.apps (channel, name, app_key, app_secret, base_url, auth_base_url, batch_size)
+VALUES $APP;
+INSERT INTO invsync.shops (app_id, external_shop_id, region, access_token, refresh_token,
 						   access_expires_at, rate_limit_per_sec, max_in_flight, enabled)
-SELECT app_id, (8100 + k)::text, 'tok-' || k, 'ref-' || k, now() + interval '1 day',
+SELECT app_id, (8100 + k)::text, $REGION, 'tok-' || k, 'ref-' || k, now() + interval '1 day',
 	   100000, 16, false
   FROM invsync.apps, generate_series(1, 4) k;
-INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
-SELECT s.shop_id, 'SKU-' || ((s.n - 1) * ($LISTINGS / 4) + j + 1), (j + 1)::text, '0'
+INSERT INTO invsync.listings (shop_id, sku, $COLS)
+SELECT s.shop_id, 'SKU-' || ((s.n - 1) * ($LISTINGS / 4) + j + 1), $IDS
   FROM (SELECT shop_id, row_number() OVER (ORDER BY shop_id) AS n FROM invsync.shops) s,
 	   generate_series(0, $LISTINGS / 4 - 1) j;
 VACUUM ANALYZE;
@@ -141,7 +170,7 @@ RESULTS+=("$(measure "$INVSYNC_WORK" "this tree")")
 	echo "# bench/instructions.sh"
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $("$PG_BIN/postgres" --version), $(valgrind --version),"
-	echo "$LISTINGS listings over 4 Shopee shops, one listing a request to an nginx sink on loopback, the"
+	echo "$LISTINGS listings over 4 $CHANNEL shops, one listing a request to an nginx sink on loopback, the"
 	echo "extension's defaults. Instructions of the sync worker (callgrind, user space) a push answered 'ok'."
 	echo
 	echo "| tree | pushes | worker loop | claim | record | build and send | libcurl and sockets | read answers | ratio to the first |"
