@@ -36,43 +36,31 @@ if [ -n "${BENCH_PG_BIN:-}" ]; then
 	export PATH=$PG_BIN:$PATH
 fi
 OUT=${BENCH_OUT:-$REPO/bench/results-instructions.md}
-PY=python3
 
 install_packages valgrind nginx-light curl python3
 bench_prepare instructions
 
-SINK_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
 	as_run_user pg_ctl -D "$DATA" -m immediate stop >/dev/null 2>&1 || true
 	[ -f "$BENCH_DIR/nginx/nginx.pid" ] && kill "$(cat "$BENCH_DIR/nginx/nginx.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
-start_sink "$BENCH_DIR/nginx" "$SINK_PORT" "
-		location = /m1/api/v2/product/update_stock {
-			return 200 '{\"request_id\":\"sink\",\"error\":\"\",\"message\":\"\",\"response\":{\"failure_list\":[],\"success_list\":[{\"model_id\":0,\"location_id\":\"\",\"stock\":0}]}}';
-		}
-		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
-			return 200 '{\"code\":0,\"data\":{},\"message\":\"Success\",\"request_id\":\"20261201000000SINK0000000000000000\"}';
-		}
-		location = /rest/product/stock/sellable/update {
-			return 200 '{\"code\":\"0\",\"data\":{},\"request_id\":\"0b0f0f0f17330000000000001\"}';
-		}"
+start_sink "$BENCH_DIR/nginx"
 
 # the channel's app, and each listing's ids as its adapter reads them
-SINK=http://127.0.0.1:$SINK_PORT
 case $CHANNEL in
 	shopee)
-		APP="('shopee', 'sink', '2001887', 'bench-partner-key', '$SINK/m1', NULL, NULL)"
+		APP="('shopee', 'sink', '2001887', 'bench-partner-key', '$SINK_URL/m1', NULL, NULL)"
 		REGION=NULL
 		COLS="external_item_id, external_model_id"
 		IDS="(j + 1)::text, '0'" ;;
 	tiktok)
-		APP="('tiktok', 'sink', 'tt-bench-app', 'bench-app-secret', '$SINK/tt', '$SINK/tt', NULL)"
+		APP="('tiktok', 'sink', 'tt-bench-app', 'bench-app-secret', '$SINK_URL/tt', '$SINK_URL/tt', NULL)"
 		REGION="'ID'"
 		COLS=external_ids
 		IDS="jsonb_build_object('product_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text, 'warehouse_id', 'W1')" ;;
 	lazada)
-		APP="('lazada', 'sink', '120001', 'bench-app-secret', '$SINK/rest', '$SINK/rest', 1)"
+		APP="('lazada', 'sink', '120001', 'bench-app-secret', '$SINK_URL/rest', '$SINK_URL/rest', 1)"
 		REGION="'SG'"
 		COLS=external_ids
 		IDS="jsonb_build_object('item_id', (j + 1)::text, 'sku_id', (100000 + j + 1)::text)" ;;

@@ -200,31 +200,10 @@ SIM_PORT=${SIM_PORT_shopee:-0}
 TT_URL=$SIM_URL_tiktok
 LZ_URL=$SIM_URL_lazada
 
-# the sink: Shopee's success shape, model ids 0 (under /m1) or 0..49 (/m50),
-# which is what the listings of the sink shops use, so every push is 'ok';
-# TikTok's (and Tokopedia's) for any product's Update Inventory under /tt;
-# Lazada's for UpdateSellableQuantity under /rest
+# the sink (tools/common.sh): every channel's success shape, for the ids
+# the listings of the sink shops have, so every push is 'ok'
 say "starting the nginx sink"
-SINK_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-SINK_URL=http://127.0.0.1:$SINK_PORT
-success_body() {
-	$PY -c '
-import json, sys
-n = int(sys.argv[1])
-print(json.dumps({"request_id": "sink", "error": "", "message": "",
-	"response": {"failure_list": [],
-	"success_list": [{"model_id": m, "location_id": "", "stock": 0} for m in range(n)]}},
-	separators=(",", ":")))' "$1"
-}
-start_sink "$BENCH_DIR/nginx" "$SINK_PORT" "
-		location = /m1/api/v2/product/update_stock { return 200 '$(success_body 1)'; }
-		location = /m50/api/v2/product/update_stock { return 200 '$(success_body 50)'; }
-		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
-			return 200 '{\"code\":0,\"data\":{},\"message\":\"Success\",\"request_id\":\"20261201000000SINK0000000000000000\"}';
-		}
-		location = /rest/product/stock/sellable/update {
-			return 200 '{\"code\":\"0\",\"data\":{},\"request_id\":\"0b0f0f0f17330000000000001\"}';
-		}"
+start_sink "$BENCH_DIR/nginx"
 NGINX_PID=$(cat "$BENCH_DIR/nginx/nginx.pid")
 sink_accepts() { curl -s "$SINK_URL/status" | awk 'NR == 3 { print $1 }'; }
 

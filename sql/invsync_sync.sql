@@ -260,8 +260,8 @@ CREATE TRIGGER listings_ids
  * a level computed by a call per row cost the claim some 200 us a row.
  * Each listing is looked up from the row given (LATERAL, not pulled up):
  * a plan from statistics of small tables could otherwise scan the tenant's
- * listings and look the given rows up for each.  Its level is an aggregate
- * over its own bundle list, so the rows need no sorting into groups.
+ * listings and look the given rows up for each.  Its available stock is an
+ * aggregate over its own bundle list, so the rows need no sorting into groups.
  */
 CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)

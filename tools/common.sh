@@ -96,11 +96,28 @@ bench_prepare() {
 	as_run_user mkdir -p "$BENCH_DIR"
 }
 
-# An nginx on loopback, the benchmarks' marketplace "sink": it answers each
-# of LOCATIONS (nginx location blocks, each returning a fixed body) and
-# /status (its counters), on keep-alive connections that never expire; its
-# files in DIR.  Returns once it answers.  start_sink DIR PORT LOCATIONS
+# Shopee's answer to an update_stock call: every one of N models (ids
+# 0..N-1, as the benchmarks' listings have them) updated
+shopee_success_body() {
+	python3 -c '
+import json, sys
+n = int(sys.argv[1])
+print(json.dumps({"request_id": "sink", "error": "", "message": "",
+	"response": {"failure_list": [],
+	"success_list": [{"model_id": m, "location_id": "", "stock": 0} for m in range(n)]}},
+	separators=(",", ":")))' "$1"
+}
+
+# An nginx on loopback, the benchmarks' marketplace "sink", on a free port
+# it sets in SINK_PORT (SINK_URL its base), its files in DIR.  It answers
+# every push with the channel's success shape: Shopee's under /m1 (one
+# model an item) and /m50 (50), TikTok's (and Tokopedia's) for any
+# product's Update Inventory under /tt, Lazada's UpdateSellableQuantity
+# under /rest; and /status with its counters.  Keep-alive connections
+# never expire.  Returns once it answers.  start_sink DIR
 start_sink() {
+	SINK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	SINK_URL=http://127.0.0.1:$SINK_PORT
 	as_run_user mkdir -p "$1"
 	as_run_user tee "$1/nginx.conf" >/dev/null <<NGINX
 worker_processes 1;
@@ -117,15 +134,22 @@ http {
 	keepalive_requests 10000000;
 	keepalive_timeout 300s;
 	server {
-		listen 127.0.0.1:$2 backlog=1024;
+		listen 127.0.0.1:$SINK_PORT backlog=1024;
 		default_type application/json;
-$3
+		location = /m1/api/v2/product/update_stock { return 200 '$(shopee_success_body 1)'; }
+		location = /m50/api/v2/product/update_stock { return 200 '$(shopee_success_body 50)'; }
+		location ~ ^/tt/product/202309/products/[0-9]+/inventory/update\$ {
+			return 200 '{"code":0,"data":{},"message":"Success","request_id":"20261201000000SINK0000000000000000"}';
+		}
+		location = /rest/product/stock/sellable/update {
+			return 200 '{"code":"0","data":{},"request_id":"0b0f0f0f17330000000000001"}';
+		}
 		location = /status { stub_status; }
 	}
 }
 NGINX
 	as_run_user nginx -e "$1/error.log" -p "$1" -c "$1/nginx.conf"
-	for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$2/status" && return; sleep 0.1; done
+	for _ in $(seq 50); do curl -s -o /dev/null "$SINK_URL/status" && return; sleep 0.1; done
 	echo "the nginx sink did not start" >&2
 	return 1
 }
