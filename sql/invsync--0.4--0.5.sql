@@ -105,12 +105,18 @@ COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
 
 /* the available stock of many listings in one inlined statement */
 CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
-	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint)
+	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint, level bigint,
+				   ordinal bigint, batch_key text, sibling_key text, external_ids jsonb)
 	LANGUAGE sql STABLE
 BEGIN ATOMIC
-	SELECT l.tenant_id, l.listing_id, b.available
-	  FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
-	 CROSS JOIN LATERAL (SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations
+	SELECT l.tenant_id, l.listing_id, b.available,
+		   invsync._publish_level(b.available, l.buffer, l.allocation_percent,
+								  l.min_level, l.max_level),
+		   c.ordinal, l.batch_key, l.sibling_key, l.external_ids
+	  FROM unnest(p_tenants, p_listings) WITH ORDINALITY AS c (tenant_id, listing_id, ordinal)
+	 CROSS JOIN LATERAL (SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations,
+								l.buffer, l.allocation_percent, l.min_level, l.max_level,
+								l.batch_key, l.sibling_key, l.external_ids
 						   FROM invsync.listings l
 						  WHERE l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
 						 OFFSET 0) l
@@ -489,16 +495,22 @@ BEGIN
 DECLARE
 	r			record;
 BEGIN
-	FOR r IN SELECT c.tenant_id, c.listing_id
-			   FROM unnest(p_tenants, p_listings) AS c (tenant_id, listing_id)
-	LOOP
-		SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations INTO r
+	FOR i IN 1 .. coalesce(cardinality(p_listings), 0) LOOP
+		SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations, l.buffer,
+			   l.allocation_percent, l.min_level, l.max_level, l.batch_key,
+			   l.sibling_key, l.external_ids INTO r
 		  FROM invsync.listings l
-		 WHERE l.tenant_id = r.tenant_id AND l.listing_id = r.listing_id;
+		 WHERE l.tenant_id = p_tenants[i] AND l.listing_id = p_listings[i];
 		CONTINUE WHEN NOT FOUND;
 		tenant_id := r.tenant_id;
 		listing_id := r.listing_id;
 		available := coalesce(invsync._available(r.tenant_id, r.sku, r.source_locations), 0);
+		level := invsync._publish_level(available, r.buffer, r.allocation_percent,
+										r.min_level, r.max_level);
+		ordinal := i;
+		batch_key := r.batch_key;
+		sibling_key := r.sibling_key;
+		external_ids := r.external_ids;
 		RETURN NEXT;
 	END LOOP;
 END$b$
@@ -786,7 +798,9 @@ DECLARE
 	v_members	bigint[];
 	v_member_keys text[];
 	v_waiting	text[];
-	v_available bigint[];
+	/* the queue's, as locked: no one else changes them while we hold the rows */
+	v_force_pushes boolean[];
+	v_pushed_levels bigint[];	/* -1 for none: levels are never negative */
 	v_levels	bigint[];
 	v_unchanged boolean[];
 	v_external_ids jsonb[];
@@ -801,9 +815,10 @@ BEGIN
 	 * SKU in one warehouse) is claimed as it was picked, without the group
 	 * statements below (a sixth of such a claim).
 	 */
-	SELECT array_agg(c.listing_id), coalesce(bool_or(l.grouped), false)
-	  INTO v_listings, v_grouped
-	  FROM (SELECT q.listing_id
+	SELECT array_agg(c.listing_id), array_agg(c.force_push),
+		   array_agg(coalesce(c.pushed_level, -1)), coalesce(bool_or(l.grouped), false)
+	  INTO v_listings, v_force_pushes, v_pushed_levels, v_grouped
+	  FROM (SELECT q.listing_id, q.force_push, q.pushed_level
 			  FROM invsync.sync_queue q
 			 WHERE q.tenant_id = p_tenant AND q.shop_id = p_shop
 			   AND q.state = 'pending' AND q.lease_until IS NULL
@@ -868,55 +883,48 @@ BEGIN
 		END IF;
 
 		/* the picked rows without siblings, and every member of the other groups */
-		v_listings := ARRAY(SELECT l.listing_id
-							  FROM invsync.listings l
-							 WHERE l.tenant_id = p_tenant AND l.listing_id = ANY (v_listings)
-							   AND l.sibling_key IS NULL
-							UNION
-							SELECT m.listing_id
-							  FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
-							 WHERE m.sibling_key <> ALL (v_waiting));
-		IF cardinality(v_listings) = 0 THEN
+		SELECT array_agg(g.listing_id), array_agg(q.force_push),
+			   array_agg(coalesce(q.pushed_level, -1))
+		  INTO v_listings, v_force_pushes, v_pushed_levels
+		  FROM (SELECT l.listing_id
+				  FROM invsync.listings l
+				 WHERE l.tenant_id = p_tenant AND l.listing_id = ANY (v_listings)
+				   AND l.sibling_key IS NULL
+				UNION
+				SELECT m.listing_id
+				  FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
+				 WHERE m.sibling_key <> ALL (v_waiting)) g
+		 CROSS JOIN LATERAL (
+				SELECT q.force_push, q.pushed_level
+				  FROM invsync.sync_queue q
+				 WHERE q.tenant_id = p_tenant AND q.listing_id = g.listing_id
+				OFFSET 0) q;
+		IF v_listings IS NULL THEN
 			RETURN;
 		END IF;
 	END IF;
 
-	/* a new statement, so a new snapshot: see above */
-	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
-	  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
-									   v_listings) v;
 	/*
-	 * The five arrays come from one pass over rows sorted once, so they
-	 * match each other whatever the order.  The order only has to keep a
-	 * batch key's rows and a sibling group together: by bytes, not by
+	 * A new statement, so a new snapshot (see above); it reads no table but
+	 * through _listings_available, so under Citus too it runs where it is
+	 * called.  The five arrays come from one pass over rows sorted once, so
+	 * they match each other whatever the order.  The order only has to keep
+	 * a batch key's rows and a sibling group together: by bytes, not by
 	 * collation (five sorts by collation were a fifth of the claim).
 	 */
 	SELECT array_agg(x.listing_id), array_agg(x.level), array_agg(x.unchanged),
 		   array_agg(x.external_ids), array_agg(x.sibling_key)
 	  INTO v_listings, v_levels, v_unchanged, v_external_ids, v_sibling_keys
-	  FROM (SELECT v.listing_id, l.batch_key, l.sibling_key, l.external_ids, p.level,
+	  FROM (SELECT v.listing_id, v.batch_key, v.sibling_key, v.external_ids, v.level,
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
-				   bool_and(NOT q.force_push AND coalesce(q.pushed_level = p.level, false))
-					 OVER (PARTITION BY l.sibling_key COLLATE "C",
-								   CASE WHEN l.sibling_key IS NULL THEN v.listing_id END)
+				   bool_and(NOT v_force_pushes[v.ordinal]
+							AND v_pushed_levels[v.ordinal] = v.level)
+					 OVER (PARTITION BY v.sibling_key COLLATE "C",
+								   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END)
 				   AS unchanged
-			  FROM unnest(ARRAY(SELECT unnest(v_listings) ORDER BY 1), v_available)
-					 AS v (listing_id, available)
-			 CROSS JOIN LATERAL (
-					SELECT l.batch_key, l.sibling_key, l.external_ids, l.buffer,
-						   l.allocation_percent, l.min_level, l.max_level
-					  FROM invsync.listings l
-					 WHERE l.tenant_id = p_tenant AND l.listing_id = v.listing_id
-					OFFSET 0) l
-			 CROSS JOIN LATERAL (
-					SELECT q.force_push, q.pushed_level
-					  FROM invsync.sync_queue q
-					 WHERE q.tenant_id = p_tenant AND q.listing_id = v.listing_id
-					OFFSET 0) q
-			 CROSS JOIN LATERAL (
-					SELECT invsync._publish_level(v.available, l.buffer, l.allocation_percent,
-												  l.min_level, l.max_level) AS level) p
-			 ORDER BY l.batch_key COLLATE "C", l.sibling_key COLLATE "C", v.listing_id) x;
+			  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
+											   v_listings) v
+			 ORDER BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C", v.listing_id) x;
 
 	/* the rows to push, in the order the worker batches them */
 	RETURN QUERY

@@ -2,9 +2,8 @@
  *
  * crypto.c
  *	  Request signing and signature checking helpers: HMAC-SHA256 as hex
- *	  (OpenSSL's one-shot HMAC, not deprecated in OpenSSL 3), constant-time
- *	  comparison of hex signatures for webhooks, and RFC 3986 escaping of
- *	  query values without a CURL handle.
+ *	  (OpenSSL 3's EVP_MAC), constant-time comparison of hex signatures for
+ *	  webhooks, and RFC 3986 escaping of query values without a CURL handle.
  *
  * None of these functions raises an ERROR (short of palloc failing): they
  * run in the sync worker outside transactions.
@@ -18,19 +17,54 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "crypto.h"
+
+/*
+ * One HMAC-SHA256 context for the life of the process, keyed anew for each
+ * signature.  OpenSSL 3's one-shot HMAC() looks up the MAC and the digest
+ * in its providers at every call: that lookup cost more than the signature
+ * itself, and a push signs once.  NULL until first needed, or after a
+ * failure to set it up (then tried again at the next call).
+ */
+static EVP_MAC_CTX *hmac_sha256_context = NULL;
+
+static EVP_MAC_CTX *
+get_hmac_sha256_context(void)
+{
+	EVP_MAC   *mac;
+	OSSL_PARAM	params[2];
+	static char digest[] = "SHA256";
+
+	if (hmac_sha256_context != NULL)
+		return hmac_sha256_context;
+
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (mac == NULL)
+		return NULL;
+	hmac_sha256_context = EVP_MAC_CTX_new(mac);
+	EVP_MAC_free(mac);			/* the context holds its own reference */
+	if (hmac_sha256_context == NULL)
+		return NULL;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (!EVP_MAC_CTX_set_params(hmac_sha256_context, params))
+	{
+		EVP_MAC_CTX_free(hmac_sha256_context);
+		hmac_sha256_context = NULL;
+	}
+	return hmac_sha256_context;
+}
 
 /*
  * Compute HMAC-SHA256(key, msg) and write it to out as 64 hex digits and a
  * NUL, lower case (Shopee, TikTok, webhooks) or upper case (Lazada).  The
  * key is used as the bytes given: callers must not hex-decode partner keys.
- * Returns false, with out set to the empty string, if OpenSSL fails or a
- * length does not fit its int parameters.
+ * Returns false, with out set to the empty string, if OpenSSL fails.
  */
 bool
 hmac_sha256_hex(const void *key, size_t keylen,
@@ -39,29 +73,37 @@ hmac_sha256_hex(const void *key, size_t keylen,
 {
 	static const char lower_digits[] = "0123456789abcdef";
 	static const char upper_digits[] = "0123456789ABCDEF";
+	static const unsigned char empty[1] = {0};
 	const char *digits = upper_case ? upper_digits : lower_digits;
+	EVP_MAC_CTX *context = get_hmac_sha256_context();
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	unsigned int i;
+	size_t		mdlen = 0;
+	size_t		i;
+	bool		done;
 
 	out[0] = '\0';
-	if (keylen > INT_MAX)
+	if (context == NULL)
 		return false;
 
-	/* OpenSSL wants a non-NULL pointer even for empty inputs */
-	if (HMAC(EVP_sha256(), key ? key : "", (int) keylen,
-			 (const unsigned char *) (msg ? msg : ""), msglen,
-			 md, &mdlen) == NULL || mdlen != HMAC_SHA256_HEX_LEN / 2)
-		return false;
-
-	for (i = 0; i < mdlen; i++)
+	/*
+	 * OpenSSL wants a non-NULL key even when it is empty; a NULL key to
+	 * EVP_MAC_init would mean "keep the previous caller's".
+	 */
+	done = EVP_MAC_init(context, key && keylen > 0 ? key : empty, keylen, NULL) &&
+		EVP_MAC_update(context, msg ? msg : empty, msglen) &&
+		EVP_MAC_final(context, md, &mdlen, sizeof(md)) &&
+		mdlen == HMAC_SHA256_HEX_LEN / 2;
+	if (done)
 	{
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 0x0F];
+		for (i = 0; i < mdlen; i++)
+		{
+			out[2 * i] = digits[md[i] >> 4];
+			out[2 * i + 1] = digits[md[i] & 0x0F];
+		}
+		out[2 * mdlen] = '\0';
 	}
-	out[2 * mdlen] = '\0';
 	OPENSSL_cleanse(md, sizeof(md));
-	return true;
+	return done;
 }
 
 /*
