@@ -1008,7 +1008,11 @@ BEGIN
 	IF invsync._citus_distributed() THEN
 		/* until the function returns: the setting is one of its own */
 		PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-		FOR v_sweep_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_sweep_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_queue',
+													   'state = ''pending'' AND lease_until <= $1',
+													   p_now) t
+		LOOP
 			v_expired_listings := ARRAY(SELECT e.listing_id
 										  FROM invsync.sync_queue e
 										 WHERE e.tenant_id = v_sweep_tenant AND e.state = 'pending'
@@ -1609,7 +1613,10 @@ DECLARE
 	v_left		integer;
 BEGIN
 	IF invsync._citus_distributed() THEN
-		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_attempts', 'started_at < $1',
+													   p_cutoff) t
+		LOOP
 			v_left := p_limit - v_total;
 			EXIT WHEN v_left <= 0;
 			DELETE FROM invsync.sync_attempts x
@@ -1652,16 +1659,22 @@ DECLARE
 	v_claimed	integer := 0;
 BEGIN
 	/*
-	 * Under Citus, one statement per tenant this node serves, each naming
-	 * its tenant so that it routes to the tenant's shard (the tenant is a
-	 * value in the plans there, which are made for their values).  Each
+	 * Under Citus, one statement per tenant with due fetches in this
+	 * node's shards, each naming its tenant so that it routes to the
+	 * tenant's shard (the tenant is a value in the plans there, which are
+	 * made for their values); a tenant whose shops are all paused keeps its
+	 * due fetches, as on a single node, and gets its statement.  Each
 	 * tenant may take its share of what is left, so one tenant's backlog
 	 * never keeps the others' fetches waiting.  On a single node, one
 	 * statement for every tenant.
 	 */
 	IF invsync._citus_distributed() THEN
-		v_tenants := ARRAY(SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r
-							ORDER BY r.tenant_id);
+		v_tenants := ARRAY(SELECT t
+							 FROM invsync._local_tenants_where('order_fetches',
+										'state = ''pending'' AND due_at <= $1'
+										' AND (lease_until IS NULL OR lease_until <= $1)',
+										p_now) t
+							ORDER BY t);
 	ELSE
 		v_tenants := ARRAY[NULL::bigint];
 	END IF;
@@ -2042,3 +2055,29 @@ BEGIN
 				ELSE p_outcome END;
 END
 $$;
+
+/*
+ * Under Citus, the claim's sweep, the claim of order fetches and the purge
+ * visit only the tenants with such work in this node's shards, not every
+ * tenant the node serves.
+ */
+CREATE FUNCTION invsync._local_tenants_where(p_table text, p_condition text,
+											 p_value timestamptz)
+	RETURNS SETOF bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_shard		text;
+BEGIN
+	FOREACH v_shard IN ARRAY invsync._local_shards(p_table) LOOP
+		RETURN QUERY EXECUTE pg_catalog.format(
+			'SELECT DISTINCT t.tenant_id FROM %s t WHERE %s', v_shard, p_condition)
+		  USING p_value;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) IS
+	'under Citus, the tenants with rows meeting a condition in this node''s shards of an invsync table';
+REVOKE ALL ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) TO invsync_worker;

@@ -1092,7 +1092,11 @@ BEGIN
 	IF invsync._citus_distributed() THEN
 		/* until the function returns: the setting is one of its own */
 		PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-		FOR v_sweep_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_sweep_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_queue',
+													   'state = ''pending'' AND lease_until <= $1',
+													   p_now) t
+		LOOP
 			v_expired_listings := ARRAY(SELECT e.listing_id
 										  FROM invsync.sync_queue e
 										 WHERE e.tenant_id = v_sweep_tenant AND e.state = 'pending'
@@ -1649,8 +1653,8 @@ $$;
 
 /*
  * Delete attempts older than the retention, a bounded batch per call.
- * Under Citus, the attempts of the tenants this node serves, a tenant a
- * statement (a statement must name its tenant to reach its shard).
+ * Under Citus, a statement per tenant with such attempts in this node's
+ * shards (a statement must name its tenant to reach its shard).
  */
 CREATE FUNCTION invsync._purge_attempts(p_cutoff timestamptz, p_limit integer)
 	RETURNS bigint
@@ -1664,7 +1668,10 @@ DECLARE
 	v_left		integer;
 BEGIN
 	IF invsync._citus_distributed() THEN
-		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_attempts', 'started_at < $1',
+													   p_cutoff) t
+		LOOP
 			v_left := p_limit - v_total;
 			EXIT WHEN v_left <= 0;
 			DELETE FROM invsync.sync_attempts x
@@ -2346,16 +2353,22 @@ DECLARE
 	v_claimed	integer := 0;
 BEGIN
 	/*
-	 * Under Citus, one statement per tenant this node serves, each naming
-	 * its tenant so that it routes to the tenant's shard (the tenant is a
-	 * value in the plans there, which are made for their values).  Each
+	 * Under Citus, one statement per tenant with due fetches in this
+	 * node's shards, each naming its tenant so that it routes to the
+	 * tenant's shard (the tenant is a value in the plans there, which are
+	 * made for their values); a tenant whose shops are all paused keeps its
+	 * due fetches, as on a single node, and gets its statement.  Each
 	 * tenant may take its share of what is left, so one tenant's backlog
 	 * never keeps the others' fetches waiting.  On a single node, one
 	 * statement for every tenant.
 	 */
 	IF invsync._citus_distributed() THEN
-		v_tenants := ARRAY(SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r
-							ORDER BY r.tenant_id);
+		v_tenants := ARRAY(SELECT t
+							 FROM invsync._local_tenants_where('order_fetches',
+										'state = ''pending'' AND due_at <= $1'
+										' AND (lease_until IS NULL OR lease_until <= $1)',
+										p_now) t
+							ORDER BY t);
 	ELSE
 		v_tenants := ARRAY[NULL::bigint];
 	END IF;
@@ -2786,8 +2799,10 @@ COMMENT ON FUNCTION invsync._local_shards(text) IS
  * when its lease ends, and an outcome the old node records still applies
  * only at the version it claimed.
  *
- * The claim sweeps expired leases once per turn in the tenants of these
- * shops, and the purge of attempts and order fetches run per tenant too.
+ * The worker's start shortens the leases of these shops' tenants.  The
+ * claim, the sweep of expired leases and the purge visit only the tenants
+ * with work in this node's shards (_local_ready_shops,
+ * _local_tenants_where).
  */
 CREATE FUNCTION invsync._served_shops()
 	RETURNS TABLE (tenant_id bigint, shop_id bigint)
@@ -2853,6 +2868,35 @@ END
 $$;
 COMMENT ON FUNCTION invsync._local_ready_shops() IS
 	'under Citus, the shops with ready rows in this node''s shards of the sync queue';
+
+/*
+ * Under Citus, the tenants with rows in this node's shards of p_table that
+ * meet p_condition (a WHERE clause over the table's columns, $1 standing
+ * for p_value).  The claim's sweep of expired leases, the claim of order
+ * fetches and the purge of attempts visit those tenants only, each with
+ * statements routed to its shard: visiting every tenant the node serves
+ * cost one routed statement per tenant, about 1.5 ms each, so a node
+ * serving 5,000 tenants spent seconds on every claim.  Internal: its
+ * callers pass constant conditions.
+ */
+CREATE FUNCTION invsync._local_tenants_where(p_table text, p_condition text,
+											 p_value timestamptz)
+	RETURNS SETOF bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v_shard		text;
+BEGIN
+	FOREACH v_shard IN ARRAY invsync._local_shards(p_table) LOOP
+		RETURN QUERY EXECUTE pg_catalog.format(
+			'SELECT DISTINCT t.tenant_id FROM %s t WHERE %s', v_shard, p_condition)
+		  USING p_value;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) IS
+	'under Citus, the tenants with rows meeting a condition in this node''s shards of an invsync table';
 
 /* ---------------------------------------------------------------------
  * pg_dump and privileges
@@ -2962,6 +3006,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._served_shops(),
 	invsync._local_shards(text),
 	invsync._local_ready_shops(),
+	invsync._local_tenants_where(text, text, timestamptz),
 	invsync._available(bigint, text, text[]),
 	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
 								timestamptz, jsonb, text, text, timestamptz)

@@ -318,6 +318,36 @@ ok($pushed && $coordinator->poll_query_until('postgres', qq{
 					  AND a.correlation_id LIKE '%citus-push-42%')}),
 	'the push is recorded: its queue row synced, its attempt with the correlation id');
 
+# The sweep of expired leases, the claim of order fetches and the purge of
+# attempts visit only the tenants with such rows in the node's shards
+# (_local_tenants_where), not every tenant the node serves: checked on the
+# first tenant's node, in a transaction rolled back, with one of its rows
+# given a lease that ran out and its attempts past the retention.
+my $expired = q{'state = ''pending'' AND lease_until <= $1'};
+my ($none_expired, $expired_before, $expired_tenants, undef, $swept, $purged, $attempts_left, $other_node) =
+  split /\n/, $workers[0]->safe_psql('postgres', qq{
+BEGIN;
+SELECT count(*) FROM invsync._local_tenants_where('sync_queue', $expired, now());
+UPDATE invsync.sync_queue SET state = 'pending', lease_until = now() - interval '1 second',
+	   claimed_version = version
+ WHERE tenant_id = $tenants[0]
+   AND listing_id = (SELECT min(listing_id) FROM invsync.sync_queue WHERE tenant_id = $tenants[0]);
+SELECT count(*) FROM invsync.sync_queue WHERE tenant_id = $tenants[0] AND lease_until <= now();
+SELECT string_agg(t::text, ',') FROM invsync._local_tenants_where('sync_queue', $expired, now()) t;
+SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 100, 50);
+SELECT count(*) FROM invsync.sync_queue
+ WHERE tenant_id = $tenants[0] AND lease_until <= now();
+SELECT invsync._purge_attempts(now() + interval '1 day', 100000) > 0;
+SELECT count(*) FROM invsync.sync_attempts WHERE tenant_id = $tenants[0];
+ROLLBACK;
+SELECT count(*) FROM invsync._local_tenants_where('sync_attempts', 'tenant_id = $tenants[1]', now());
+});
+is($none_expired, '0', 'no tenant has an expired lease on the node');
+is("$expired_before $expired_tenants", "1 $tenants[0]", 'a lease run out: its tenant, and only it, is found');
+is($swept, '0', 'the claim sweeps the expired lease');
+is("$purged $attempts_left", 't 0', 'the purge deletes the attempts of the tenant past the retention');
+is($other_node, '0', "the other node's tenant has no rows in this node's shards");
+
 # A worker started again shortens the leases its previous incarnation held,
 # for the tenants its node serves, one statement a tenant, and pushes on.
 my $old_pid = $workers[0]->safe_psql('postgres',
