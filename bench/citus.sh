@@ -17,6 +17,8 @@
 # transaction rolled back, the first (planning) call left out:
 #
 #   claim          invsync._claim(): 100 rows of tenant 1
+#   record         invsync._record_batch(): those rows' outcomes, 'ok'
+#                  (claimed in the same transaction, not timed)
 #   order fetches  invsync._claim_order_fetches(), none due
 #   purge          invsync._purge_attempts(), none old enough
 #
@@ -107,8 +109,9 @@ INSERT INTO invsync.listings (shop_id, sku, external_item_id)
 	SELECT shop_id, 'S' || g, (100000 + g)::text FROM invsync.shops, generate_series(1, 100) g;
 SQL
 
-# the median time in ms of one call of $1, each in a transaction rolled
-# back, in one session; the first call (planning) left out
+# the median time in ms of statement $1, each run after statement $2 (if
+# any) in a transaction rolled back, in one session; the first run
+# (planning) left out
 median_ms() {
 	psql_node "$NODE" <<SQL | tail -n 1
 CREATE TEMP TABLE timings (ms double precision);
@@ -116,12 +119,14 @@ DO \$\$
 DECLARE
 	t0			timestamptz;
 	elapsed		double precision;
+	outcomes	invsync.worker_outcome[];
 BEGIN
 	FOR i IN 0 .. $REPEAT LOOP
-		/* the call is rolled back by the exception; the variable is kept */
+		/* the calls are rolled back by the exception; the variable is kept */
 		BEGIN
+			${2:-NULL};
 			t0 := clock_timestamp();
-			PERFORM count(*) FROM $1;
+			$1;
 			elapsed := extract(epoch FROM clock_timestamp() - t0) * 1000;
 			RAISE EXCEPTION USING ERRCODE = 'P0004';
 		EXCEPTION WHEN assert_failure THEN
@@ -139,7 +144,7 @@ SQL
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-declare -A CLAIM FETCH PURGE ROWS
+declare -A CLAIM RECORD FETCH PURGE ROWS
 have=1
 STEPS=$(for n in 10 100; do [ "$n" -lt "$TENANTS" ] && echo "$n"; done; echo "$TENANTS")
 for n in $STEPS; do
@@ -161,10 +166,14 @@ SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 100, 50);
 ROLLBACK;
 SQL
 )
-	CLAIM[$n]=$(median_ms "invsync._claim(now(), interval '1 minute', 100, 50)")
-	FETCH[$n]=$(median_ms "invsync._claim_order_fetches(now(), interval '1 minute', 1000)")
-	PURGE[$n]=$(median_ms "invsync._purge_attempts(now() - interval '1 day', 10000)")
-	say "$n tenants: claim of ${ROWS[$n]} rows ${CLAIM[$n]} ms, order fetches ${FETCH[$n]} ms, purge ${PURGE[$n]} ms"
+	CLAIM[$n]=$(median_ms "PERFORM count(*) FROM invsync._claim(now(), interval '1 minute', 100, 50)")
+	RECORD[$n]=$(median_ms "PERFORM count(*) FROM invsync._record_batch(outcomes, '{}', now())" \
+		"SELECT array_agg(ROW(c.tenant_id, c.listing_id, c.version, c.target_level, 'ok', 0,
+							  NULL, NULL)::invsync.worker_outcome) INTO outcomes
+		   FROM invsync._claim(now(), interval '1 minute', 100, 50) c")
+	FETCH[$n]=$(median_ms "PERFORM count(*) FROM invsync._claim_order_fetches(now(), interval '1 minute', 1000)")
+	PURGE[$n]=$(median_ms "PERFORM invsync._purge_attempts(now() - interval '1 day', 10000)")
+	say "$n tenants: claim of ${ROWS[$n]} rows ${CLAIM[$n]} ms, recording them ${RECORD[$n]} ms, order fetches ${FETCH[$n]} ms, purge ${PURGE[$n]} ms"
 done
 
 {
@@ -185,6 +194,7 @@ done
 		printf '%s | within 2x |\n' "$(ratio "${values[$last]}" "${values[$first]}")"
 	}
 	row "_claim, ${ROWS[$last]} rows of tenant 1" CLAIM
+	row "_record_batch, their ${ROWS[$last]} outcomes 'ok'" RECORD
 	row "_claim_order_fetches, none due" FETCH
 	row "_purge_attempts, none old enough" PURGE
 } | tee "$OUT"

@@ -104,7 +104,7 @@ COMMENT ON FUNCTION invsync.check_consistency(boolean) IS
 	'rows where the cached stock level differs from the ledger; always empty';
 
 /* the available stock of many listings in one inlined statement */
-CREATE FUNCTION invsync._listings_available(p_tenants bigint[], p_listings bigint[])
+CREATE FUNCTION invsync._listings_available(p_tenant bigint, p_listings bigint[])
 	RETURNS TABLE (tenant_id bigint, listing_id bigint, available bigint, level bigint,
 				   ordinal bigint, batch_key text, sibling_key text, external_ids jsonb)
 	LANGUAGE sql STABLE
@@ -113,21 +113,28 @@ BEGIN ATOMIC
 		   invsync._publish_level(b.available, l.buffer, l.allocation_percent,
 								  l.min_level, l.max_level),
 		   c.ordinal, l.batch_key, l.sibling_key, l.external_ids
-	  FROM unnest(p_tenants, p_listings) WITH ORDINALITY AS c (tenant_id, listing_id, ordinal)
+	  FROM unnest(p_listings) WITH ORDINALITY AS c (listing_id, ordinal)
 	 CROSS JOIN LATERAL (SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations,
 								l.buffer, l.allocation_percent, l.min_level, l.max_level,
 								l.batch_key, l.sibling_key, l.external_ids
 						   FROM invsync.listings l
-						  WHERE l.tenant_id = c.tenant_id AND l.listing_id = c.listing_id
+						  WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
 						 OFFSET 0) l
 	 CROSS JOIN LATERAL (
 			SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
 				   AS available
-			  FROM invsync._expand_bundle(l.tenant_id, l.sku) e
+			  FROM (SELECT f.component_sku AS sku, f.qty::numeric AS qty
+					  FROM invsync.bundle_leaves f
+					 WHERE f.tenant_id = p_tenant AND f.bundle_sku = l.sku
+					UNION ALL
+					SELECT l.sku, 1::numeric
+					 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
+										WHERE f.tenant_id = p_tenant
+										  AND f.bundle_sku = l.sku)) e
 			  LEFT JOIN LATERAL (
 					SELECT sum(s.on_hand - s.reserved) AS available
 					  FROM invsync.stock_levels s
-					 WHERE s.tenant_id = l.tenant_id AND s.sku = e.sku
+					 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
 					   AND (l.source_locations IS NULL
 							OR s.location = ANY (l.source_locations))) a ON true) b;
 END;
@@ -157,8 +164,7 @@ BEGIN
 	v_listings := ARRAY(SELECT l.listing_id FROM invsync.listings l
 						 WHERE l.tenant_id = v_tenant ORDER BY l.listing_id);
 	SELECT array_agg(v.available ORDER BY v.listing_id) INTO v_available
-	  FROM invsync._listings_available(array_fill(v_tenant, ARRAY[cardinality(v_listings)]),
-									   v_listings) v;
+	  FROM invsync._listings_available(v_tenant, v_listings) v;
 	FOR r IN
 		SELECT l.listing_id, l.shop_id, a.channel, s.external_shop_id, l.sku,
 			   l.external_item_id, l.external_model_id, l.external_location_id,
@@ -485,42 +491,17 @@ BEGIN
 			   pg_catalog.pg_get_function_sqlbody(p.oid) AS body
 		  FROM pg_catalog.pg_proc p
 		 WHERE p.oid IN ('invsync._expand_bundle(bigint, text)'::regprocedure,
-						 'invsync._listings_available(bigint[], bigint[])'::regprocedure)
+						 'invsync._listings_available(bigint, bigint[])'::regprocedure)
 		   AND p.prosqlbody IS NOT NULL
 	LOOP
 		/* BEGIN ATOMIC <one statement>; END, as pg_get_function_sqlbody prints it */
-		v_body := CASE v_fn.proname
-					WHEN '_listings_available'
-					THEN $b$
-DECLARE
-	r			record;
-BEGIN
-	FOR i IN 1 .. coalesce(cardinality(p_listings), 0) LOOP
-		SELECT l.tenant_id, l.listing_id, l.sku, l.source_locations, l.buffer,
-			   l.allocation_percent, l.min_level, l.max_level, l.batch_key,
-			   l.sibling_key, l.external_ids INTO r
-		  FROM invsync.listings l
-		 WHERE l.tenant_id = p_tenants[i] AND l.listing_id = p_listings[i];
-		CONTINUE WHEN NOT FOUND;
-		tenant_id := r.tenant_id;
-		listing_id := r.listing_id;
-		available := coalesce(invsync._available(r.tenant_id, r.sku, r.source_locations), 0);
-		level := invsync._publish_level(available, r.buffer, r.allocation_percent,
-										r.min_level, r.max_level);
-		ordinal := i;
-		batch_key := r.batch_key;
-		sibling_key := r.sibling_key;
-		external_ids := r.external_ids;
-		RETURN NEXT;
-	END LOOP;
-END$b$
-					ELSE pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
-										   pg_catalog.regexp_replace(v_fn.body,
-											   '^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'))
-				  END;
+		v_body := pg_catalog.format(E'#variable_conflict use_column\nBEGIN RETURN QUERY %s; END',
+									pg_catalog.regexp_replace(v_fn.body,
+										'^\s*BEGIN ATOMIC\s*(.*?);\s*END\s*$', '\1', 's'));
 		EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION invsync.%I(%s) RETURNS %s'
 								  ' LANGUAGE plpgsql STABLE'
-								  ' SET search_path = pg_catalog, pg_temp AS %L',
+								  ' SET search_path = pg_catalog, pg_temp'
+								  ' SET plan_cache_mode = force_custom_plan AS %L',
 								  v_fn.proname, v_fn.arguments, v_fn.result, v_body);
 	END LOOP;
 END
@@ -922,8 +903,7 @@ BEGIN
 					 OVER (PARTITION BY v.sibling_key COLLATE "C",
 								   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END)
 				   AS unchanged
-			  FROM invsync._listings_available(array_fill(p_tenant, ARRAY[cardinality(v_listings)]),
-											   v_listings) v
+			  FROM invsync._listings_available(p_tenant, v_listings) v
 			 ORDER BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C", v.listing_id) x;
 
 	/* the rows to push, in the order the worker batches them */
@@ -1129,8 +1109,8 @@ GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer
 	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], bigint[], boolean[]),
 	invsync._citus_distributed()
 	TO invsync_worker;
-REVOKE ALL ON FUNCTION invsync._listings_available(bigint[], bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION invsync._listings_available(bigint[], bigint[]) TO invsync_worker;
+REVOKE ALL ON FUNCTION invsync._listings_available(bigint, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._listings_available(bigint, bigint[]) TO invsync_worker;
 
 CREATE OR REPLACE FUNCTION invsync.handle_webhook(p_channel text, p_headers jsonb, p_body text,
 									   p_url text DEFAULT NULL)
@@ -1388,26 +1368,27 @@ CREATE FUNCTION invsync._record_batch_by_key(p_outcomes invsync.worker_outcome[]
 	SET plan_cache_mode = force_custom_plan
 	AS $$
 DECLARE
-	v_attempt	invsync.worker_attempt;
-	v_outcome	invsync.worker_outcome;
 	v_tenant	bigint;
 	v_listings	bigint[];
 	v_locked	bigint[];
 	v_held		bigint[];
-	v_due_at	timestamptz;
+	v_versions	bigint[];
+	v_levels	bigint[];
+	v_results	text[];
+	v_due_ats	timestamptz[];
+	v_error_classes text[];
+	v_errors	text[];
 BEGIN
-	FOREACH v_attempt IN ARRAY coalesce(p_attempts, '{}') LOOP
-		INSERT INTO invsync.sync_attempts
-			(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
-			 correlation_id, request_url, http_status, outcome, error_class,
-			 error_message, marketplace_request_id, latency_ms, started_at)
-		VALUES (v_attempt.tenant_id, v_attempt.shop_id, v_attempt.channel, v_attempt.kind,
-				v_attempt.listing_ids, v_attempt.versions, v_attempt.levels,
-				v_attempt.correlation_id, v_attempt.request_url, v_attempt.http_status,
-				v_attempt.outcome, v_attempt.error_class, v_attempt.error_message,
-				v_attempt.marketplace_request_id, v_attempt.latency_ms,
-				v_attempt.started_at);
-	END LOOP;
+	/* Citus sends the rows, made here, to their tenants' shards */
+	INSERT INTO invsync.sync_attempts
+		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
+		 correlation_id, request_url, http_status, outcome, error_class,
+		 error_message, marketplace_request_id, latency_ms, started_at)
+	SELECT a.tenant_id, a.shop_id, a.channel, a.kind, a.listing_ids, a.versions,
+		   a.levels, a.correlation_id, a.request_url, a.http_status, a.outcome,
+		   a.error_class, a.error_message, a.marketplace_request_id, a.latency_ms,
+		   a.started_at
+	  FROM pg_catalog.unnest(p_attempts) AS a;
 
 	FOR v_tenant, v_listings IN
 		SELECT o.tenant_id, pg_catalog.array_agg(o.listing_id)
@@ -1418,49 +1399,55 @@ BEGIN
 							FROM invsync.sync_queue q
 						   WHERE q.tenant_id = v_tenant AND q.listing_id = ANY (v_listings)
 							 FOR UPDATE SKIP LOCKED);
-		/* the tenant's outcomes of rows locked here: a hash, not a scan each */
-		FOR v_outcome IN
-			SELECT o.*
-			  FROM pg_catalog.unnest(p_outcomes) AS o
-			 WHERE o.tenant_id = v_tenant
-			   AND o.listing_id IN (SELECT pg_catalog.unnest(v_locked))
-		LOOP
-			/* a value, not an expression: see _claim_shop */
-			v_due_at := p_now + v_outcome.due_in_ms * interval '1 millisecond';
+
+		/*
+		 * The outcomes of the rows locked here, as arrays of values: Citus
+		 * allows no STABLE call on a column in an UPDATE (the due time),
+		 * and the UPDATE goes whole to the tenant's shard.
+		 */
+		SELECT pg_catalog.array_agg(o.listing_id), pg_catalog.array_agg(o.version),
+			   pg_catalog.array_agg(o.level), pg_catalog.array_agg(o.outcome),
+			   pg_catalog.array_agg(p_now + o.due_in_ms * interval '1 millisecond'),
+			   pg_catalog.array_agg(o.error_class), pg_catalog.array_agg(o.error)
+		  INTO v_locked, v_versions, v_levels, v_results, v_due_ats, v_error_classes,
+			   v_errors
+		  FROM pg_catalog.unnest(p_outcomes) AS o
+		 WHERE o.tenant_id = v_tenant AND o.listing_id = ANY (v_locked);
+
+		IF v_locked IS NOT NULL THEN
 			UPDATE invsync.sync_queue q
 			   SET lease_until = NULL,
 				   state = CASE
-							 WHEN v_outcome.outcome = 'dead' THEN 'dead'
-							 WHEN v_outcome.outcome = 'ok' AND q.version = v_outcome.version
-							 THEN 'synced'
+							 WHEN o.outcome = 'dead' THEN 'dead'
+							 WHEN o.outcome = 'ok' AND q.version = o.version THEN 'synced'
 							 ELSE 'pending'
 						   END,
-				   due_at = v_due_at,
-				   attempts = CASE WHEN v_outcome.outcome = 'ok' THEN 0 ELSE q.attempts END,
-				   force_push = q.force_push AND v_outcome.outcome <> 'ok',
-				   pushed_level = CASE WHEN v_outcome.outcome = 'ok' THEN v_outcome.level
+				   due_at = o.due_at,
+				   attempts = CASE WHEN o.outcome = 'ok' THEN 0 ELSE q.attempts END,
+				   force_push = q.force_push AND o.outcome <> 'ok',
+				   pushed_level = CASE WHEN o.outcome = 'ok' THEN o.level
 								  ELSE q.pushed_level END,
-				   pushed_version = CASE WHEN v_outcome.outcome = 'ok' THEN v_outcome.version
+				   pushed_version = CASE WHEN o.outcome = 'ok' THEN o.version
 									ELSE q.pushed_version END,
-				   pushed_at = CASE WHEN v_outcome.outcome = 'ok' THEN p_now
-							   ELSE q.pushed_at END,
+				   pushed_at = CASE WHEN o.outcome = 'ok' THEN p_now ELSE q.pushed_at END,
 				   changed_at = CASE
-								  WHEN v_outcome.outcome = 'ok' AND q.version = v_outcome.version
-								  THEN p_now
+								  WHEN o.outcome = 'ok' AND q.version = o.version THEN p_now
 								  ELSE q.changed_at
 								END,
 				   correlation_ids = CASE
-									   WHEN v_outcome.outcome = 'ok'
-										AND q.version = v_outcome.version THEN '{}'
+									   WHEN o.outcome = 'ok' AND q.version = o.version
+									   THEN '{}'
 									   ELSE q.correlation_ids
 									 END,
-				   last_error_class = CASE WHEN v_outcome.outcome = 'ok' THEN NULL
-									  ELSE v_outcome.error_class END,
-				   last_error = CASE WHEN v_outcome.outcome = 'ok' THEN NULL
-								ELSE v_outcome.error END
-			 WHERE q.tenant_id = v_tenant AND q.listing_id = v_outcome.listing_id
-			   AND q.claimed_version = v_outcome.version AND q.lease_until IS NOT NULL;
-		END LOOP;
+				   last_error_class = CASE WHEN o.outcome = 'ok' THEN NULL
+									  ELSE o.error_class END,
+				   last_error = CASE WHEN o.outcome = 'ok' THEN NULL ELSE o.error END
+			  FROM unnest(v_locked, v_versions, v_levels, v_results, v_due_ats,
+						  v_error_classes, v_errors)
+					 AS o (listing_id, version, level, outcome, due_at, error_class, error)
+			 WHERE q.tenant_id = v_tenant AND q.listing_id = o.listing_id
+			   AND q.claimed_version = o.version AND q.lease_until IS NOT NULL;
+		END IF;
 
 		v_held := ARRAY(SELECT pg_catalog.unnest(v_listings)
 						EXCEPT
