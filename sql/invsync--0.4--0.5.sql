@@ -517,6 +517,8 @@ CREATE FUNCTION invsync.distribute(p_shard_count integer DEFAULT NULL)
 DECLARE
 	v_table		text;
 	v_failed	text;
+	v_distributed text[] := '{}';
+	v_replication_role text;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
 		RAISE EXCEPTION 'Citus is not installed in this database'
@@ -531,15 +533,12 @@ BEGIN
 	IF p_shard_count IS NOT NULL THEN
 		PERFORM pg_catalog.set_config('citus.shard_count', p_shard_count::text, true);
 	END IF;
-	FOREACH v_table IN ARRAY invsync._distributed_tables()
-	LOOP
-		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
-							   WHERE p.logicalrelid = ('invsync.' || v_table)::regclass);
-		PERFORM pg_catalog.create_distributed_table(
-			('invsync.' || v_table)::regclass, 'tenant_id',
-			colocate_with => CASE v_table WHEN 'locations' THEN 'default'
-										  ELSE 'invsync.locations' END);
-	END LOOP;
+	/*
+	 * Every node is prepared first.  Rows the tables already hold (a
+	 * restored dump) are copied to the shards, and the shards' triggers,
+	 * which pass over a loaded row (see "Rows loaded from a dump") but
+	 * still call _expand_bundle, can run there only its prepared version.
+	 */
 	PERFORM invsync._citus_node_setup();
 	SELECT r.nodename || ':' || r.nodeport || ': ' || r.result INTO v_failed
 	  FROM pg_catalog.run_command_on_workers('SELECT invsync._citus_node_setup()') r
@@ -549,6 +548,32 @@ BEGIN
 		RAISE EXCEPTION 'could not prepare worker node %', v_failed
 			USING ERRCODE = 'IV035';
 	END IF;
+	FOREACH v_table IN ARRAY invsync._distributed_tables()
+	LOOP
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+							   WHERE p.logicalrelid = ('invsync.' || v_table)::regclass);
+		PERFORM pg_catalog.create_distributed_table(
+			('invsync.' || v_table)::regclass, 'tenant_id',
+			colocate_with => CASE v_table WHEN 'locations' THEN 'default'
+										  ELSE 'invsync.locations' END);
+		v_distributed := v_distributed || v_table;
+	END LOOP;
+	/*
+	 * Rows a table held before (a restored dump) were copied to its shards
+	 * and stay on the coordinator's disk, out of sight, until truncated;
+	 * only once every table is distributed, as Citus truncates no table a
+	 * local one still references.  The ledger's guard against TRUNCATE (a
+	 * trigger, not fired for a replica) is for its rows, which the shards
+	 * now hold.
+	 */
+	v_replication_role := pg_catalog.current_setting('session_replication_role');
+	PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+	FOREACH v_table IN ARRAY v_distributed
+	LOOP
+		PERFORM pg_catalog.truncate_local_data_after_distributing_table(
+			('invsync.' || v_table)::regclass);
+	END LOOP;
+	PERFORM pg_catalog.set_config('session_replication_role', v_replication_role, true);
 END
 $$;
 COMMENT ON FUNCTION invsync.distribute(integer) IS

@@ -446,4 +446,73 @@ ok($coordinator->poll_query_until('postgres', qq{
 	'the level less the two units held is pushed');
 
 
+# pg_dump keeps every row on Citus too: the coordinator's dump, restored
+# into an empty database on a new coordinator, worker nodes added, then
+# distribute(), gives every table of the extension the rows it had, and
+# check_consistency() is empty.  The shops are paused and the workers idle
+# first, so that no row changes meanwhile.
+$coordinator->safe_psql('postgres',
+	join('', map { "SET invsync.tenant = '$_'; UPDATE invsync.shops SET enabled = false;\n" } @tenants));
+ok($coordinator->poll_query_until('postgres', q{
+	SELECT (SELECT count(*) FROM invsync.sync_queue WHERE lease_until IS NOT NULL)
+		 + (SELECT count(*) FROM invsync.order_fetches WHERE lease_until > now()) = 0}),
+	'the workers hold no lease');
+my @invsync_tables = split /\n/, $coordinator->safe_psql('postgres', q{
+	SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname = 'invsync' AND c.relkind = 'r' ORDER BY 1});
+# each table's rows, as text, in one order (the sync worker's purge and the
+# tests' own rows give every queue table some)
+sub table_rows
+{
+	my ($node) = @_;
+	return join("\n", map {
+		"$_: " . $node->safe_psql('postgres', qq{
+			SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')
+			  FROM invsync.$_ t}) } @invsync_tables);
+}
+my $rows_before = table_rows($coordinator);
+like($rows_before, qr/sync_attempts: [1-9]/, 'the cluster has sync attempts to dump');
+my $dump_dir = PostgreSQL::Test::Utils::tempdir();
+command_ok([ 'pg_dump', '-Fc', '-f', "$dump_dir/coordinator.dump", '-d', $coordinator->connstr('postgres') ],
+	'pg_dump of the coordinator');
+is(table_rows($coordinator), $rows_before, 'no row changed while it was dumped');
+
+my @restored;
+for my $name (qw(restored_coordinator restored_worker1 restored_worker2))
+{
+	push @restored, start_node($name,
+		shared_preload_libraries => "'citus,invsync'",
+		listen_addresses => "'127.0.0.1'",
+		max_prepared_transactions => 20,
+		'citus.shard_count' => 4,
+		log_min_messages => 'warning');
+}
+# the coordinator's database empty (start_node made the extension); the
+# worker nodes with both extensions, as for any new cluster
+$restored[0]->safe_psql('postgres', 'DROP EXTENSION invsync; DROP SCHEMA invsync');
+command_ok([ 'pg_restore', '--exit-on-error', '-d', $restored[0]->connstr('postgres'),
+		"$dump_dir/coordinator.dump" ], 'pg_restore on the new coordinator');
+for my $node (@restored)
+{
+	$node->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS citus');
+	$node->safe_psql('postgres', 'ALTER ROLE invsync_worker LOGIN');
+}
+$restored[0]->safe_psql('postgres',
+	"SELECT citus_set_coordinator_host('127.0.0.1', " . $restored[0]->port . ')');
+$restored[0]->safe_psql('postgres', "SELECT citus_add_node('127.0.0.1', " . $_->port . ')')
+  for @restored[1, 2];
+$restored[0]->safe_psql('postgres', 'SELECT invsync.distribute()');
+is(table_rows($restored[0]), $rows_before, 'after distribute(), every table has the rows it had');
+is($restored[0]->safe_psql('postgres', 'SELECT count(*) FROM invsync.check_consistency(true)'),
+	'0', 'check_consistency(true) is empty on the restored cluster');
+is($restored[0]->safe_psql('postgres', q{
+	SELECT count(*) FROM invsync.ledger WHERE tableoid = 'invsync.ledger'::regclass}),
+	'0', 'no copy of the rows is left in the coordinator\'s own tables');
+# a new stock movement there draws a ledger id no restored row has
+is($restored[0]->safe_psql('postgres', qq{
+	SET invsync.tenant = '$tenants[1]';
+	SELECT FROM invsync.adjust('MUG-01', 'JKT-1', 1, 'receipt', 'after-restore-1');
+	SELECT count(*) = count(DISTINCT ledger_id) FROM invsync.ledger WHERE tenant_id = $tenants[1]}),
+	't', 'ledger ids stay unique after the restore');
+
 done_testing();
