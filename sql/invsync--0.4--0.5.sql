@@ -78,25 +78,50 @@ BEGIN
 	RETURN QUERY
 	WITH sums AS (
 		SELECT l.tenant_id, l.sku, l.location,
-			   sum(l.on_hand_change) AS on_hand, sum(l.reserved_change) AS reserved,
-			   max(l.ledger_id) AS last_id
+			   sum(l.on_hand_change) AS on_hand, sum(l.reserved_change) AS reserved
 		  FROM invsync.ledger l
 		 WHERE v_all OR l.tenant_id = v_tenant
 		 GROUP BY l.tenant_id, l.sku, l.location
+	),
+	/* balances reached (+1: the start, each row's after) and left (-1: each row's before) */
+	unmatched AS (
+		SELECT b.tenant_id, b.sku, b.location, b.on_hand, b.reserved, sum(b.times) AS times
+		  FROM (SELECT l.tenant_id, l.sku, l.location, l.on_hand_after AS on_hand,
+					   l.reserved_after AS reserved, 1 AS times
+				  FROM invsync.ledger l
+				 WHERE v_all OR l.tenant_id = v_tenant
+				UNION ALL
+				SELECT l.tenant_id, l.sku, l.location, l.on_hand_after - l.on_hand_change,
+					   l.reserved_after - l.reserved_change, -1
+				  FROM invsync.ledger l
+				 WHERE v_all OR l.tenant_id = v_tenant
+				UNION ALL
+				SELECT m.tenant_id, m.sku, m.location, 0, 0, 1
+				  FROM sums m) b
+		 GROUP BY b.tenant_id, b.sku, b.location, b.on_hand, b.reserved
+		HAVING sum(b.times) <> 0
+	),
+	/* the chain's end, where the balances make one chain */
+	ends AS (
+		SELECT u.tenant_id, u.sku, u.location,
+			   min(u.on_hand) AS on_hand, min(u.reserved) AS reserved
+		  FROM unmatched u
+		 GROUP BY u.tenant_id, u.sku, u.location
+		HAVING count(*) = 1 AND min(u.times) = 1
 	)
 	SELECT coalesce(s.tenant_id, m.tenant_id), coalesce(s.sku, m.sku),
 		   coalesce(s.location, m.location), s.on_hand, s.reserved,
-		   m.on_hand, m.reserved, last.on_hand_after, last.reserved_after
+		   m.on_hand, m.reserved, e.on_hand::bigint, e.reserved::bigint
 	  FROM (SELECT * FROM invsync.stock_levels x
 			 WHERE v_all OR x.tenant_id = v_tenant) s
 	  FULL JOIN sums m
 		ON m.tenant_id = s.tenant_id AND m.sku = s.sku AND m.location = s.location
-	  LEFT JOIN invsync.ledger last
-		ON last.tenant_id = m.tenant_id AND last.ledger_id = m.last_id
+	  LEFT JOIN ends e
+		ON e.tenant_id = m.tenant_id AND e.sku = m.sku AND e.location = m.location
 	 WHERE s.on_hand IS DISTINCT FROM m.on_hand
 		OR s.reserved IS DISTINCT FROM m.reserved
-		OR s.on_hand IS DISTINCT FROM last.on_hand_after
-		OR s.reserved IS DISTINCT FROM last.reserved_after
+		OR s.on_hand IS DISTINCT FROM e.on_hand
+		OR s.reserved IS DISTINCT FROM e.reserved
 	 ORDER BY 1, 2, 3;
 END
 $$;

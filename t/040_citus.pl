@@ -446,6 +446,40 @@ ok($coordinator->poll_query_until('postgres', qq{
 	'the level less the two units held is pushed');
 
 
+# A shard move hands the tenant to the node that now holds its shards:
+# tenant 1's shards (with every co-located table's) go from the first
+# worker node to the second, whose sync worker then serves the tenant and
+# pushes its next change.
+my ($src, $dst) = @workers;
+$coordinator->safe_psql('postgres', qq{
+	SELECT citus_move_shard_placement(
+			 get_shard_id_for_distribution_column('invsync.locations', $tenants[0]),
+			 '127.0.0.1', @{[ $src->port ]}, '127.0.0.1', @{[ $dst->port ]},
+			 shard_transfer_mode => 'block_writes')});
+is(join(' ', map { $_->safe_psql('postgres', q{
+		SELECT coalesce(string_agg(DISTINCT tenant_id::text, ',' ORDER BY tenant_id::text), 'none')
+		  FROM invsync._served_shops()}) } @workers),
+	"none $tenants[0]",
+	'after the move, the second worker node serves the moved tenant\'s shop, the first none');
+$coordinator->safe_psql('postgres', qq{
+SET invsync.tenant = '$tenants[0]';
+SET invsync.correlation_id = 'citus-after-move';
+SELECT FROM invsync.adjust('MUG-01', 'JKT-1', 1, 'receipt', 'citus-after-move-1');
+});
+ok(pushed_with($sim, 'citus-after-move'),
+	'a change made after the move is pushed, by the node now holding the tenant');
+ok($coordinator->poll_query_until('postgres', qq{
+	SELECT count(*) = 1 FROM invsync.sync_attempts
+	 WHERE tenant_id = $tenants[0] AND correlation_id LIKE '%citus-after-move%'
+	   AND http_status = 200}),
+	'and recorded there');
+# MUG-01's ledger rows at JKT-1 now have ids from three nodes' ranges (the
+# coordinator's adjusts, the first worker node's reservation of the order,
+# then the coordinator's again): the newest is not the highest id, and the
+# check follows the balances, not the ids.
+is($coordinator->safe_psql('postgres', 'SELECT count(*) FROM invsync.check_consistency(true)'),
+	'0', 'check_consistency(true) is empty with one sku\'s ledger rows drawn on several nodes');
+
 # pg_dump keeps every row on Citus too: the coordinator's dump, restored
 # into an empty database on a new coordinator, worker nodes added, then
 # distribute(), gives every table of the extension the rows it had, and
@@ -504,7 +538,9 @@ $restored[0]->safe_psql('postgres', "SELECT citus_add_node('127.0.0.1', " . $_->
 $restored[0]->safe_psql('postgres', 'SELECT invsync.distribute()');
 is(table_rows($restored[0]), $rows_before, 'after distribute(), every table has the rows it had');
 is($restored[0]->safe_psql('postgres', 'SELECT count(*) FROM invsync.check_consistency(true)'),
-	'0', 'check_consistency(true) is empty on the restored cluster');
+	'0', 'check_consistency(true) is empty on the restored cluster')
+  or diag($restored[0]->safe_psql('postgres', 'SELECT string_agg(format(\'%s\', c), \' \') FROM invsync.check_consistency(true) c')
+	  . "\noriginal: " . $coordinator->safe_psql('postgres', 'SELECT string_agg(format(\'%s\', c), \' \') FROM invsync.check_consistency(true) c'));
 is($restored[0]->safe_psql('postgres', q{
 	SELECT count(*) FROM invsync.ledger WHERE tableoid = 'invsync.ledger'::regclass}),
 	'0', 'no copy of the rows is left in the coordinator\'s own tables');
