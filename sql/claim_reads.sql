@@ -131,7 +131,7 @@ SELECT * FROM invsync._record_batch_by_key(
 					 CASE l.sku WHEN 'R2' THEN 'HTTP 500' END)::invsync.worker_outcome
 			FROM claimed c
 			JOIN invsync.listings l ON l.tenant_id = 48 AND l.listing_id = c.listing_id),
-	'{}', now());
+	now());
 RESET ROLE;
 SELECT l.sku, q.state, q.lease_until IS NOT NULL AS leased, q.pushed_level, q.last_error
   FROM invsync.sync_queue q JOIN invsync.listings l USING (tenant_id, listing_id)

@@ -1321,12 +1321,13 @@ DECLARE
 	v_held_listings bigint[];
 BEGIN
 	IF invsync._citus_distributed() THEN
-		RETURN QUERY
-			SELECT b.tenant_id, b.listing_id
-			  FROM invsync._record_batch_by_key(p_outcomes, p_attempts, p_now) b;
-		RETURN;
+		/*
+		 * Citus routes only a plan made for the values; until the function
+		 * returns (the setting is one of its own).  The rows made here go
+		 * to their tenants' shards.
+		 */
+		PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
 	END IF;
-
 	INSERT INTO invsync.sync_attempts
 		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
 		 correlation_id, request_url, http_status, outcome, error_class,
@@ -1336,6 +1337,13 @@ BEGIN
 		   a.error_class, a.error_message, a.marketplace_request_id, a.latency_ms,
 		   a.started_at
 	  FROM pg_catalog.unnest(p_attempts) AS a;
+
+	IF invsync._citus_distributed() THEN
+		RETURN QUERY
+			SELECT b.tenant_id, b.listing_id
+			  FROM invsync._record_batch_by_key(p_outcomes, p_now) b;
+		RETURN;
+	END IF;
 
 	SELECT pg_catalog.array_agg(l.ctid) FILTER (WHERE l.ctid IS NOT NULL),
 		   pg_catalog.array_agg(o) FILTER (WHERE l.ctid IS NOT NULL),
@@ -1387,15 +1395,14 @@ END
 $$;
 
 /*
- * _record_batch under Citus: the same outcomes, recorded tenant by tenant,
- * each statement naming its tenant so that it runs on the tenant's shard.
- * The tenant's rows are locked in one statement (SKIP LOCKED, as in
+ * _record_batch under Citus, once it has inserted the attempts: the
+ * outcomes, recorded tenant by tenant, each statement naming its tenant so
+ * that it runs on the tenant's shard.  The tenant's rows are locked in one statement (SKIP LOCKED, as in
  * _record_batch), then updated by their keys in another; the keys of rows
  * someone else held are returned.  Custom plans: Citus routes a plan that
  * sees the tenant's value (_record_batch's plans are generic).
  */
 CREATE FUNCTION invsync._record_batch_by_key(p_outcomes invsync.worker_outcome[],
-											 p_attempts invsync.worker_attempt[],
 											 p_now timestamptz)
 	RETURNS TABLE (tenant_id bigint, listing_id bigint)
 	LANGUAGE plpgsql
@@ -1414,17 +1421,6 @@ DECLARE
 	v_error_classes text[];
 	v_errors	text[];
 BEGIN
-	/* Citus sends the rows, made here, to their tenants' shards */
-	INSERT INTO invsync.sync_attempts
-		(tenant_id, shop_id, channel, kind, listing_ids, versions, levels,
-		 correlation_id, request_url, http_status, outcome, error_class,
-		 error_message, marketplace_request_id, latency_ms, started_at)
-	SELECT a.tenant_id, a.shop_id, a.channel, a.kind, a.listing_ids, a.versions,
-		   a.levels, a.correlation_id, a.request_url, a.http_status, a.outcome,
-		   a.error_class, a.error_message, a.marketplace_request_id, a.latency_ms,
-		   a.started_at
-	  FROM pg_catalog.unnest(p_attempts) AS a;
-
 	FOR v_tenant, v_listings IN
 		SELECT o.tenant_id, pg_catalog.array_agg(o.listing_id)
 		  FROM pg_catalog.unnest(p_outcomes) AS o
@@ -3009,8 +3005,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._shop_context(bigint, bigint),
 	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],
 						  timestamptz),
-	invsync._record_batch_by_key(invsync.worker_outcome[], invsync.worker_attempt[],
-								 timestamptz),
+	invsync._record_batch_by_key(invsync.worker_outcome[], timestamptz),
 	invsync._release_claim(bigint, bigint, bigint),
 	invsync._take_refresh_lease(bigint, bigint, timestamptz, interval),
 	invsync._store_refreshed_tokens(bigint, bigint, text, text, text,
