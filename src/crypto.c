@@ -87,10 +87,15 @@ hmac_sha256_hex(const void *key, size_t keylen,
 
 	/*
 	 * OpenSSL wants a non-NULL key even when it is empty; a NULL key to
-	 * EVP_MAC_init would mean "keep the previous caller's".
+	 * EVP_MAC_init would mean "keep the previous caller's".  A NULL
+	 * pointer is taken as empty whatever length comes with it.
 	 */
-	done = EVP_MAC_init(context, key && keylen > 0 ? key : empty, keylen, NULL) &&
-		EVP_MAC_update(context, msg ? msg : empty, msglen) &&
+	if (key == NULL)
+		keylen = 0;
+	if (msg == NULL)
+		msglen = 0;
+	done = EVP_MAC_init(context, keylen > 0 ? key : empty, keylen, NULL) &&
+		EVP_MAC_update(context, msglen > 0 ? msg : empty, msglen) &&
 		EVP_MAC_final(context, md, &mdlen, sizeof(md)) &&
 		mdlen == HMAC_SHA256_HEX_LEN / 2;
 	if (done)
