@@ -544,16 +544,35 @@ DECLARE
 	v_failed	text;
 	v_distributed text[] := '{}';
 	v_replication_role text;
+	v_try		integer;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
 		RAISE EXCEPTION 'Citus is not installed in this database'
 			USING ERRCODE = 'IV035',
 				  HINT = 'CREATE EXTENSION citus first, on every node, and add the worker nodes.';
 	END IF;
-	LOCK TABLE invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
-		invsync.sync_attempts, invsync.order_fetches, invsync.marketplace_orders,
-		invsync.webhook_inbox
-		IN EXCLUSIVE MODE;
+	/*
+	 * The queue tables all at once or none.  A LOCK of several tables takes
+	 * them one by one, and the worker's transactions take theirs in other
+	 * orders (a claim: order_fetches, then sync_queue; a recording:
+	 * sync_attempts, then sync_queue): waiting for one while holding others
+	 * deadlocked with a claim.  So without waiting, again after a pause,
+	 * for up to 30 s.
+	 */
+	FOR v_try IN 1 .. 600 LOOP
+		BEGIN
+			LOCK TABLE invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
+				invsync.sync_attempts, invsync.order_fetches, invsync.marketplace_orders,
+				invsync.webhook_inbox
+				IN EXCLUSIVE MODE NOWAIT;
+			EXIT;
+		EXCEPTION WHEN lock_not_available THEN
+			IF v_try = 600 THEN
+				RAISE;
+			END IF;
+		END;
+		PERFORM pg_catalog.pg_sleep(0.05);
+	END LOOP;
 	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
 	IF p_shard_count IS NOT NULL THEN
 		PERFORM pg_catalog.set_config('citus.shard_count', p_shard_count::text, true);
@@ -1529,7 +1548,12 @@ DECLARE
 	v_until		timestamptz := p_now + p_grace;
 BEGIN
 	IF invsync._citus_distributed() THEN
-		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_queue', 'lease_until > $1', v_until) t
+			UNION
+			SELECT t FROM invsync._local_tenants_where('shops', 'refresh_lease_until > $1',
+													   v_until) t
+		LOOP
 			UPDATE invsync.sync_queue q
 			   SET lease_until = v_until
 			 WHERE q.tenant_id = v_tenant AND q.lease_until > v_until;

@@ -1495,10 +1495,9 @@ $$;
 /*
  * At worker start: rows and refresh leases a previous incarnation held can
  * be claimed again once any request it had sent has timed out.  Under
- * Citus, only the rows of the tenants this node serves (_served_shops),
- * one tenant a statement: the other nodes' workers are running and hold
- * their own leases.  A tenant none of whose shops is served now keeps its
- * leases until they run out.
+ * Citus, only the rows in this node's shards, those of the tenants with
+ * such leases there (_local_tenants_where), one tenant a statement: the
+ * other nodes' workers are running and hold their own leases.
  */
 CREATE FUNCTION invsync._worker_started(p_now timestamptz, p_grace interval)
 	RETURNS void
@@ -1510,7 +1509,12 @@ DECLARE
 	v_until		timestamptz := p_now + p_grace;
 BEGIN
 	IF invsync._citus_distributed() THEN
-		FOR v_tenant IN SELECT DISTINCT r.tenant_id FROM invsync._served_shops() r LOOP
+		FOR v_tenant IN
+			SELECT t FROM invsync._local_tenants_where('sync_queue', 'lease_until > $1', v_until) t
+			UNION
+			SELECT t FROM invsync._local_tenants_where('shops', 'refresh_lease_until > $1',
+													   v_until) t
+		LOOP
 			UPDATE invsync.sync_queue q
 			   SET lease_until = v_until
 			 WHERE q.tenant_id = v_tenant AND q.lease_until > v_until;
@@ -2702,8 +2706,8 @@ COMMENT ON FUNCTION invsync._citus_node_setup() IS
  * the tables already hold (a coordinator restored from a pg_dump of
  * another cluster's) are moved to the shards.
  * The sync workers are kept quiet meanwhile: the queue tables are locked
- * first, all at once, so that a claim waits rather than deadlocks with the
- * distribution.
+ * first, all at once (without waiting, and again), so that a claim waits
+ * rather than deadlocks with the distribution.
  */
 CREATE FUNCTION invsync.distribute(p_shard_count integer DEFAULT NULL)
 	RETURNS void
@@ -2715,16 +2719,35 @@ DECLARE
 	v_failed	text;
 	v_distributed text[] := '{}';
 	v_replication_role text;
+	v_try		integer;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
 		RAISE EXCEPTION 'Citus is not installed in this database'
 			USING ERRCODE = 'IV035',
 				  HINT = 'CREATE EXTENSION citus first, on every node, and add the worker nodes.';
 	END IF;
-	LOCK TABLE invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
-		invsync.sync_attempts, invsync.order_fetches, invsync.marketplace_orders,
-		invsync.webhook_inbox
-		IN EXCLUSIVE MODE;
+	/*
+	 * The queue tables all at once or none.  A LOCK of several tables takes
+	 * them one by one, and the worker's transactions take theirs in other
+	 * orders (a claim: order_fetches, then sync_queue; a recording:
+	 * sync_attempts, then sync_queue): waiting for one while holding others
+	 * deadlocked with a claim.  So without waiting, again after a pause,
+	 * for up to 30 s.
+	 */
+	FOR v_try IN 1 .. 600 LOOP
+		BEGIN
+			LOCK TABLE invsync.apps, invsync.shops, invsync.listings, invsync.sync_queue,
+				invsync.sync_attempts, invsync.order_fetches, invsync.marketplace_orders,
+				invsync.webhook_inbox
+				IN EXCLUSIVE MODE NOWAIT;
+			EXIT;
+		EXCEPTION WHEN lock_not_available THEN
+			IF v_try = 600 THEN
+				RAISE;
+			END IF;
+		END;
+		PERFORM pg_catalog.pg_sleep(0.05);
+	END LOOP;
 	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
 	IF p_shard_count IS NOT NULL THEN
 		PERFORM pg_catalog.set_config('citus.shard_count', p_shard_count::text, true);
@@ -2815,10 +2838,9 @@ COMMENT ON FUNCTION invsync._local_shards(text) IS
  * when its lease ends, and an outcome the old node records still applies
  * only at the version it claimed.
  *
- * The worker's start shortens the leases of these shops' tenants.  The
- * claim, the sweep of expired leases and the purge visit only the tenants
- * with work in this node's shards (_local_ready_shops,
- * _local_tenants_where).
+ * The claim, the sweep of expired leases, the purge and the worker's start
+ * visit only the tenants with work in this node's shards
+ * (_local_ready_shops, _local_tenants_where).
  */
 CREATE FUNCTION invsync._served_shops()
 	RETURNS TABLE (tenant_id bigint, shop_id bigint)
