@@ -2911,7 +2911,8 @@ COMMENT ON FUNCTION invsync._local_ready_shops() IS
  * Under Citus, the tenants with rows in this node's shards of p_table that
  * meet p_condition (a WHERE clause over the table's columns, $1 standing
  * for p_value).  The claim's sweep of expired leases, the claim of order
- * fetches and the purge of attempts visit those tenants only, each with
+ * fetches, the purge of attempts and the worker's start (shortening the
+ * leases it held) visit those tenants only, each with
  * statements routed to its shard: visiting every tenant the node serves
  * cost one routed statement per tenant, about 1.5 ms each, so a node
  * serving 5,000 tenants spent seconds on every claim.  Internal: its
