@@ -723,7 +723,7 @@ REVOKE ALL ON FUNCTION invsync._skus_and_bundles(bigint, text[]),
 	invsync._local_shards(text), invsync._local_ready_shops()
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._served_shops(), invsync._local_shards(text),
-	invsync._local_ready_shops(), invsync._available(bigint, text, text[])
+	invsync._local_ready_shops()
 	TO invsync_worker;
 
 /*

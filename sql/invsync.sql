@@ -1224,10 +1224,10 @@ COMMENT ON FUNCTION invsync.fulfill(text, text) IS
 /*
  * Units of a sku available over the given locations (all when NULL): for a
  * bundle, the minimum over its stocked skus of floor(available / qty).  A
- * plain sku expands to itself once, so one formula serves both.  The
+ * plain sku expands to itself once, so one formula serves both (the
+ * claim's, for many listings at once, is _listings_available).  The
  * expansion is a statement of its own: under Citus, a function reading
- * tables may not run inside a statement sent to a shard (on a Citus node,
- * _listings_available, the claim's inlined twin of this, calls this).
+ * tables may not run inside a statement sent to a shard.
  */
 CREATE FUNCTION invsync._available(p_tenant bigint, p_sku text, p_locations text[])
 	RETURNS bigint

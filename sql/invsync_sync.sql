@@ -1397,9 +1397,9 @@ $$;
 /*
  * _record_batch under Citus, once it has inserted the attempts: the
  * outcomes, recorded tenant by tenant, each statement naming its tenant so
- * that it runs on the tenant's shard.  The tenant's rows are locked in one statement (SKIP LOCKED, as in
- * _record_batch), then updated by their keys in another; the keys of rows
- * someone else held are returned.  Custom plans: Citus routes a plan that
+ * that it runs on the tenant's shard.  The tenant's rows are locked in one
+ * statement (SKIP LOCKED, as in _record_batch), then updated by their keys
+ * in another; the keys of rows someone else held are returned.  Custom plans: Citus routes a plan that
  * sees the tenant's value (_record_batch's plans are generic).
  */
 CREATE FUNCTION invsync._record_batch_by_key(p_outcomes invsync.worker_outcome[],
@@ -2912,10 +2912,10 @@ COMMENT ON FUNCTION invsync._local_ready_shops() IS
  * meet p_condition (a WHERE clause over the table's columns, $1 standing
  * for p_value).  The claim's sweep of expired leases, the claim of order
  * fetches, the purge of attempts and the worker's start (shortening the
- * leases it held) visit those tenants only, each with
- * statements routed to its shard: visiting every tenant the node serves
- * cost one routed statement per tenant, about 1.5 ms each, so a node
- * serving 5,000 tenants spent seconds on every claim.  Internal: its
+ * leases it held) visit those tenants only, each with statements routed to
+ * its shard: visiting every tenant the node serves cost one routed
+ * statement per tenant, about 1.5 ms each, so a node serving 5,000 tenants
+ * spent seconds on every claim.  Internal: its
  * callers pass constant conditions.
  */
 CREATE FUNCTION invsync._local_tenants_where(p_table text, p_condition text,
@@ -3045,7 +3045,6 @@ GRANT EXECUTE ON FUNCTION
 	invsync._local_shards(text),
 	invsync._local_ready_shops(),
 	invsync._local_tenants_where(text, text, timestamptz),
-	invsync._available(bigint, text, text[]),
 	invsync._record_order_fetch(bigint, bigint, text, bigint, text, bigint, text,
 								timestamptz, jsonb, text, text, timestamptz)
 	TO invsync_worker;
