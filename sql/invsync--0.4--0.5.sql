@@ -761,53 +761,70 @@ $$;
  * Lease claimed rows at the levels computed for them, or settle those
  * with nothing to publish, by one UPDATE (a second UPDATE of a row would
  * cost another row version).  Returns the rows leased, with their place
- * in the arrays.  The queue is read by its key for these listings only
- * (= ANY), and its rows are joined with their levels by hashing: with
- * nested loops allowed, statistics taken while the queue was small have
- * the planner read the claimed rows once for every level.  Planned for
- * the arrays it is given: a generic plan, made without their length,
- * hashes the tenant's whole queue and filters it by the array.  A function
- * of its own so that those settings end with it.
+ * in the arrays.
+ *
+ * On one node the rows are reached by the addresses the claim locked them
+ * at (p_rows): a nested loop of TID scans, which no statistics can turn
+ * into anything else, since the queue is not otherwise restricted.  By key
+ * it was a hash join whose build side, at a claim of 1,000 rows, was the
+ * tenant's whole queue read through a bitmap (a third of the statement at
+ * 20,000 queued).  Under Citus, where a row address means nothing to the
+ * statement's router, the rows are found by key (= ANY, so that only they
+ * are read) and joined with their levels by hashing: with nested loops
+ * allowed, statistics taken while the queue was small have the planner
+ * read the claimed rows once for every level.  Planned for the arrays it
+ * is given (force_custom_plan).  A function of its own so that those
+ * settings end with it.
  */
 CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestamptz,
-									   p_tenant bigint, p_listings bigint[],
+									   p_tenant bigint, p_listings bigint[], p_rows tid[],
 									   p_levels bigint[], p_settle boolean[])
 	RETURNS TABLE (ordinal bigint, listing_id bigint, version bigint,
 				   target_level bigint, attempts integer, correlation_ids text[])
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	SET enable_seqscan = off
-	SET enable_nestloop = off
+	SET enable_nestloop = on
+	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET jit = off
 	SET plan_cache_mode = force_custom_plan
 	AS $$
+DECLARE
+	v_by_key	boolean := invsync._citus_distributed();
 BEGIN
-	RETURN QUERY
+	IF v_by_key THEN
+		PERFORM set_config('enable_nestloop', 'off', true);
+		PERFORM set_config('enable_hashjoin', 'on', true);
+	END IF;
+	RETURN QUERY EXECUTE format($q$
 		WITH leased AS (
 			UPDATE invsync.sync_queue q
 			   SET target_level = lv.level,
 				   claimed_version = q.version,
 				   state = CASE WHEN lv.settle THEN 'synced' ELSE 'pending' END,
-				   lease_until = CASE WHEN lv.settle THEN NULL ELSE p_lease_until END,
+				   lease_until = CASE WHEN lv.settle THEN NULL ELSE $2 END,
 				   attempts = CASE WHEN lv.settle THEN 0 ELSE q.attempts + 1 END,
 				   pushed_version = CASE WHEN lv.settle THEN q.version
 									ELSE q.pushed_version END,
-				   changed_at = CASE WHEN lv.settle THEN p_now ELSE q.changed_at END,
+				   changed_at = CASE WHEN lv.settle THEN $1 ELSE q.changed_at END,
 				   last_error_class = CASE WHEN lv.settle THEN NULL
 									  ELSE q.last_error_class END,
 				   last_error = CASE WHEN lv.settle THEN NULL ELSE q.last_error END
-			  FROM unnest(p_listings, p_levels, p_settle) WITH ORDINALITY
-					 AS lv (listing_id, level, settle, ordinal)
-			 WHERE q.tenant_id = p_tenant AND q.listing_id = ANY (p_listings)
-			   AND q.listing_id = lv.listing_id
+			  FROM unnest($4, $5, $6, $7) WITH ORDINALITY
+					 AS lv (listing_id, row_id, level, settle, ordinal)
+			 WHERE %s
 			RETURNING lv.ordinal, lv.settle, q.listing_id, q.version, q.target_level,
 					  q.attempts, q.correlation_ids
 		)
 		SELECT l.ordinal, l.listing_id, l.version, l.target_level, l.attempts,
 			   l.correlation_ids
 		  FROM leased l
-		 WHERE NOT l.settle;
+		 WHERE NOT l.settle$q$,
+		CASE WHEN v_by_key
+			THEN 'q.tenant_id = $3 AND q.listing_id = ANY ($4) AND q.listing_id = lv.listing_id'
+			ELSE 'q.ctid = lv.row_id' END)
+	USING p_now, p_lease_until, p_tenant, p_listings, p_rows, p_levels, p_settle;
 END
 $$;
 
@@ -844,6 +861,7 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	AS $$
 DECLARE
 	v_listings	bigint[];
+	v_rows		tid[];			/* where each is, locked (_lease_claimed) */
 	v_grouped	boolean;
 	v_members	bigint[];
 	v_member_keys text[];
@@ -865,10 +883,10 @@ BEGIN
 	 * SKU in one warehouse) is claimed as it was picked, without the group
 	 * statements below (a sixth of such a claim).
 	 */
-	SELECT array_agg(c.listing_id), array_agg(c.force_push),
+	SELECT array_agg(c.listing_id), array_agg(c.ctid), array_agg(c.force_push),
 		   array_agg(coalesce(c.pushed_level, -1)), coalesce(bool_or(l.grouped), false)
-	  INTO v_listings, v_force_pushes, v_pushed_levels, v_grouped
-	  FROM (SELECT q.listing_id, q.force_push, q.pushed_level
+	  INTO v_listings, v_rows, v_force_pushes, v_pushed_levels, v_grouped
+	  FROM (SELECT q.listing_id, q.ctid, q.force_push, q.pushed_level
 			  FROM invsync.sync_queue q
 			 WHERE q.tenant_id = p_tenant AND q.shop_id = p_shop
 			   AND q.state = 'pending' AND q.lease_until IS NULL
@@ -933,9 +951,9 @@ BEGIN
 		END IF;
 
 		/* the picked rows without siblings, and every member of the other groups */
-		SELECT array_agg(g.listing_id), array_agg(q.force_push),
+		SELECT array_agg(g.listing_id), array_agg(q.ctid), array_agg(q.force_push),
 			   array_agg(coalesce(q.pushed_level, -1))
-		  INTO v_listings, v_force_pushes, v_pushed_levels
+		  INTO v_listings, v_rows, v_force_pushes, v_pushed_levels
 		  FROM (SELECT l.listing_id
 				  FROM invsync.listings l
 				 WHERE l.tenant_id = p_tenant AND l.listing_id = ANY (v_listings)
@@ -945,7 +963,7 @@ BEGIN
 				  FROM unnest(v_members, v_member_keys) AS m (listing_id, sibling_key)
 				 WHERE m.sibling_key <> ALL (v_waiting)) g
 		 CROSS JOIN LATERAL (
-				SELECT q.force_push, q.pushed_level
+				SELECT q.ctid, q.force_push, q.pushed_level
 				  FROM invsync.sync_queue q
 				 WHERE q.tenant_id = p_tenant AND q.listing_id = g.listing_id
 				OFFSET 0) q;
@@ -957,15 +975,16 @@ BEGIN
 	/*
 	 * A new statement, so a new snapshot (see above); it reads no table but
 	 * through _listings_available, so under Citus too it runs where it is
-	 * called.  The five arrays come from one pass over rows sorted once, so
+	 * called.  The six arrays come from one pass over rows sorted once, so
 	 * they match each other whatever the order.  The order only has to keep
 	 * a batch key's rows and a sibling group together: by bytes, not by
 	 * collation (five sorts by collation were a fifth of the claim).
 	 */
-	SELECT array_agg(x.listing_id), array_agg(x.level), array_agg(x.unchanged),
-		   array_agg(x.external_ids), array_agg(x.sibling_key)
-	  INTO v_listings, v_levels, v_unchanged, v_external_ids, v_sibling_keys
-	  FROM (SELECT v.listing_id, v.batch_key, v.sibling_key, v.external_ids, v.level,
+	SELECT array_agg(x.listing_id), array_agg(x.row_id), array_agg(x.level),
+		   array_agg(x.unchanged), array_agg(x.external_ids), array_agg(x.sibling_key)
+	  INTO v_listings, v_rows, v_levels, v_unchanged, v_external_ids, v_sibling_keys
+	  FROM (SELECT v.listing_id, v_rows[v.ordinal] AS row_id, v.batch_key, v.sibling_key,
+				   v.external_ids, v.level,
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
 				   bool_and(NOT v_force_pushes[v.ordinal]
 							AND v_pushed_levels[v.ordinal] = v.level)
@@ -980,7 +999,7 @@ BEGIN
 		SELECT p_tenant, c.listing_id, p_shop, c.version, c.target_level, c.attempts,
 			   c.correlation_ids, p_channel, v_external_ids[c.ordinal],
 			   v_sibling_keys[c.ordinal]
-		  FROM invsync._lease_claimed(p_now, v_lease_until, p_tenant, v_listings,
+		  FROM invsync._lease_claimed(p_now, v_lease_until, p_tenant, v_listings, v_rows,
 									  v_levels, v_unchanged) c
 		 ORDER BY c.ordinal;
 END
@@ -1170,12 +1189,12 @@ $$;
 
 REVOKE ALL ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
-	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], bigint[], boolean[]),
+	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], tid[], bigint[], boolean[]),
 	invsync._citus_distributed()
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
-	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], bigint[], boolean[]),
+	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], tid[], bigint[], boolean[]),
 	invsync._citus_distributed()
 	TO invsync_worker;
 REVOKE ALL ON FUNCTION invsync._listings_available(bigint, bigint[]) FROM PUBLIC;
