@@ -145,6 +145,30 @@ while (time() < $deadline)
 is($state, 'synced 4', 'with invsync.allow_insecure_http on, the level goes out over http');
 my ($push) = grep { $_->{status} eq '200' } @{ sim_get($plain, '/_sim/log?since=0&limit=1000')->{entries} };
 ok($push, 'the plain-http simulator accepted it');
+
+# ----- through a plain-http proxy --------------------------------------------
+
+# The worker gives libcurl a URL's origin and its path and query apart (the
+# request target), which is right only when it talks to the server itself:
+# a proxy named by the environment (http_proxy) must be sent the whole URL
+# in the request line.  https goes through a tunnel and is not affected.
+my $proxy = start_proxy();
+{
+	local $ENV{http_proxy} = $proxy->{url};
+	local $ENV{no_proxy} = '';
+	local $ENV{NO_PROXY} = '';
+	$node->restart;
+}
+$node->safe_psql('postgres', q{SELECT invsync.adjust('HTTP-MUG', 'WH1', 2, 'receipt', 'http-2')});
+ok(wait_for($node, qq{SELECT state || ' ' || pushed_level FROM invsync.sync_queue WHERE shop_id = $http},
+		'synced 6'),
+	'through a proxy from the environment, the level goes out');
+my @proxied = grep { /update_stock/ } PostgreSQL::Test::Utils::slurp_file($proxy->{request_log}) =~ /^(.*)$/mg;
+like($proxied[0] // '',
+	qr{^POST http://127\.0\.0\.1:$plain->{port}/api/v2/product/update_stock\?partner_id=1003&timestamp=[0-9]+&access_token=[^&]+&shop_id=5003&sign=[0-9a-f]{64} HTTP/1\.1$},
+	'the proxy was sent the whole URL in the request line');
+is(scalar(grep { !m{^POST http://} } @proxied), 0, 'every request through it was');
+$node->restart;
 $node->safe_psql('postgres', q{
 	ALTER SYSTEM RESET invsync.allow_insecure_http;
 	SELECT pg_reload_conf();

@@ -27,7 +27,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(start_node start_simulator sim_get sim_post create_shop
+our @EXPORT = qw(start_node start_simulator start_proxy sim_get sim_post create_shop
   create_tiktok_shop wait_for secrets_absent_from_log worker_pid);
 push @EXPORT, qw(start_lazada_simulator create_lazada_shop);
 
@@ -95,6 +95,36 @@ sub start_node
 	return $node;
 }
 
+# Run a helper of sim/ (SCRIPT with ARGS, and --port-file) in DIR, its
+# output in DIR/sim.log, until the test ends; returns it once it listens,
+# with its port.
+sub _start_helper
+{
+	my ($dir, $script, @args) = @_;
+	my $port_file = "$dir/port";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>', "$dir/sim.log";
+		open STDERR, '>&', \*STDOUT;
+		exec('python3', "$repo/sim/$script", '--host', '127.0.0.1', '--port', '0',
+			'--port-file', $port_file, @args)
+		  or die "exec: $!";
+	}
+	for (1 .. 100)
+	{
+		last if -s $port_file;
+		usleep(100_000);
+	}
+	open my $fh, '<', $port_file or die "$script did not start";
+	my $port = <$fh>;
+	chomp $port;
+	my $helper = { pid => $pid, port => $port, log => "$dir/sim.log" };
+	push @InvsyncTest::simulators, $helper;
+	return $helper;
+}
+
 # A simulator over HTTPS (plain http with plain => 1): sim/shopee_sim.py,
 # or the script named by script => 'tiktok_sim.py'; returns it, with its
 # base URL and port.
@@ -103,32 +133,22 @@ sub start_simulator
 	my (%opt) = @_;
 	my $p = test_pki();
 	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
-	my $port_file = "$dir/port";
-	my $script = $opt{script} // 'shopee_sim.py';
-	my @cmd = ('python3', "$repo/sim/$script", '--host', '127.0.0.1', '--port', '0',
-		'--port-file', $port_file,
+	my $sim = _start_helper($dir, $opt{script} // 'shopee_sim.py',
 		$opt{plain} ? () : ('--tls-cert', $p->{cert}, '--tls-key', $p->{key}),
 		'--quiet', '--seed', $opt{seed} // 1);
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open STDOUT, '>', "$dir/sim.log";
-		open STDERR, '>&', \*STDOUT;
-		exec @cmd or die "exec: $!";
-	}
-	for (1 .. 100)
-	{
-		last if -s $port_file;
-		usleep(100_000);
-	}
-	open my $fh, '<', $port_file or die "simulator did not start";
-	my $port = <$fh>;
-	chomp $port;
-	my $scheme = $opt{plain} ? 'http' : 'https';
-	my $sim = { pid => $pid, port => $port, url => "$scheme://127.0.0.1:$port", log => "$dir/sim.log" };
-	push @InvsyncTest::simulators, $sim;
+	$sim->{url} = ($opt{plain} ? 'http' : 'https') . "://127.0.0.1:$sim->{port}";
 	return $sim;
+}
+
+# A plain-http forward proxy (sim/http_proxy.py); returns it, with its URL
+# and the file where it writes each request line it receives (request_log).
+sub start_proxy
+{
+	my $dir = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
+	my $proxy = _start_helper($dir, 'http_proxy.py', '--log', "$dir/requests.log");
+	$proxy->{url} = "http://127.0.0.1:$proxy->{port}";
+	$proxy->{request_log} = "$dir/requests.log";
+	return $proxy;
 }
 
 END
