@@ -121,22 +121,27 @@ url_escape_append(StringInfo buf, const char *value)
 {
 	static const char digits[] = "0123456789ABCDEF";
 	const unsigned char *p;
+	const unsigned char *run;
 
 	if (value == NULL)
 		return;
-	for (p = (const unsigned char *) value; *p != '\0'; p++)
+	/* runs of unreserved characters are copied whole */
+	run = (const unsigned char *) value;
+	for (p = run; *p != '\0'; p++)
 	{
 		unsigned char c = *p;
+		char		escaped[3];
 
 		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 			(c >= '0' && c <= '9') ||
 			c == '-' || c == '.' || c == '_' || c == '~')
-			appendStringInfoChar(buf, (char) c);
-		else
-		{
-			appendStringInfoChar(buf, '%');
-			appendStringInfoChar(buf, digits[c >> 4]);
-			appendStringInfoChar(buf, digits[c & 0x0F]);
-		}
+			continue;
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		escaped[0] = '%';
+		escaped[1] = digits[c >> 4];
+		escaped[2] = digits[c & 0x0F];
+		appendBinaryStringInfo(buf, escaped, 3);
+		run = p + 1;
 	}
+	appendBinaryStringInfo(buf, (const char *) run, p - run);
 }

@@ -76,14 +76,15 @@ struct HttpTransfer
 	CURL	   *easy;
 	struct curl_slist *headers;
 	StringInfoData body;
-	char		response_headers[HTTP_MAX_RESPONSE_HEADERS];	/* the last
-																 * response's */
 	size_t		response_headers_len;
-	char		error_buffer[CURL_ERROR_SIZE];
 	bool		in_multi;		/* added to the multi handle */
 	HttpResult	result;			/* filled when it finished */
 	void	   *request_arg;
 	MemoryContext context;
+	/* last, and not zeroed: each holds a string from its first byte */
+	char		error_buffer[CURL_ERROR_SIZE];
+	char		response_headers[HTTP_MAX_RESPONSE_HEADERS];	/* the last
+																 * response's */
 };
 
 /*
@@ -324,24 +325,27 @@ test_connect_to_list(void)
 static void
 set_request_url(CURL *easy, const char *url)
 {
+	/* the environment a process started with: read once */
+	static int	proxy_in_environment = -1;
 	const char *authority = strstr(url, "://");
 	const char *target = authority ? strpbrk(authority + 3, "/?") : NULL;
-	bool		plain_http_proxy = false;
 
-	if (pg_strncasecmp(url, "http://", 7) == 0)
+	if (proxy_in_environment < 0)
 	{
 		const char *proxy_variables[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
 		int			i;
 
+		proxy_in_environment = 0;
 		for (i = 0; i < lengthof(proxy_variables); i++)
 		{
 			const char *proxy = getenv(proxy_variables[i]);
 
 			if (proxy != NULL && proxy[0] != '\0')
-				plain_http_proxy = true;
+				proxy_in_environment = 1;
 		}
 	}
-	if (target == NULL || *target != '/' || plain_http_proxy)
+	if (target == NULL || *target != '/' ||
+		(proxy_in_environment && pg_strncasecmp(url, "http://", 7) == 0))
 	{
 		CURL_SETOPT(easy, CURLOPT_URL, url);
 		return;
@@ -376,7 +380,10 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	context = AllocSetContextCreate(engine->context, "invsync http transfer",
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(context);
-	transfer = palloc0(sizeof(HttpTransfer));
+	transfer = palloc(sizeof(HttpTransfer));
+	memset(transfer, 0, offsetof(HttpTransfer, error_buffer));
+	transfer->error_buffer[0] = '\0';
+	transfer->response_headers[0] = '\0';
 	transfer->engine = engine;
 	transfer->context = context;
 	transfer->request_arg = request_arg;

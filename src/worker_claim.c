@@ -50,6 +50,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/guc.h"
@@ -249,6 +250,42 @@ commit_without_flush(void)
 }
 
 /*
+ * The values of the adapter's attributes in a listing's external_ids, read
+ * from the jsonb as stored (by key, no text in between) into the row's
+ * ids, in rows_context.  A value of another form than a JSON string or
+ * number is left absent; adapter_check_listing then refuses the listing.
+ */
+static void
+read_listing_ids(ClaimedRow *row, Datum external_ids, bool isnull,
+				 const ChannelAdapter *adapter)
+{
+	MemoryContext old;
+	Jsonb	   *ids;
+	int			i;
+
+	if (isnull || adapter == NULL)
+		return;
+	ids = DatumGetJsonbP(external_ids);
+	if (!JB_ROOT_IS_OBJECT(ids))
+		return;
+	old = MemoryContextSwitchTo(rows_context);
+	for (i = 0; i < adapter->nattributes; i++)
+	{
+		const char *name = adapter->attributes[i].name;
+		JsonbValue	found;
+
+		if (getKeyJsonValueFromContainer(&ids->root, name, strlen(name), &found) == NULL)
+			continue;
+		if (found.type == jbvString)
+			row->ids[i] = pnstrdup(found.val.string.val, found.val.string.len);
+		else if (found.type == jbvNumeric)
+			row->ids[i] = DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(found.val.numeric)));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Claim due rows and put them on their shops' waiting lists; reload the
  * shops they belong to.  One short transaction.
  */
@@ -332,7 +369,7 @@ claim_rows(void)
 						   "SELECT tenant_id, listing_id, shop_id, version, "
 						   "target_level, attempts, "
 						   "array_to_string(correlation_ids, ', '), "
-						   "external_ids, sibling_key "
+						   "external_ids, sibling_key, channel "
 						   "FROM invsync._claim($1, $2, $3, $4, $5, $6)",
 						   6, types),
 				 values, nulls, SPI_OK_SELECT);
@@ -356,8 +393,9 @@ claim_rows(void)
 		row->send_by = TimestampTzPlusMilliseconds(now, send_window);
 		row->correlation_ids = MemoryContextStrdup(rows_context,
 												   ids && ids[0] ? ids : "none");
-		text = SPI_getvalue(tuple, desc, 8);
-		row->external_ids = MemoryContextStrdup(rows_context, text ? text : "{}");
+		text = SPI_getvalue(tuple, desc, 10);
+		read_listing_ids(row, SPI_getbinval(tuple, desc, 8, &isnull), isnull,
+						 text ? adapter_for_channel(text) : NULL);
 		text = SPI_getvalue(tuple, desc, 9);
 		row->sibling_key = text ? MemoryContextStrdup(rows_context, text) : NULL;
 
@@ -385,7 +423,6 @@ forget_row(ClaimedRow *row)
 
 	rows_held--;
 	pfree(row->correlation_ids);
-	pfree(row->external_ids);
 	if (row->sibling_key)
 		pfree(row->sibling_key);
 	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)

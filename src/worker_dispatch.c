@@ -126,31 +126,12 @@ listing_ids_json(const ClaimedRow *rows, int nrows)
 
 /*
  * What the adapter needs of a row: its level and the values of the
- * adapter's attributes, read from the row's external_ids once and kept
- * with the row (take_batch looks at a row that does not fit a request
- * again for the next one).  Ids of another form than a JSON string or
- * number are left absent; adapter_check_listing then refuses the listing.
+ * adapter's attributes (read from external_ids when it was claimed).
  */
 static void
 fill_push(ListingPush *push, ClaimedRow *row, const ChannelAdapter *adapter)
 {
 	int			i;
-
-	if (!row->ids_read)
-	{
-		JsonValue  *ids = json_parse(row->external_ids, strlen(row->external_ids));
-		MemoryContext context = GetMemoryChunkContext(row);
-
-		for (i = 0; i < adapter->nattributes; i++)
-		{
-			const JsonValue *value = ids ? json_get(ids, adapter->attributes[i].name) : NULL;
-
-			if (value != NULL &&
-				(value->kind == JSON_KIND_STRING || value->kind == JSON_KIND_NUMBER))
-				row->ids[i] = MemoryContextStrdup(context, value->text);
-		}
-		row->ids_read = true;
-	}
 
 	memset(push, 0, sizeof(ListingPush));
 	push->listing_id = row->listing_id;
@@ -170,7 +151,6 @@ copy_row(const ClaimedRow *row, ClaimedRow *copy, MemoryContext context)
 		copy = MemoryContextAlloc(context, sizeof(ClaimedRow));
 	*copy = *row;
 	copy->correlation_ids = MemoryContextStrdup(context, row->correlation_ids);
-	copy->external_ids = MemoryContextStrdup(context, row->external_ids);
 	copy->sibling_key = row->sibling_key ?
 		MemoryContextStrdup(context, row->sibling_key) : NULL;
 	for (i = 0; i < LISTING_MAX_ATTRIBUTES; i++)

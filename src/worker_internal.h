@@ -71,12 +71,10 @@ typedef struct ClaimedRow
 	TimestampTz send_by;		/* sent later, its request could outlive the
 								 * lease and overlap a new claim's */
 	char	   *correlation_ids;	/* comma-separated, for the header */
-	char	   *external_ids;	/* listings.external_ids, as JSON text */
 	char	   *sibling_key;	/* rows with one key go together; or NULL */
-	bool		ids_read;		/* ids below read from external_ids */
 	char	   *ids[LISTING_MAX_ATTRIBUTES];	/* the adapter's attributes'
-												 * values, by index; NULL when
-												 * absent */
+												 * values in external_ids, by
+												 * index; NULL when absent */
 } ClaimedRow;
 
 /*
