@@ -104,3 +104,13 @@ SELECT sku, external_ids, batch_key FROM invsync.listings WHERE sku = 'E' AND te
 -- the ids are what listing_levels shows
 SELECT sku, external_item_id, external_model_id, external_ids
   FROM invsync.listing_levels ORDER BY sku;
+
+-- a channel that claims listings together (siblings) batches them by
+-- attributes of the sibling key only: a sibling group never spans batch
+-- keys (the claim relies on it)
+SELECT channel FROM invsync.channel_attributes()
+ GROUP BY channel
+HAVING bool_or(siblings) AND bool_or(batch AND NOT siblings);
+SELECT channel, string_agg(attribute, ',' ORDER BY attribute_position) FILTER (WHERE batch) AS batch_by,
+	   string_agg(attribute, ',' ORDER BY attribute_position) FILTER (WHERE siblings) AS siblings_by
+  FROM invsync.channel_attributes() GROUP BY channel ORDER BY channel;

@@ -262,6 +262,12 @@ CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
 	RETURNS bigint
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN (CASE
+			  /* all of it, the usual case: the same value in integers */
+			  WHEN p_allocation_percent = 100 THEN
+				CASE
+				  WHEN greatest(0, p_available - p_buffer) < coalesce(p_min_level, 0) THEN 0
+				  ELSE least(greatest(0, p_available - p_buffer), p_max_level)
+				END
 			  WHEN greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100))
 				   < coalesce(p_min_level, 0) THEN 0
 			  ELSE least(greatest(0, floor((p_available - p_buffer) * p_allocation_percent / 100)),
@@ -277,7 +283,8 @@ CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
  * from statistics of small tables could otherwise scan the tenant's
  * listings and look the given rows up for each.  Its available stock is an
  * aggregate over its own bundle list, so the rows need no sorting into
- * groups.  With each listing come what the claim batches and sends by
+ * groups; the list is read by one probe of bundle_leaves (a SKU that is
+ * no bundle is its own list), and the arithmetic is in integers.  With each listing come what the claim batches and sends by
  * (batch and sibling keys, the marketplace's ids), read in the same
  * lookup, and its position in the array given (ordinal, from 1): the
  * claim reads no listing twice.
@@ -304,18 +311,17 @@ BEGIN ATOMIC
 						  WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
 						 OFFSET 0) l
 	 CROSS JOIN LATERAL (
-			SELECT coalesce(min(floor(coalesce(a.available, 0) / e.qty)), 0)::bigint
-				   AS available
-			  FROM (SELECT f.component_sku AS sku, f.qty::numeric AS qty
-					  FROM invsync.bundle_leaves f
-					 WHERE f.tenant_id = p_tenant AND f.bundle_sku = l.sku
-					UNION ALL
-					SELECT l.sku, 1::numeric
-					 WHERE NOT EXISTS (SELECT FROM invsync.bundle_leaves f
-										WHERE f.tenant_id = p_tenant
-										  AND f.bundle_sku = l.sku)) e
+			/* whole bundles: the floor of each component's stock over its quantity */
+			SELECT coalesce(min(CASE
+								  WHEN e.qty = 1 OR a.available >= 0 THEN a.available / e.qty
+								  ELSE (a.available - e.qty + 1) / e.qty
+								END), 0) AS available
+			  FROM (SELECT coalesce(f.component_sku, l.sku) AS sku, coalesce(f.qty, 1) AS qty
+					  FROM (VALUES (true)) AS self (listed)
+					  LEFT JOIN invsync.bundle_leaves f
+						ON f.tenant_id = p_tenant AND f.bundle_sku = l.sku) e
 			  LEFT JOIN LATERAL (
-					SELECT sum(s.on_hand - s.reserved) AS available
+					SELECT coalesce(sum(s.on_hand - s.reserved), 0)::bigint AS available
 					  FROM invsync.stock_levels s
 					 WHERE s.tenant_id = p_tenant AND s.sku = e.sku
 					   AND (l.source_locations IS NULL
@@ -903,8 +909,11 @@ CREATE FUNCTION invsync._claim_shop(p_now timestamptz, p_lease interval, p_tenan
 	 * claimed (LATERAL lookups): a plan made from the statistics of a small
 	 * or empty table would otherwise scan it.  So the plans hold for any
 	 * statistics and any number of rows, and _claim makes them generic.
+	 * Each listing's stock is looked up once: no cache of lookups (a
+	 * Memoize node only costs its hashing).
 	 */
 	SET enable_seqscan = off
+	SET enable_memoize = off
 	SET jit = off
 	AS $$
 DECLARE
@@ -1026,7 +1035,10 @@ BEGIN
 	 * called.  The six arrays come from one pass over rows sorted once, so
 	 * they match each other whatever the order.  The order only has to keep
 	 * a batch key's rows and a sibling group together: by bytes, not by
-	 * collation (five sorts by collation were a fifth of the claim).
+	 * collation (five sorts by collation were a fifth of the claim).  It is
+	 * also the order of the window over sibling groups, so the rows are
+	 * sorted once: a group never spans batch keys, since every adapter's
+	 * sibling key includes its batch key's attributes (channels.c).
 	 */
 	SELECT array_agg(x.listing_id), array_agg(x.row_id), array_agg(x.level),
 		   array_agg(x.unchanged), array_agg(x.external_ids), array_agg(x.sibling_key)
@@ -1036,11 +1048,14 @@ BEGIN
 				   /* nothing to publish; a sibling only if its whole group is unchanged */
 				   bool_and(NOT v_force_pushes[v.ordinal]
 							AND v_pushed_levels[v.ordinal] = v.level)
-					 OVER (PARTITION BY v.sibling_key COLLATE "C",
-								   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END)
+					 OVER (PARTITION BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C",
+								   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END
+						   ORDER BY v.listing_id
+						   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 				   AS unchanged
 			  FROM invsync._listings_available(p_tenant, v_listings) v
-			 ORDER BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C", v.listing_id) x;
+			 ORDER BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C",
+					  CASE WHEN v.sibling_key IS NULL THEN v.listing_id END, v.listing_id) x;
 
 	/* the rows to push, in the order the worker batches them */
 	RETURN QUERY

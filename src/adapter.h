@@ -301,7 +301,10 @@ typedef struct ChannelAdapter
 	/*
 	 * Listings agreeing on these attributes are claimed, sent and settled
 	 * together, all or none (TikTok: every warehouse of a SKU must be in
-	 * the call).  0 when each listing stands alone.
+	 * the call).  0 when each listing stands alone.  It includes every
+	 * attribute of batch_by, so that a group never spans batch keys (the
+	 * claim sorts once, by batch key then sibling key; sql/channels checks
+	 * it).
 	 */
 	ListingAttributeSet siblings_by;
 
