@@ -16,6 +16,35 @@
 SELECT invsync._hmac_sha256_hex('Jefe', 'what do ya want for nothing?') AS rfc4231_lower,
        invsync._hmac_sha256_hex('Jefe', 'what do ya want for nothing?', true) AS rfc4231_upper;
 
+-- keys in turn, each signature right whatever key came before it (the
+-- worker keeps the last key's hashed state): RFC 4231 case 2, a key
+-- longer than a SHA-256 block, one longer than the key kept (256 bytes),
+-- and the empty key (expected values from Python's hmac module)
+SELECT v.n, invsync._hmac_sha256_hex(v.key, v.msg) = v.expected AS matches
+  FROM (VALUES
+	(1, 'Jefe', 'what do ya want for nothing?',
+	 '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843'),
+	(2, 'Jefe', 'what do ya want for nothing?',
+	 '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843'),
+	(3, repeat('k', 131), 'Test Using Larger Than Block-Size Key - Hash Key First',
+	 '70e4b005732fa7ff79392aa24fb240159b925dbc9f1398420c0f45e6763dcf14'),
+	(4, 'Jefe', 'what do ya want for nothing?',
+	 '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843'),
+	(5, repeat('x', 300), 'm',
+	 'd2f319795eafc4164d0877331a2b4efe78c8510beffdbc742873f9a8bbc4252e'),
+	(6, repeat('x', 300), 'm',
+	 'd2f319795eafc4164d0877331a2b4efe78c8510beffdbc742873f9a8bbc4252e'),
+	(7, '', 'm',
+	 'a64092104c76d9ef65599c33c177609ecd49857456eb28133c4daea25bea960a'),
+	(8, '', 'm',
+	 'a64092104c76d9ef65599c33c177609ecd49857456eb28133c4daea25bea960a'),
+	(9, repeat('k', 131), 'Test Using Larger Than Block-Size Key - Hash Key First',
+	 '70e4b005732fa7ff79392aa24fb240159b925dbc9f1398420c0f45e6763dcf14'),
+	(10, 'Jefe', 'what do ya want for nothing?',
+	 '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843'))
+	AS v (n, key, msg, expected)
+ ORDER BY v.n;
+
 -- the [COMP] vectors: Public and Shop signing (1.2), get_order_detail (7.1)
 SELECT v.name,
        invsync._hmac_sha256_hex(:'partner_key', v.base) AS sign,

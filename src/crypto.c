@@ -32,6 +32,16 @@
  */
 static EVP_MAC_CTX *hmac_sha256_context = NULL;
 
+/*
+ * The key the context holds, so that the next signature with the same key
+ * (the worker signs with a few app keys, one after another) reuses its
+ * hashed pads: keying was half the cost of a signature.  Longer keys are
+ * not kept; -1 when the context holds no known key.
+ */
+#define HMAC_KEPT_KEY_MAX 256
+static unsigned char hmac_kept_key[HMAC_KEPT_KEY_MAX];
+static ssize_t hmac_kept_key_len = -1;
+
 static EVP_MAC_CTX *
 get_hmac_sha256_context(void)
 {
@@ -47,6 +57,7 @@ get_hmac_sha256_context(void)
 		return NULL;
 	hmac_sha256_context = EVP_MAC_CTX_new(mac);
 	EVP_MAC_free(mac);			/* the context holds its own reference */
+	hmac_kept_key_len = -1;
 	if (hmac_sha256_context == NULL)
 		return NULL;
 
@@ -94,7 +105,22 @@ hmac_sha256_hex(const void *key, size_t keylen,
 		keylen = 0;
 	if (msg == NULL)
 		msglen = 0;
-	done = EVP_MAC_init(context, keylen > 0 ? key : empty, keylen, NULL) &&
+	if (hmac_kept_key_len == (ssize_t) keylen &&
+		(keylen == 0 || memcmp(hmac_kept_key, key, keylen) == 0))
+		done = EVP_MAC_init(context, NULL, 0, NULL);
+	else
+	{
+		OPENSSL_cleanse(hmac_kept_key, sizeof(hmac_kept_key));
+		hmac_kept_key_len = -1;
+		done = EVP_MAC_init(context, keylen > 0 ? key : empty, keylen, NULL);
+		if (done && keylen <= HMAC_KEPT_KEY_MAX)
+		{
+			if (keylen > 0)
+				memcpy(hmac_kept_key, key, keylen);
+			hmac_kept_key_len = (ssize_t) keylen;
+		}
+	}
+	done = done &&
 		EVP_MAC_update(context, msglen > 0 ? msg : empty, msglen) &&
 		EVP_MAC_final(context, md, &mdlen, sizeof(md)) &&
 		mdlen == HMAC_SHA256_HEX_LEN / 2;
@@ -106,6 +132,12 @@ hmac_sha256_hex(const void *key, size_t keylen,
 			out[2 * i + 1] = digits[md[i] & 0x0F];
 		}
 		out[2 * mdlen] = '\0';
+	}
+	if (!done)
+	{
+		/* a failure may leave the context keyed otherwise: key it anew */
+		OPENSSL_cleanse(hmac_kept_key, sizeof(hmac_kept_key));
+		hmac_kept_key_len = -1;
 	}
 	OPENSSL_cleanse(md, sizeof(md));
 	return done;
