@@ -159,6 +159,26 @@ column_int64(HeapTuple tuple, int column)
 	return isnull ? 0 : DatumGetInt64(value);
 }
 
+/*
+ * A text column of the current SPI result row, copied into context; NULL
+ * when NULL.  No output function is looked up, as SPI_getvalue would.
+ */
+static char *
+column_text(HeapTuple tuple, int column, MemoryContext context)
+{
+	bool		isnull;
+	Datum		value = SPI_getbinval(tuple, SPI_tuptable->tupdesc, column, &isnull);
+	MemoryContext old;
+	char	   *result;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(context);
+	result = TextDatumGetCString(value);
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
 /* true when the extension is installed in this database; in a transaction */
 bool
 check_extension(void)
@@ -379,8 +399,8 @@ claim_rows(void)
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		ClaimedRow *row = MemoryContextAllocZero(rows_context, sizeof(ClaimedRow));
-		char	   *ids = SPI_getvalue(tuple, desc, 7);
-		char	   *text;
+		char	   *ids = column_text(tuple, 7, rows_context);
+		char	   *channel = column_text(tuple, 10, CurrentMemoryContext);
 		bool		isnull;
 		ShopState  *shop;
 
@@ -391,13 +411,10 @@ claim_rows(void)
 		row->level = column_int64(tuple, 5);
 		row->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull));
 		row->send_by = TimestampTzPlusMilliseconds(now, send_window);
-		row->correlation_ids = MemoryContextStrdup(rows_context,
-												   ids && ids[0] ? ids : "none");
-		text = SPI_getvalue(tuple, desc, 10);
+		row->correlation_ids = ids && ids[0] ? ids : MemoryContextStrdup(rows_context, "none");
 		read_listing_ids(row, SPI_getbinval(tuple, desc, 8, &isnull), isnull,
-						 text ? adapter_for_channel(text) : NULL);
-		text = SPI_getvalue(tuple, desc, 9);
-		row->sibling_key = text ? MemoryContextStrdup(rows_context, text) : NULL;
+						 channel ? adapter_for_channel(channel) : NULL);
+		row->sibling_key = column_text(tuple, 9, rows_context);
 
 		shop = get_shop(row->tenant_id, row->shop_id);
 		dlist_push_tail(&shop->waiting, &row->node);
