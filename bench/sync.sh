@@ -149,6 +149,9 @@ as_run_user mkdir -p "$BENCH_DIR/pki" "$BENCH_DIR/nginx"
 as_run_user cp "$REPO/bench/sync_helper.py" "$REPO/sim/shopee_sim.py" "$REPO/sim/tiktok_sim.py" \
 	"$REPO/sim/lazada_sim.py" "$BENCH_DIR/"
 helper() { as_run_user "$PY" "$BENCH_DIR/sync_helper.py" "$@"; }
+# libcurl alone posting the worker's request (bench/http_floor.c)
+as_run_user gcc -O2 -Wall -o "$BENCH_DIR/http_floor" "$REPO/bench/http_floor.c" -lcurl
+FLOOR_REQUESTS=${BENCH_FLOOR_REQUESTS:-50000}
 
 want() { [[ "$RUNS" == *" $1 "* ]]; }
 want_any() { local r; for r in "$@"; do want "$r" && return 0; done; return 1; }
@@ -423,7 +426,10 @@ for ch in $LAT_CHANNELS; do latency_run "$ch"; done
 
 # ---------------------------------------------------------------- ceilings
 # the request the worker sends (the channel's body, content type, query and
-# headers; sync_helper.py wrk), at the same concurrency, for WRK_SECONDS
+# headers; sync_helper.py wrk), at the same concurrency, for WRK_SECONDS.
+# For the sink also the floor: the CPU that libcurl and the kernel spend on
+# that request (with the query the worker sends) with nothing else to do,
+# FLOOR_REQUESTS of them (bench/http_floor.c), user and system time apart.
 declare -A R
 # ceiling KEY CHANNEL BASE_URL LISTINGS_PER_REQUEST [URL, for a signed Shopee one]
 ceiling() {
@@ -439,6 +445,15 @@ ceiling() {
 	fi
 	R[$key-ceiling]=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
 	say "$key ceiling (wrk -c$MAX_IN_FLIGHT): ${R[$key-ceiling]} requests/s"
+	[ -z "${5:-}" ] || return 0
+	local floor_args
+	mapfile -t floor_args <"$BENCH_DIR/wrk-$key.lua.floor"
+	out=$(as_run_user "$BENCH_DIR/http_floor" "${floor_args[0]}" "$BENCH_DIR/body-$key" \
+		"$MAX_IN_FLIGHT" "$FLOOR_REQUESTS" "${floor_args[@]:1}") ||
+		{ echo "http_floor failed against ${floor_args[0]}" >&2; exit 1; }
+	read -r _ _ R[$key-floor-user] R[$key-floor-sys] <<<"$out"
+	R[$key-floor]=$(awk -v u="${R[$key-floor-user]}" -v s="${R[$key-floor-sys]}" 'BEGIN { printf "%.0f", u + s }')
+	say "$key floor (libcurl alone, $FLOOR_REQUESTS requests): ${R[$key-floor]} us CPU a request (user ${R[$key-floor-user]}, system ${R[$key-floor-sys]})"
 }
 
 # ---------------------------------------------------------------- backlogs
@@ -614,28 +629,32 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo
 	echo "One listing per request against the nginx sink (worker / wrk ceiling posting the"
 	echo "channel's own request, same run), and commit to marketplace against the channel's"
-	echo "simulator over HTTPS (details below)."
+	echo "simulator over HTTPS (details below). libcurl alone: the CPU a request costs"
+	echo "bench/http_floor, which posts the same request (the worker's URL with its signed"
+	echo "query, body and headers) at the same concurrency the way the worker drives libcurl,"
+	echo "and does nothing else: no claim, no signing, no recording. It is the part of a"
+	echo "push that neither SQL nor the adapters can save."
 	echo
-	echo "| channel | sink pushes/s | sink ceiling req/s | worker / ceiling | worker CPU | worker CPU µs/push | commit -> simulator p50 ms | p99 ms |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| channel | sink pushes/s | sink ceiling req/s | worker / ceiling | worker CPU | worker CPU µs/push | libcurl alone µs/request | worker / libcurl alone | commit -> simulator p50 ms | p99 ms |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for ch in $ALL_CHANNELS; do
 		key=sink-$ch-1
 		if [[ " ${KEYS[*]} " == *" $key "* ]]; then
-			cells="${R[$key-rps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]}"
+			cells="${R[$key-rps]} | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]} | ${R[$key-floor]} | $(ratio "${R[$key-us]}" "${R[$key-floor]}")"
 		else
-			cells="| | | |"
+			cells="| | | | | |"
 		fi
 		if [ -n "${LAT[$ch]:-}" ]; then
 			lcells="$(lat "$ch" total p50) | $(lat "$ch" total p99)"
 		else
 			lcells="|"
 		fi
-		[ "$cells" = "| | | |" ] && [ "$lcells" = "|" ] && continue
+		[ "$cells" = "| | | | | |" ] && [ "$lcells" = "|" ] && continue
 		echo "| $ch | $cells | $lcells |"
 	done
 	if [[ " ${KEYS[*]} " == *" sink-lazada-20 "* ]]; then
 		key=sink-lazada-20
-		echo "| lazada, 20 SKUs a request (batch_size default) | ${R[$key-lps]} listings/s (${R[$key-rps]} req/s) | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]} per request | | |"
+		echo "| lazada, 20 SKUs a request (batch_size default) | ${R[$key-lps]} listings/s (${R[$key-rps]} req/s) | $(round "${R[$key-ceiling]}") | $(ratio "${R[$key-rps]}" "${R[$key-ceiling]}") | ${R[$key-cpu]}% | ${R[$key-us]} per request | ${R[$key-floor]} | $(ratio "${R[$key-us]}" "${R[$key-floor]}") | | |"
 	fi
 	echo
 	fi

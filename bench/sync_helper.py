@@ -22,7 +22,11 @@ simulators or crunch numbers (standard library only).
                                      listings (models, SKUs) as the worker
                                      sends it (body, content type, signed
                                      query, token header) as a wrk script;
-                                     prints the URL to give wrk
+                                     prints the URL to give wrk.  Also
+                                     LUAFILE.floor: the URL as the worker
+                                     sends it (Shopee's with its signed
+                                     query too), then the header lines,
+                                     for bench/http_floor
   latency CHANNEL URL CA SHOP LEVEL PGLOG STARTS
                                      commit-to-marketplace latencies: the
                                      simulator's arrival time of the first
@@ -114,9 +118,12 @@ def wrk(channel, base, n, bodyfile, luafile):
     n = int(n)
     base = base.rstrip("/")
     headers = {}
+    floor_url = None
     if channel == "shopee":
         # as before the per-channel runs: the body, no query
         url = f"{base}{PATH}"
+        floor_url = signed_url(base, "2001234", "bench-partner-key", "7100001",
+                               "tok-7100001")
         ctype = "application/json"
         body = json.dumps({"item_id": 1, "stock_list": [
             {"model_id": m, "seller_stock": [{"stock": 5}]} for m in range(n)]},
@@ -159,16 +166,25 @@ def wrk(channel, base, n, bodyfile, luafile):
         for k, v in headers.items():
             f.write(f'wrk.headers["{k}"] = "{v}"\n')
         f.write(f'local f = io.open("{bodyfile}")\nwrk.body = f:read("*a")\nf:close()\n')
+    with open(luafile + ".floor", "w") as f:
+        f.write((floor_url or url) + "\n")
+        f.write(f"Content-Type: {ctype}\n")
+        for k, v in headers.items():
+            f.write(f"{k}: {v}\n")
     print(url)
 
 
-def sign(url, partner, key, shop, token):
+def signed_url(url, partner, key, shop, token):
     ts = str(int(time.time()))
     base = f"{partner}{PATH}{ts}{token}{shop}"
     sig = hmac.new(key.encode(), base.encode(), hashlib.sha256).hexdigest()
     q = urllib.parse.urlencode({"partner_id": partner, "timestamp": ts,
                                 "access_token": token, "shop_id": shop, "sign": sig})
-    print(f"{url.rstrip('/')}{PATH}?{q}")
+    return f"{url.rstrip('/')}{PATH}?{q}"
+
+
+def sign(url, partner, key, shop, token):
+    print(signed_url(url, partner, key, shop, token))
 
 
 def pct(values, p):
