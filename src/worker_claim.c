@@ -122,6 +122,8 @@ static int	attempts_size = 0;
 static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
 
+static Datum int64_array(const int64 *values, int n);
+
 /* when the oldest outcome or attempt now pending was queued */
 static TimestampTz first_record_at = 0;
 
@@ -306,16 +308,56 @@ read_listing_ids(ClaimedRow *row, Datum external_ids, bool isnull,
 }
 
 /*
+ * The rows this worker holds of each shop, waiting to be sent or in a
+ * request in flight, as the two arrays (shop ids, counts) _claim takes:
+ * the queue keeps no index of leased rows to count them from.
+ */
+static void
+held_rows_by_shop(Datum *shop_ids, Datum *counts)
+{
+	HASH_SEQ_STATUS status;
+	ShopState  *shop;
+	int			room = 16;
+	int			n = 0;
+	int64	   *ids = palloc(room * sizeof(int64));
+	Datum	   *held = palloc(room * sizeof(Datum));
+
+	hash_seq_init(&status, shop_table());
+	while ((shop = (ShopState *) hash_seq_search(&status)) != NULL)
+	{
+		int			rows = shop_rows_in_flight(shop);
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &shop->waiting)
+			rows++;
+		if (rows == 0)
+			continue;
+		if (n == room)
+		{
+			room *= 2;
+			ids = repalloc(ids, room * sizeof(int64));
+			held = repalloc(held, room * sizeof(Datum));
+		}
+		ids[n] = shop->key.shop_id;
+		held[n] = Int32GetDatum(rows);
+		n++;
+	}
+	*shop_ids = int64_array(ids, n);
+	*counts = PointerGetDatum(construct_array(held, n, INT4OID, sizeof(int32),
+											  true, TYPALIGN_INT));
+}
+
+/*
  * Claim due rows and put them on their shops' waiting lists; reload the
  * shops they belong to.  One short transaction.
  */
 void
 claim_rows(void)
 {
-	Oid			types[6] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID,
-	INT8OID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {TIMESTAMPTZOID, INTERVALOID, INT4OID, INT4OID,
+	INT8OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = GetCurrentTimestamp();
 	int64		send_window;
 	int			limit;
@@ -385,13 +427,14 @@ claim_rows(void)
 	values[5] = Int64GetDatum(claim_after_shop);
 	if (!claim_resumes)
 		nulls[4] = nulls[5] = 'n';
+	held_rows_by_shop(&values[6], &values[7]);
 	execute_plan(keep_plan(&claim_plan,
 						   "SELECT tenant_id, listing_id, shop_id, version, "
 						   "target_level, attempts, "
 						   "array_to_string(correlation_ids, ', '), "
 						   "external_ids, sibling_key, channel "
-						   "FROM invsync._claim($1, $2, $3, $4, $5, $6)",
-						   6, types),
+						   "FROM invsync._claim($1, $2, $3, $4, $5, $6, $7, $8)",
+						   8, types),
 				 values, nulls, SPI_OK_SELECT);
 
 	for (i = 0; i < SPI_processed; i++)

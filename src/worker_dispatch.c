@@ -79,6 +79,23 @@ new_request(ShopState *shop)
 	return request;
 }
 
+/* the listings of a shop's stock updates in flight */
+int
+shop_rows_in_flight(const ShopState *shop)
+{
+	dlist_iter	iter;
+	int			rows = 0;
+
+	dlist_foreach(iter, &requests_in_flight)
+	{
+		PushRequest *request = dlist_container(PushRequest, node, iter.cur);
+
+		if (request->shop == shop && !request->is_refresh && request->fetch == NULL)
+			rows += request->nrows;
+	}
+	return rows;
+}
+
 /* take a request off the in-flight list and free everything it owns */
 static void
 free_request(PushRequest *request)

@@ -200,6 +200,7 @@ extern void reset_fetches(void);
 extern bool extension_present;
 extern bool claim_found_rows;
 extern int	rows_held;
+extern int	shop_rows_in_flight(const ShopState *shop);
 extern void claim_init(void);
 extern bool check_extension(void);
 extern void claim_rows(void);
