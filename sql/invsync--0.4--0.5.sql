@@ -786,6 +786,29 @@ GRANT EXECUTE ON FUNCTION invsync._served_shops(), invsync._local_shards(text),
 	invsync._local_ready_shops(timestamptz)
 	TO invsync_worker;
 
+/* a lease that ran out is no longer in flight: no sweep clears it now */
+CREATE OR REPLACE VIEW invsync.sync_status WITH (security_barrier) AS
+	SELECT s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+		   count(*) FILTER (WHERE q.state = 'pending') AS pending,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until > now()) AS in_flight,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.attempts > 0
+							  AND q.last_error_class IS NOT NULL) AS failing,
+		   count(*) FILTER (WHERE q.state = 'dead') AS dead,
+		   now() - min(q.changed_at) FILTER (WHERE q.state = 'pending') AS oldest_pending_age,
+		   max(q.pushed_at) AS last_success,
+		   s.refresh_expires_at,
+		   CASE
+			   WHEN s.token_state = 'reauthorize' THEN 'reauthorize'
+			   WHEN s.refresh_expires_at <= now() THEN 'expired'
+			   WHEN s.refresh_expires_at <= now() + interval '7 days' THEN 'expires_soon'
+		   END AS authorization_alert
+	  FROM invsync.shops s
+	  JOIN invsync.apps a ON a.tenant_id = s.tenant_id AND a.app_id = s.app_id
+	  LEFT JOIN invsync.sync_queue q ON q.tenant_id = s.tenant_id AND q.shop_id = s.shop_id
+	 WHERE s.tenant_id = invsync.current_tenant()
+	 GROUP BY s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
+			  s.refresh_expires_at;
+
 /*
  * The claim visits only shops with ready rows, found from an index of the
  * pending rows, and resumes after the shop it last served.  No index

@@ -1725,7 +1725,7 @@ $$;
 CREATE VIEW invsync.sync_status WITH (security_barrier) AS
 	SELECT s.shop_id, a.channel, s.external_shop_id, s.enabled, s.token_state,
 		   count(*) FILTER (WHERE q.state = 'pending') AS pending,
-		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until IS NOT NULL) AS in_flight,
+		   count(*) FILTER (WHERE q.state = 'pending' AND q.lease_until > now()) AS in_flight,
 		   count(*) FILTER (WHERE q.state = 'pending' AND q.attempts > 0
 							  AND q.last_error_class IS NOT NULL) AS failing,
 		   count(*) FILTER (WHERE q.state = 'dead') AS dead,
