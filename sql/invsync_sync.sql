@@ -284,8 +284,9 @@ CREATE FUNCTION invsync._publish_level(p_available bigint, p_buffer bigint,
  * listings and look the given rows up for each.  Its available stock is an
  * aggregate over its own bundle list, so the rows need no sorting into
  * groups; the list is read by one probe of bundle_leaves (a SKU that is
- * no bundle is its own list), and the arithmetic is in integers.  With each listing come what the claim batches and sends by
- * (batch and sibling keys, the marketplace's ids), read in the same
+ * no bundle is its own list), and the arithmetic is in integers.  With
+ * each listing come what the claim batches and sends by (batch and
+ * sibling keys, the marketplace's ids), read in the same
  * lookup, and its position in the array given (ordinal, from 1): the
  * claim reads no listing twice.
  *

@@ -325,7 +325,7 @@ held_rows_by_shop(Datum *shop_ids, Datum *counts)
 	hash_seq_init(&status, shop_table());
 	while ((shop = (ShopState *) hash_seq_search(&status)) != NULL)
 	{
-		int			rows = shop_rows_in_flight(shop);
+		int			rows = shop->rows_in_flight;
 		dlist_iter	iter;
 
 		dlist_foreach(iter, &shop->waiting)

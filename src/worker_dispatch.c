@@ -79,28 +79,12 @@ new_request(ShopState *shop)
 	return request;
 }
 
-/* the listings of a shop's stock updates in flight */
-int
-shop_rows_in_flight(const ShopState *shop)
-{
-	dlist_iter	iter;
-	int			rows = 0;
-
-	dlist_foreach(iter, &requests_in_flight)
-	{
-		PushRequest *request = dlist_container(PushRequest, node, iter.cur);
-
-		if (request->shop == shop && !request->is_refresh && request->fetch == NULL)
-			rows += request->nrows;
-	}
-	return rows;
-}
-
 /* take a request off the in-flight list and free everything it owns */
 static void
 free_request(PushRequest *request)
 {
 	rows_held -= request->nrows;
+	request->shop->rows_in_flight -= request->nrows;
 	if (request->fetch != NULL)
 		fetches_held--;
 	dlist_delete(&request->node);
@@ -197,6 +181,7 @@ move_row_into(PushRequest *request, int slot, ClaimedRow *row,
 	dlist_delete(&row->node);
 	forget_row(row);
 	rows_held++;				/* still held, by the request now */
+	request->shop->rows_in_flight++;
 }
 
 /* put a row of a request back on its shop's waiting list (resend) */

@@ -134,6 +134,7 @@ typedef struct ShopState
 	TimestampTz tokens_at;
 	TimestampTz paused_until;	/* throttled by the marketplace */
 	int			in_flight;
+	int			rows_in_flight; /* listings of its stock updates in flight */
 	bool		refreshing;
 	bool		needs_refresh;
 	TimestampTz next_refresh_try;	/* the row was busy: not before this */
@@ -200,7 +201,6 @@ extern void reset_fetches(void);
 extern bool extension_present;
 extern bool claim_found_rows;
 extern int	rows_held;
-extern int	shop_rows_in_flight(const ShopState *shop);
 extern void claim_init(void);
 extern bool check_extension(void);
 extern void claim_rows(void);

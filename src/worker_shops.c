@@ -401,6 +401,7 @@ reset_shops(void)
 		dlist_init(&shop->waiting);
 		dlist_init(&shop->fetches);
 		shop->in_flight = 0;
+		shop->rows_in_flight = 0;
 		if (shop->refreshing)
 			shop->needs_refresh = true;
 		shop->refreshing = false;
