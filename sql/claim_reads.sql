@@ -56,6 +56,23 @@ SELECT count(*) FILTER (WHERE lease_until > now()) AS leased,
 SELECT pg_temp.tuples_read('invsync.sync_queue') - :reads_before AS reads \gset
 SELECT CASE WHEN :reads <= 20000 THEN 'proportionate' ELSE :reads || ' read' END
 	   AS claim_reads;
+
+-- a shop's claim is bounded by its cap less the rows the caller says it
+-- holds of the shop (the worker counts its own): 3 short of the cap, 3
+-- rows; at the cap, none; another shop's holdings do not count
+SELECT least(s.max_in_flight * 50, ceil(s.rate_limit_per_sec * 60 / 4))::integer AS cap
+  FROM invsync.shops s WHERE s.shop_id = :shop \gset
+SET LOCAL ROLE invsync_worker;
+SELECT (SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 1000, 50, NULL, NULL,
+											ARRAY[:shop]::bigint[], ARRAY[:cap - 3]))
+		 AS three_short,
+	   (SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 1000, 50, NULL, NULL,
+											ARRAY[:shop]::bigint[], ARRAY[:cap]))
+		 AS at_cap,
+	   (SELECT count(*) FROM invsync._claim(now(), interval '1 minute', 5, 50, NULL, NULL,
+											ARRAY[:shop + 1]::bigint[], ARRAY[:cap]))
+		 AS other_shop_held;
+RESET ROLE;
 ROLLBACK;
 
 -- Siblings (a TikTok SKU's warehouses) are claimed all or none: a group
