@@ -9,7 +9,9 @@
  * shape the bytes and the connections (keep-alive, no Expect, the same
  * headers, a correlation id per request) and the worker's way of driving
  * libcurl: the multi interface with curl_multi_socket_action and one epoll
- * set, easy handles reused.  Nothing is signed, built, claimed or recorded:
+ * set that keeps a socket libcurl forgets until it closes it, easy handles
+ * reused, the URL's origin given apart from the path and query (the
+ * request target).  Nothing is signed, built, claimed or recorded:
  * what it spends is the part of a push no SQL or adapter change can save.
  *
  * Usage: http_floor URL BODY_FILE CONCURRENCY REQUESTS [HEADER ...]
@@ -31,44 +33,79 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_CONCURRENCY 1024
 #define MAX_HEADERS 16
 #define MAX_BODY (1024 * 1024)
+
+#define MAX_SOCKETS 65536
 
 typedef struct FloorState
 {
 	CURLM	   *multi;
 	int			epoll_fd;
 	long		timeout_ms;		/* libcurl's timer, -1 for none */
+	unsigned int registered[MAX_SOCKETS];	/* epoll events per socket */
+	unsigned char wanted[MAX_SOCKETS];	/* libcurl watches it now */
 } FloorState;
+
+static void
+socket_register(FloorState *state, curl_socket_t fd, unsigned int events)
+{
+	struct epoll_event event;
+	int			operation = state->registered[fd] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+
+	if (state->registered[fd] == events)
+		return;
+	if (events == 0)
+		(void) epoll_ctl(state->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+	else
+	{
+		memset(&event, 0, sizeof(event));
+		event.events = events;
+		event.data.fd = fd;
+		if (epoll_ctl(state->epoll_fd, operation, fd, &event) != 0)
+			(void) epoll_ctl(state->epoll_fd,
+							 operation == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+							 fd, &event);
+	}
+	state->registered[fd] = events;
+}
 
 static int
 socket_callback(CURL *easy, curl_socket_t fd, int what, void *state_arg,
 				void *socket_arg)
 {
 	FloorState *state = state_arg;
-	struct epoll_event event;
+	unsigned int events = 0;
 
 	(void) easy;
+	(void) socket_arg;
+	if (fd >= MAX_SOCKETS)
+		abort();
 	if (what == CURL_POLL_REMOVE)
 	{
-		(void) epoll_ctl(state->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		state->wanted[fd] = 0;
 		return 0;
 	}
-	memset(&event, 0, sizeof(event));
-	event.data.fd = fd;
 	if (what & CURL_POLL_IN)
-		event.events |= EPOLLIN;
+		events |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
-		event.events |= EPOLLOUT;
-	if (epoll_ctl(state->epoll_fd, socket_arg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-				  fd, &event) != 0)
-		(void) epoll_ctl(state->epoll_fd, socket_arg ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
-						 fd, &event);
-	if (socket_arg == NULL)
-		curl_multi_assign(state->multi, fd, state);
+		events |= EPOLLOUT;
+	socket_register(state, fd, events);
+	state->wanted[fd] = 1;
 	return 0;
+}
+
+static int
+close_socket(void *state_arg, curl_socket_t fd)
+{
+	FloorState *state = state_arg;
+
+	socket_register(state, fd, 0);
+	state->wanted[fd] = 0;
+	return close(fd);
 }
 
 static int
@@ -122,7 +159,15 @@ start_request(FloorState *state, CURL *easy, const char *url,
 	list = curl_slist_append(list, correlation);
 	list = curl_slist_append(list, "Expect:");
 
-	curl_easy_setopt(easy, CURLOPT_URL, url);
+	/* the worker's way: the origin as the URL, the rest as the request target */
+	{
+		const char *target = strpbrk(strstr(url, "://") + 3, "/?");
+		char		origin[1024];
+
+		snprintf(origin, sizeof(origin), "%.*s", (int) (target - url), url);
+		curl_easy_setopt(easy, CURLOPT_URL, origin);
+		curl_easy_setopt(easy, CURLOPT_REQUEST_TARGET, target);
+	}
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, body_len);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
@@ -133,13 +178,15 @@ start_request(FloorState *state, CURL *easy, const char *url,
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "invsync/0.1");
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, state);
 	curl_multi_add_handle(state->multi, easy);
 }
 
 int
 main(int argc, char **argv)
 {
-	FloorState	state;
+	static FloorState state;
 	static char body[MAX_BODY];
 	long		body_len;
 	long		concurrency;
@@ -214,13 +261,19 @@ main(int argc, char **argv)
 			curl_multi_socket_action(state.multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		for (e = 0; e < nevents; e++)
 		{
+			int			fd = events[e].data.fd;
 			int			mask = 0;
 
+			if (!state.wanted[fd])
+			{
+				socket_register(&state, fd, 0);
+				continue;
+			}
 			if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				mask |= CURL_CSELECT_IN;
 			if (events[e].events & EPOLLOUT)
 				mask |= CURL_CSELECT_OUT;
-			curl_multi_socket_action(state.multi, events[e].data.fd, mask, &running);
+			curl_multi_socket_action(state.multi, fd, mask, &running);
 		}
 		while ((message = curl_multi_info_read(state.multi, &pending)) != NULL)
 		{

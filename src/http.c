@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include <sys/epoll.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "lib/ilist.h"
@@ -42,6 +43,20 @@
 #error "invsync needs libcurl 7.85 or later"
 #endif
 
+/*
+ * The settings (GUCs) an easy handle is configured with once, rather than
+ * at every request; a change, seen at the next request, reconfigures each
+ * handle as it is next used.
+ */
+typedef struct HandleSettings
+{
+	bool		allow_insecure_http;
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	char	   *ca_file;		/* NULL: libcurl's default */
+	struct curl_slist *connect_to;	/* NULL: none */
+} HandleSettings;
+
 struct HttpEngine
 {
 	CURLM	   *multi;
@@ -53,20 +68,32 @@ struct HttpEngine
 	MemoryContext context;		/* transfers and their buffers */
 
 	/*
-	 * Easy handles of finished transfers, reset, for the next requests:
-	 * making and freeing one per request cost several allocations of
-	 * libcurl's per-transfer state and buffers.
+	 * Easy handles of finished transfers, for the next requests: making and
+	 * freeing one per request cost several allocations of libcurl's
+	 * per-transfer state and buffers.  Each keeps the settings it was
+	 * configured with while they stay those of settings_generation.
 	 */
 	CURL	  **idle_handles;
+	uint64	   *idle_generations;	/* of each idle handle's settings */
 	int			idle_count;
 	int			idle_room;
+	HandleSettings settings;	/* the settings handles are configured with */
+	uint64		settings_generation;	/* bumped when they change */
+
+	/*
+	 * The events each socket is registered for in the epoll set (0: not in
+	 * it), by file descriptor, and whether libcurl watches it now.
+	 */
+	uint32	   *registered;
+	bool	   *wanted;
+	int			nsockets;		/* room of both arrays */
 };
 
 /*
  * One request, from http_engine_start until the caller frees its
- * completion.  Its context holds the transfer, the response body and the
- * header list's strings; the easy handle and the curl_slist are libcurl's:
- * the list is freed with it, the handle goes back to the engine's idle
+ * completion.  The transfer and the response body are in the caller's
+ * context; the easy handle and the curl_slist are libcurl's: the list is
+ * freed with the transfer, the handle goes back to the engine's idle
  * handles.
  */
 struct HttpTransfer
@@ -74,13 +101,14 @@ struct HttpTransfer
 	dlist_node	node;
 	HttpEngine *engine;
 	CURL	   *easy;
+	uint64		settings_generation;	/* the easy handle's */
 	struct curl_slist *headers;
 	StringInfoData body;
 	size_t		response_headers_len;
 	bool		in_multi;		/* added to the multi handle */
 	HttpResult	result;			/* filled when it finished */
 	void	   *request_arg;
-	MemoryContext context;
+	MemoryContext context;		/* the caller's, holding this */
 	/* last, and not zeroed: each holds a string from its first byte */
 	char		error_buffer[CURL_ERROR_SIZE];
 	char		response_headers[HTTP_MAX_RESPONSE_HEADERS];	/* the last
@@ -112,47 +140,109 @@ struct HttpTransfer
 	} while (0)
 
 /*
- * libcurl asks us to watch, re-arm or forget a socket.  A socket it already
- * told us about carries a mark (curl_multi_assign), so each change is one
- * epoll_ctl: libcurl forgets the mark when it forgets the socket, which is
- * also when we take it out of the set.
+ * The socket table's room for file descriptor fd, grown as needed.
+ */
+static void
+socket_table_fit(HttpEngine *engine, curl_socket_t fd)
+{
+	int			room = engine->nsockets;
+	uint32	   *registered;
+	bool	   *wanted;
+
+	if (fd < room)
+		return;
+	while (room <= fd)
+		room *= 2;
+	registered = MemoryContextAllocZero(TopMemoryContext, room * sizeof(uint32));
+	wanted = MemoryContextAllocZero(TopMemoryContext, room * sizeof(bool));
+	memcpy(registered, engine->registered, engine->nsockets * sizeof(uint32));
+	memcpy(wanted, engine->wanted, engine->nsockets * sizeof(bool));
+	pfree(engine->registered);
+	pfree(engine->wanted);
+	engine->registered = registered;
+	engine->wanted = wanted;
+	engine->nsockets = room;
+}
+
+/*
+ * Put fd in the epoll set for events (0: take it out).  The table says
+ * whether it is in; a set out of step with it (a socket closed behind our
+ * back, whose number came back) is mended by the other operation.
+ */
+static void
+socket_register(HttpEngine *engine, curl_socket_t fd, uint32 events)
+{
+	struct epoll_event event;
+	int			operation;
+
+	if (engine->registered[fd] == events)
+		return;
+	if (events == 0)
+	{
+		/* the socket may already be closed; ENOENT/EBADF are harmless */
+		(void) epoll_ctl(engine->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		engine->registered[fd] = 0;
+		return;
+	}
+	memset(&event, 0, sizeof(event));
+	event.events = events;
+	event.data.fd = fd;
+	operation = engine->registered[fd] != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
+	{
+		operation = (operation == EPOLL_CTL_ADD) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+		if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
+		{
+			elog(WARNING, "invsync: could not watch socket %d: %m", fd);
+			engine->registered[fd] = 0;
+			return;
+		}
+	}
+	engine->registered[fd] = events;
+}
+
+/*
+ * libcurl asks us to watch, re-arm or forget a socket.  A socket libcurl
+ * forgets stays in the epoll set: a keep-alive connection is forgotten
+ * after every answer and watched again at the next request, and taking it
+ * out and putting it back were two system calls a request.  Should such a
+ * socket become ready meanwhile (the server closed it), the drive takes it
+ * out then; when libcurl closes it, close_socket does.
  */
 static int
 socket_callback(CURL *easy, curl_socket_t fd, int what, void *engine_arg,
 				void *socket_arg)
 {
 	HttpEngine *engine = (HttpEngine *) engine_arg;
-	struct epoll_event event;
-	int			operation;
+	uint32		events = 0;
 
+	socket_table_fit(engine, fd);
 	if (what == CURL_POLL_REMOVE)
 	{
-		/* the socket may already be closed; ENOENT/EBADF are harmless */
-		(void) epoll_ctl(engine->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		engine->wanted[fd] = false;
 		return 0;
 	}
-
-	memset(&event, 0, sizeof(event));
-	event.data.fd = fd;
 	if (what & CURL_POLL_IN)
-		event.events |= EPOLLIN;
+		events |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
-		event.events |= EPOLLOUT;
-
-	operation = (socket_arg != NULL) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-	if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
-	{
-		/* a set out of step with the mark: the other operation fits */
-		operation = (operation == EPOLL_CTL_ADD) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-		if (epoll_ctl(engine->epoll_fd, operation, fd, &event) != 0)
-		{
-			elog(WARNING, "invsync: could not watch socket %d: %m", fd);
-			return 0;
-		}
-	}
-	if (socket_arg == NULL)
-		(void) curl_multi_assign(engine->multi, fd, engine);
+		events |= EPOLLOUT;
+	socket_register(engine, fd, events);
+	engine->wanted[fd] = true;
 	return 0;
+}
+
+/* libcurl closes a socket (CURLOPT_CLOSESOCKETFUNCTION): out of the set first */
+static int
+close_socket(void *engine_arg, curl_socket_t fd)
+{
+	HttpEngine *engine = (HttpEngine *) engine_arg;
+
+	if (fd < engine->nsockets)
+	{
+		socket_register(engine, fd, 0);
+		engine->wanted[fd] = false;
+	}
+	return close(fd);
 }
 
 /* libcurl asks to be called back after timeout_ms (-1: never) */
@@ -249,6 +339,14 @@ http_engine_create(void)
 	engine->idle_room = Max(invsync_max_in_flight, 8);
 	engine->idle_handles = MemoryContextAllocZero(TopMemoryContext,
 												  engine->idle_room * sizeof(CURL *));
+	engine->idle_generations = MemoryContextAllocZero(TopMemoryContext,
+													  engine->idle_room * sizeof(uint64));
+	engine->settings_generation = 1;
+	engine->nsockets = 64;
+	engine->registered = MemoryContextAllocZero(TopMemoryContext,
+												engine->nsockets * sizeof(uint32));
+	engine->wanted = MemoryContextAllocZero(TopMemoryContext,
+											engine->nsockets * sizeof(bool));
 	return engine;
 }
 
@@ -356,8 +454,79 @@ set_request_url(CURL *easy, const char *url)
 }
 
 /*
+ * Bring the engine's settings up to the GUCs' values; a change makes every
+ * handle configured before it reconfigure at its next request.
+ */
+static void
+refresh_settings(HttpEngine *engine)
+{
+	HandleSettings *settings = &engine->settings;
+	const char *ca_file = (invsync_ca_file != NULL && invsync_ca_file[0] != '\0')
+		? invsync_ca_file : NULL;
+	struct curl_slist *connect_to =
+		(invsync_test_connect_to != NULL && invsync_test_connect_to[0] != '\0')
+		? test_connect_to_list() : NULL;
+
+	if (settings->allow_insecure_http == invsync_allow_insecure_http &&
+		settings->timeout_ms == invsync_http_timeout_ms &&
+		settings->connect_timeout_ms == invsync_connect_timeout_ms &&
+		settings->connect_to == connect_to &&
+		(settings->ca_file == NULL ? ca_file == NULL :
+		 ca_file != NULL && strcmp(settings->ca_file, ca_file) == 0))
+		return;
+
+	settings->allow_insecure_http = invsync_allow_insecure_http;
+	settings->timeout_ms = invsync_http_timeout_ms;
+	settings->connect_timeout_ms = invsync_connect_timeout_ms;
+	settings->connect_to = connect_to;
+	if (settings->ca_file != NULL)
+		pfree(settings->ca_file);
+	settings->ca_file = ca_file ? MemoryContextStrdup(TopMemoryContext, ca_file) : NULL;
+	engine->settings_generation++;
+}
+
+/*
+ * Set what every request of a handle shares: libcurl's defaults first
+ * (a handle may come with an older configuration), then ours.
+ */
+static void
+configure_handle(HttpEngine *engine, CURL *easy)
+{
+	const HandleSettings *settings = &engine->settings;
+
+	curl_easy_reset(easy);
+
+	/*
+	 * https only, unless a superuser allowed plain http for tests
+	 * (invsync._claim() already keeps shops with an http base URL from
+	 * being sent to then); redirects are never followed.
+	 */
+	CURL_SETOPT(easy, CURLOPT_PROTOCOLS_STR,
+				settings->allow_insecure_http ? "http,https" : "https");
+	CURL_SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	CURL_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	CURL_SETOPT(easy, CURLOPT_MAXREDIRS, 0L);
+	if (settings->connect_to != NULL)
+		CURL_SETOPT(easy, CURLOPT_CONNECT_TO, settings->connect_to);
+	CURL_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+	CURL_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) settings->timeout_ms);
+	CURL_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) settings->connect_timeout_ms);
+	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (settings->ca_file != NULL)
+		CURL_SETOPT(easy, CURLOPT_CAINFO, settings->ca_file);
+	CURL_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	CURL_SETOPT(easy, CURLOPT_USERAGENT, "invsync/0.1");
+	CURL_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	CURL_SETOPT(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	CURL_SETOPT(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	CURL_SETOPT(easy, CURLOPT_CLOSESOCKETDATA, engine);
+}
+
+/*
  * Start one request.  The spec's buffers must stay valid until the request
- * completes (the worker keeps them in the request's own memory context).
+ * completes, and so must context, which holds the transfer and the
+ * response (the worker gives the request's own memory context for both).
  *
  * When a reused keep-alive connection dies before any answer, libcurl sends
  * the request again on a new connection by itself, even a POST that the
@@ -368,17 +537,16 @@ set_request_url(CURL *easy, const char *url)
 void
 http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 				  const char *correlation_id, bool fresh_connection,
-				  void *request_arg)
+				  void *request_arg, MemoryContext context)
 {
-	MemoryContext context;
 	MemoryContext old;
 	HttpTransfer *transfer;
 	CURL	   *easy;
+	uint64		generation = 0;
 	char	   *header;
 	int			i;
 
-	context = AllocSetContextCreate(engine->context, "invsync http transfer",
-									ALLOCSET_SMALL_SIZES);
+	refresh_settings(engine);
 	old = MemoryContextSwitchTo(context);
 	transfer = palloc(sizeof(HttpTransfer));
 	memset(transfer, 0, offsetof(HttpTransfer, error_buffer));
@@ -391,9 +559,12 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 	/* listed at once, so that an ERROR below leaves nothing unowned */
 	dlist_push_tail(&engine->in_flight, &transfer->node);
 
-	/* an idle handle was reset: every option below is set anew */
 	if (engine->idle_count > 0)
-		easy = engine->idle_handles[--engine->idle_count];
+	{
+		engine->idle_count--;
+		easy = engine->idle_handles[engine->idle_count];
+		generation = engine->idle_generations[engine->idle_count];
+	}
 	else
 		easy = curl_easy_init();
 	if (easy == NULL)
@@ -401,35 +572,14 @@ http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not create a libcurl handle")));
 	transfer->easy = easy;
+	if (generation != engine->settings_generation)
+		configure_handle(engine, easy);
+	transfer->settings_generation = engine->settings_generation;
 
+	/* every option a request sets: none is left from the handle's last one */
 	set_request_url(easy, request_url(spec, false));
-
-	/*
-	 * https only, unless a superuser allowed plain http for tests
-	 * (invsync._claim() already keeps shops with an http base URL from
-	 * being sent to then); redirects are never followed.
-	 */
-	CURL_SETOPT(easy, CURLOPT_PROTOCOLS_STR,
-				invsync_allow_insecure_http ? "http,https" : "https");
-	CURL_SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-	CURL_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	CURL_SETOPT(easy, CURLOPT_MAXREDIRS, 0L);
-	if (invsync_test_connect_to != NULL && invsync_test_connect_to[0] != '\0')
-		CURL_SETOPT(easy, CURLOPT_CONNECT_TO, test_connect_to_list());
-	CURL_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
-	CURL_SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) invsync_http_timeout_ms);
-	CURL_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) invsync_connect_timeout_ms);
-	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	CURL_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (invsync_ca_file != NULL && invsync_ca_file[0] != '\0')
-		CURL_SETOPT(easy, CURLOPT_CAINFO, invsync_ca_file);
-	CURL_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (fresh_connection)
-		CURL_SETOPT(easy, CURLOPT_FRESH_CONNECT, 1L);
-	CURL_SETOPT(easy, CURLOPT_USERAGENT, "invsync/0.1");
-	CURL_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	CURL_SETOPT(easy, CURLOPT_FRESH_CONNECT, fresh_connection ? 1L : 0L);
 	CURL_SETOPT(easy, CURLOPT_WRITEDATA, transfer);
-	CURL_SETOPT(easy, CURLOPT_HEADERFUNCTION, header_callback);
 	CURL_SETOPT(easy, CURLOPT_HEADERDATA, transfer);
 	CURL_SETOPT(easy, CURLOPT_ERRORBUFFER, transfer->error_buffer);
 	CURL_SETOPT(easy, CURLOPT_PRIVATE, transfer);
@@ -530,28 +680,38 @@ http_engine_take_finished(HttpEngine *engine, const HttpResult **result,
 
 /*
  * Free a transfer taken with http_engine_take_finished.  Its easy handle,
- * off the multi handle, is reset to libcurl's defaults (it keeps no option,
- * callback or pointer of this request) and kept for the next request while
- * there is room.
+ * off the multi handle, is kept for the next request while there is room,
+ * with no pointer into this request left in it.
  */
 void
 http_transfer_free(HttpTransfer *transfer)
 {
 	HttpEngine *engine = transfer->engine;
+	CURL	   *easy = transfer->easy;
 
-	if (transfer->easy != NULL)
+	if (easy != NULL)
 	{
 		Assert(!transfer->in_multi);
-		if (engine->idle_count < engine->idle_room)
+		if (engine->idle_count < engine->idle_room &&
+			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL) == CURLE_OK &&
+			curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL) == CURLE_OK &&
+			curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL) == CURLE_OK &&
+			curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL) == CURLE_OK &&
+			curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL) == CURLE_OK &&
+			curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L) == CURLE_OK)
 		{
-			curl_easy_reset(transfer->easy);
-			engine->idle_handles[engine->idle_count++] = transfer->easy;
+			engine->idle_handles[engine->idle_count] = easy;
+			engine->idle_generations[engine->idle_count] = transfer->settings_generation;
+			engine->idle_count++;
 		}
 		else
-			curl_easy_cleanup(transfer->easy);
+			curl_easy_cleanup(easy);
+		transfer->easy = NULL;
 	}
 	curl_slist_free_all(transfer->headers);
-	MemoryContextDelete(transfer->context);
+	transfer->headers = NULL;
+	pfree(transfer->body.data);
+	pfree(transfer);
 }
 
 /*
@@ -604,16 +764,26 @@ http_engine_drive(HttpEngine *engine)
 	nevents = epoll_wait(engine->epoll_fd, events, lengthof(events), 0);
 	for (i = 0; i < nevents; i++)
 	{
+		curl_socket_t fd = events[i].data.fd;
 		int			flags = 0;
 
+		/* a kept socket libcurl does not watch now: its news can wait */
+		if (fd >= engine->nsockets || !engine->wanted[fd])
+		{
+			if (fd < engine->nsockets)
+				socket_register(engine, fd, 0);
+			else
+				(void) epoll_ctl(engine->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+			continue;
+		}
 		if (events[i].events & EPOLLIN)
 			flags |= CURL_CSELECT_IN;
 		if (events[i].events & EPOLLOUT)
 			flags |= CURL_CSELECT_OUT;
 		if (events[i].events & (EPOLLERR | EPOLLHUP))
 			flags |= CURL_CSELECT_ERR;
-		CURLM_CHECK(curl_multi_socket_action(engine->multi, events[i].data.fd,
-											 flags, &still_running));
+		CURLM_CHECK(curl_multi_socket_action(engine->multi, fd, flags,
+											 &still_running));
 	}
 
 	if (engine->timer_deadline != 0 &&

@@ -41,7 +41,7 @@ extern long http_engine_timeout_ms(HttpEngine *engine);
 extern int	http_engine_running(HttpEngine *engine);
 extern void http_engine_start(HttpEngine *engine, const HttpRequestSpec *spec,
 							  const char *correlation_id, bool fresh_connection,
-							  void *request_arg);
+							  void *request_arg, MemoryContext context);
 extern void http_engine_drive(HttpEngine *engine);
 extern HttpTransfer *http_engine_take_finished(HttpEngine *engine,
 											   const HttpResult **result,

@@ -65,12 +65,21 @@ backoff_ms(int attempts, int retry_after_ms)
 	return (int64) Max(delay, (double) retry_after_ms);
 }
 
+/*
+ * The first block of a request's context: a request of one listing (its
+ * rows, the adapter's request, the transfer and the parsed answer) fits in
+ * it, so it costs one malloc, where growing from a small block took
+ * several, each freed again.
+ */
+#define REQUEST_CONTEXT_INIT_SIZE (32 * 1024)
+
 /* a new request of the shop, with a context of its own, on the in-flight list */
 PushRequest *
 new_request(ShopState *shop)
 {
 	MemoryContext context = AllocSetContextCreate(TopMemoryContext, "invsync request",
-												  ALLOCSET_SMALL_SIZES);
+												  0, REQUEST_CONTEXT_INIT_SIZE,
+												  ALLOCSET_DEFAULT_MAXSIZE);
 	PushRequest *request = MemoryContextAllocZero(context, sizeof(PushRequest));
 
 	request->context = context;
@@ -402,7 +411,7 @@ start_stock_update(ShopState *shop)
 	shop->in_flight++;
 	shop->tokens -= 1;
 	http_engine_start(worker_engine, &request->spec, request->correlation_header,
-					  false, request);
+					  false, request, request->context);
 	return true;
 }
 
@@ -444,7 +453,7 @@ start_refresh(ShopState *shop)
 	shop->in_flight++;
 	/* never resent by libcurl: Shopee's refresh tokens are single-use */
 	http_engine_start(worker_engine, &request->spec, request->correlation_header,
-					  true, request);
+					  true, request, request->context);
 }
 
 /* send what every shop's limits allow now */

@@ -251,7 +251,7 @@ start_order_fetch(ShopState *shop)
 	shop->in_flight++;
 	shop->tokens -= 1;
 	http_engine_start(worker_engine, &request->spec, request->correlation_header,
-					  false, request);
+					  false, request, request->context);
 	return true;
 }
 
