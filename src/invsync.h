@@ -17,6 +17,9 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+#include "utils/relcache.h"
+
 /* the SQLSTATEs of class IV raised from C (README.md lists them all) */
 #define ERRCODE_INVSYNC_UNKNOWN_SKU			MAKE_SQLSTATE('I','V','0','0','1')
 #define ERRCODE_INVSYNC_UNKNOWN_LOCATION	MAKE_SQLSTATE('I','V','0','0','2')
@@ -66,6 +69,12 @@ extern char *invsync_ca_file;
 extern bool invsync_allow_insecure_http;
 extern char *invsync_test_connect_to;
 extern bool invsync_direct_path;
+
+/* ledger_direct.c: what every direct path checks before writing */
+struct ResultRelInfo;
+extern bool direct_has_statement_triggers(const struct ResultRelInfo *rri);
+extern bool direct_sql_checks_more(List *range_table, Oid sequence,
+								   const Relation *rels, int nrels);
 
 /* session helpers (src/invsync.c) */
 extern const char *invsync_current_correlation_id(void);

@@ -259,11 +259,15 @@ primary_key_of(DirectTarget *target)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* whether statement triggers of the given kinds are defined */
-static bool
-has_statement_triggers(const DirectTarget *target)
+/*
+ * Whether a table has statement triggers (or transition tables) for
+ * INSERT or UPDATE: a direct path fires row triggers only.  Also used by
+ * the sync worker's record path (worker_record.c).
+ */
+bool
+direct_has_statement_triggers(const ResultRelInfo *rri)
 {
-	const TriggerDesc *triggers = target->rri->ri_TrigDesc;
+	const TriggerDesc *triggers = rri->ri_TrigDesc;
 
 	return triggers != NULL &&
 		(triggers->trig_insert_before_statement ||
@@ -684,22 +688,23 @@ make_rte(DirectTableId id)
 }
 
 /*
- * Whether the SQL path would check something here that the direct path
- * does not (DESIGN §7): a privilege the current user (adjust()'s owner,
- * when it runs as SECURITY DEFINER) lacks on one of the tables, as
- * ExecCheckRTPerms() checks them for SQL, or on the ledger's sequence, as
- * nextval() checks it; or row security applying to one of the tables.
- * Then the SQL path runs, and refuses or filters as it should.  Checked
- * on every call, with the tables locked: a privilege check costs a cached
- * catalog lookup, and GRANT, REVOKE and role membership take effect at
- * once, as for SQL.
+ * Whether the SQL path would check something here that a direct path does
+ * not (DESIGN §7): a privilege the current user (adjust()'s owner, when it
+ * runs as SECURITY DEFINER; the sync worker's role) lacks on one of the
+ * tables, as ExecCheckRTPerms() checks them for SQL, or on the sequence
+ * the rows take their ids from, as nextval() checks it; or row security
+ * applying to one of the tables.  Then the SQL path runs, and refuses or
+ * filters as it should.  Checked on every call, with the tables locked: a
+ * privilege check costs a cached catalog lookup, and GRANT, REVOKE and
+ * role membership take effect at once, as for SQL.
  */
-static bool
-sql_checks_more(List *range_table, const Relation *rels, int nrels)
+bool
+direct_sql_checks_more(List *range_table, Oid sequence, const Relation *rels,
+					   int nrels)
 {
 	if (!ExecCheckRTPerms(range_table, false))
 		return true;
-	if (pg_class_aclcheck(ledger_sequence, GetUserId(),
+	if (pg_class_aclcheck(sequence, GetUserId(),
 						  ACL_USAGE | ACL_UPDATE) != ACLCHECK_OK)
 		return true;
 	for (int r = 0; r < nrels; r++)
@@ -771,9 +776,9 @@ adjust_directly(Movement *movement, Tuplestorestate *out, TupleDesc out_desc)
 	 * the tables are locked, as SQL checks them).
 	 */
 	if (!direct_tables_known ||
-		keys.rri->ri_TrigDesc != NULL || has_statement_triggers(&stock) ||
-		has_statement_triggers(&ledger) ||
-		sql_checks_more(range_table, rels, DIRECT_NTABLES) ||
+		keys.rri->ri_TrigDesc != NULL || direct_has_statement_triggers(stock.rri) ||
+		direct_has_statement_triggers(ledger.rri) ||
+		direct_sql_checks_more(range_table, ledger_sequence, rels, DIRECT_NTABLES) ||
 		!insert_key_directly(estate, &keys, movement))
 		result = DIRECT_KEY_NOT_TAKEN;
 	else if (lock_stock_row(&stock, movement) &&

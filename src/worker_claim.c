@@ -5,9 +5,10 @@
  *	  lease, and record what became of them and of each request.
  *
  * Every statement is prepared once and kept (SPI_keepplan).  Outcomes and
- * attempts go to invsync._record_batch as arrays of the composite types
- * invsync.worker_outcome and invsync.worker_attempt, built here as tuples:
- * no text is formatted or parsed between the worker and SQL.
+ * attempts are written without SQL where they may be (worker_record.c);
+ * otherwise they go to invsync._record_batch as arrays of the composite
+ * types invsync.worker_outcome and invsync.worker_attempt, built here as
+ * tuples: no text is formatted or parsed between the worker and SQL.
  *
  * Outcomes wait in record_context until the next record transaction.
  * While rows are in flight or waiting to be sent, more outcomes are
@@ -66,41 +67,6 @@
 #define RECORD_DELAY_MS 50
 #define RECORD_BATCH 512
 
-/* one outcome waiting to be recorded */
-typedef struct PendingOutcome
-{
-	int64		tenant_id;
-	int64		listing_id;
-	int64		version;
-	int64		level;
-	const char *outcome;		/* static string */
-	int64		due_in_ms;
-	char	   *error_class;
-	char	   *error;
-} PendingOutcome;
-
-/* one attempt waiting to be recorded */
-typedef struct PendingAttempt
-{
-	int64		tenant_id;
-	int64		shop_id;
-	char	   *channel;
-	const char *kind;			/* static string */
-	int			nrows;
-	int64	   *listing_ids;
-	int64	   *versions;
-	int64	   *levels;
-	char	   *correlation_id;
-	char	   *request_url;
-	long		http_status;	/* 0: none */
-	const char *outcome;		/* static string */
-	char	   *error_class;
-	char	   *error_message;
-	char	   *request_id;
-	double		latency_ms;
-	TimestampTz started_at;
-} PendingAttempt;
-
 bool		extension_present = false;
 bool		claim_found_rows = false;	/* more rows may be due at once */
 int			rows_held = 0;		/* claimed rows not yet recorded */
@@ -123,6 +89,7 @@ static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
 
 static Datum int64_array(const int64 *values, int n);
+static void record_flushed(int held);
 
 /* when the oldest outcome or attempt now pending was queued */
 static TimestampTz first_record_at = 0;
@@ -734,7 +701,7 @@ flush_records(void)
 	Datum		values[3];
 	Oid			outcome_type;
 	Oid			attempt_type;
-	uint64		locked_out;
+	int			held;
 
 	if (!records_pending() || record_wait_ms(GetCurrentTimestamp()) > 0)
 		return;
@@ -746,6 +713,13 @@ flush_records(void)
 		/* the queue is gone, and with it every row these outcomes were for */
 		end_work();
 		reset_records();
+		return;
+	}
+	if (record_directly(outcomes, noutcomes, attempts, nattempts,
+						GetCurrentTimestamp(), &held))
+	{
+		end_work();
+		record_flushed(held);
 		return;
 	}
 	outcome_type = worker_type_oid("worker_outcome");
@@ -771,12 +745,21 @@ flush_records(void)
 						   "FROM invsync._record_batch($1, $2, $3)",
 						   3, types),
 				 values, NULL, SPI_OK_SELECT);
-	locked_out = SPI_processed;
+	held = (int) SPI_processed;
 	end_work();
+	record_flushed(held);
+}
 
-	/* attempts are written; outcomes too, unless some rows were held */
+/*
+ * The pending attempts are written, and so are the outcomes, unless an
+ * application held the rows of some (held of them): then every outcome is
+ * written again later.
+ */
+static void
+record_flushed(int held)
+{
 	nattempts = 0;
-	if (locked_out > 0)
+	if (held > 0)
 	{
 		/*
 		 * 10 ms, doubling up to 1.28 s while the application keeps its lock:

@@ -14,6 +14,8 @@
  *						refresh and the shop changes waiting to be written
  *	 worker_dispatch.c	batches and requests: build, send, and handle each
  *						finished request after the HTTP drive returned
+ *	 worker_record.c	the record transaction's writes without SQL, where
+ *						they may be made so
  *	 worker_orders.c	order fetches: claim, send, read and record them
  *	 worker_log.c		structured event records
  *
@@ -161,6 +163,46 @@ typedef struct PushRequest
 	char	   *spent_refresh_token;
 	TimestampTz started;
 } PushRequest;
+
+/* one outcome waiting to be recorded */
+typedef struct PendingOutcome
+{
+	int64		tenant_id;
+	int64		listing_id;
+	int64		version;
+	int64		level;
+	const char *outcome;		/* static string */
+	int64		due_in_ms;
+	char	   *error_class;
+	char	   *error;
+} PendingOutcome;
+
+/* one attempt waiting to be recorded */
+typedef struct PendingAttempt
+{
+	int64		tenant_id;
+	int64		shop_id;
+	char	   *channel;
+	const char *kind;			/* static string */
+	int			nrows;
+	int64	   *listing_ids;
+	int64	   *versions;
+	int64	   *levels;
+	char	   *correlation_id;
+	char	   *request_url;
+	long		http_status;	/* 0: none */
+	const char *outcome;		/* static string */
+	char	   *error_class;
+	char	   *error_message;
+	char	   *request_id;
+	double		latency_ms;
+	TimestampTz started_at;
+} PendingAttempt;
+
+/* worker_record.c */
+extern bool record_directly(const PendingOutcome *outcomes, int noutcomes,
+							const PendingAttempt *attempts, int nattempts,
+							TimestampTz now, int *held);
 
 /* worker.c */
 extern HttpEngine *worker_engine;
