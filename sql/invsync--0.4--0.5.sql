@@ -847,30 +847,20 @@ $$;
 
 
 /*
- * Lease claimed rows at the levels computed for them, or settle those
- * with nothing to publish, by one UPDATE (a second UPDATE of a row would
- * cost another row version).  Returns the rows leased, with their place
- * in the arrays.
- *
- * On one node the rows are reached by the addresses the claim locked them
- * at (p_rows): a nested loop of TID scans, which no statistics can turn
- * into anything else, since the queue is not otherwise restricted.  By key
- * it was a hash join whose build side, at a claim of 1,000 rows, was the
- * tenant's whole queue read through a bitmap (a third of the statement at
- * 20,000 queued).  Under Citus, where a row address means nothing to the
- * statement's router, the rows are found by key (= ANY, so that only they
- * are read) and joined with their levels by hashing: with nested loops
- * allowed, statistics taken while the queue was small have the planner
- * read the claimed rows once for every level.  Planned for the arrays it
- * is given (force_custom_plan).  A function of its own so that those
- * settings end with it.
+ * Lease the rows _claim_shop locked, at the addresses it locked them at
+ * (p_rows), with their levels, or settle those whose level was already
+ * published (p_settle); return the leased rows with their ordinals in the
+ * arrays.  In C (worker_direct.c): the rows are written directly where
+ * SQL would check nothing more, else by a statement, by key under Citus
+ * (a row address means nothing off its shard).  The settings shape that
+ * statement's plan.
  */
 CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestamptz,
 									   p_tenant bigint, p_listings bigint[], p_rows tid[],
 									   p_levels bigint[], p_settle boolean[])
 	RETURNS TABLE (ordinal bigint, listing_id bigint, version bigint,
 				   target_level bigint, attempts integer, correlation_ids text[])
-	LANGUAGE plpgsql
+	LANGUAGE C STRICT
 	SET search_path = pg_catalog, pg_temp
 	SET enable_seqscan = off
 	SET enable_nestloop = on
@@ -878,44 +868,7 @@ CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestam
 	SET enable_mergejoin = off
 	SET jit = off
 	SET plan_cache_mode = force_custom_plan
-	AS $$
-DECLARE
-	v_by_key	boolean := invsync._citus_distributed();
-BEGIN
-	IF v_by_key THEN
-		PERFORM set_config('enable_nestloop', 'off', true);
-		PERFORM set_config('enable_hashjoin', 'on', true);
-	END IF;
-	RETURN QUERY EXECUTE format($q$
-		WITH leased AS (
-			UPDATE invsync.sync_queue q
-			   SET target_level = lv.level,
-				   claimed_version = q.version,
-				   state = CASE WHEN lv.settle THEN 'synced' ELSE 'pending' END,
-				   lease_until = CASE WHEN lv.settle THEN NULL ELSE $2 END,
-				   attempts = CASE WHEN lv.settle THEN 0 ELSE q.attempts + 1 END,
-				   pushed_version = CASE WHEN lv.settle THEN q.version
-									ELSE q.pushed_version END,
-				   changed_at = CASE WHEN lv.settle THEN $1 ELSE q.changed_at END,
-				   last_error_class = CASE WHEN lv.settle THEN NULL
-									  ELSE q.last_error_class END,
-				   last_error = CASE WHEN lv.settle THEN NULL ELSE q.last_error END
-			  FROM unnest($4, $5, $6, $7) WITH ORDINALITY
-					 AS lv (listing_id, row_id, level, settle, ordinal)
-			 WHERE %s
-			RETURNING lv.ordinal, lv.settle, q.listing_id, q.version, q.target_level,
-					  q.attempts, q.correlation_ids
-		)
-		SELECT l.ordinal, l.listing_id, l.version, l.target_level, l.attempts,
-			   l.correlation_ids
-		  FROM leased l
-		 WHERE NOT l.settle$q$,
-		CASE WHEN v_by_key
-			THEN 'q.tenant_id = $3 AND q.listing_id = ANY ($4) AND q.listing_id = lv.listing_id'
-			ELSE 'q.ctid = lv.row_id' END)
-	USING p_now, p_lease_until, p_tenant, p_listings, p_rows, p_levels, p_settle;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'invsync_lease_claimed';
 
 /*
  * Claim one shop's due rows, at most p_limit of them and never half a

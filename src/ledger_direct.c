@@ -262,7 +262,7 @@ primary_key_of(DirectTarget *target)
 /*
  * Whether a table has statement triggers (or transition tables) for
  * INSERT or UPDATE: a direct path fires row triggers only.  Also used by
- * the sync worker's record path (worker_record.c).
+ * the sync worker's record path (worker_direct.c).
  */
 bool
 direct_has_statement_triggers(const ResultRelInfo *rri)

@@ -5,7 +5,7 @@
  *	  lease, and record what became of them and of each request.
  *
  * Every statement is prepared once and kept (SPI_keepplan).  Outcomes and
- * attempts are written without SQL where they may be (worker_record.c);
+ * attempts are written without SQL where they may be (worker_direct.c);
  * otherwise they go to invsync._record_batch as arrays of the composite
  * types invsync.worker_outcome and invsync.worker_attempt, built here as
  * tuples: no text is formatted or parsed between the worker and SQL.

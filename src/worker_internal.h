@@ -14,7 +14,7 @@
  *						refresh and the shop changes waiting to be written
  *	 worker_dispatch.c	batches and requests: build, send, and handle each
  *						finished request after the HTTP drive returned
- *	 worker_record.c	the record transaction's writes without SQL, where
+ *	 worker_direct.c	the record transaction's writes without SQL, where
  *						they may be made so
  *	 worker_orders.c	order fetches: claim, send, read and record them
  *	 worker_log.c		structured event records
@@ -199,7 +199,7 @@ typedef struct PendingAttempt
 	TimestampTz started_at;
 } PendingAttempt;
 
-/* worker_record.c */
+/* worker_direct.c */
 extern bool record_directly(const PendingOutcome *outcomes, int noutcomes,
 							const PendingAttempt *attempts, int nattempts,
 							TimestampTz now, int *held);

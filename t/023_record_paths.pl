@@ -1,12 +1,13 @@
 # Copyright (c) 2026, invsync developers
 #
-# The worker records outcomes and attempts without SQL (worker_record.c)
-# unless invsync.direct_path is off; both ways write the same rows.  The
-# same pushes (synced, a dead letter, a retry after a 500) run once each
-# way, on items of their own, and every queue and attempt column compared.
-# The direct path steps aside wherever SQL would check more: with a
-# privilege revoked, or row security on, the worker's record fails as the
-# SQL statements do, and nothing is recorded until it is put back.
+# The worker leases claimed rows and records outcomes and attempts without
+# SQL (worker_direct.c) unless invsync.direct_path is off; both ways write
+# the same rows.  The same pushes (synced, a dead letter, a retry after a
+# 500) run once each way, on items of their own, and the queue and attempt
+# columns compared.  The direct path steps aside wherever SQL would check
+# more: with a privilege of the lease or of the record revoked, or row
+# security on, the worker fails as the SQL statements do, and nothing is
+# leased or recorded until it is put back.
 
 use strict;
 use warnings;
@@ -111,9 +112,13 @@ $node->safe_psql('postgres', q{
 # the direct path again: the reload reaches the worker at its next turn
 run_pushes(700003);
 
-# SQL would refuse these: so must the direct path, and record nothing
+# SQL would refuse these: so must the direct path, and write nothing
 for my $case (
-	[ 'a column privilege revoked',
+	[ 'a column privilege of the lease revoked',
+		'REVOKE UPDATE (target_level) ON invsync.sync_queue FROM invsync_worker',
+		'GRANT UPDATE (target_level) ON invsync.sync_queue TO invsync_worker',
+		qr/permission denied for table sync_queue/ ],
+	[ 'a column privilege of the record revoked',
 		'REVOKE UPDATE (pushed_at) ON invsync.sync_queue FROM invsync_worker',
 		'GRANT UPDATE (pushed_at) ON invsync.sync_queue TO invsync_worker',
 		qr/permission denied for table sync_queue/ ],
@@ -130,7 +135,7 @@ for my $case (
 		SELECT invsync.adjust('P700001-1', 'WH1', 1, 'receipt', 'step-aside-' || clock_timestamp());
 	});
 	ok( $node->wait_for_log($error, $log_offset),
-		"$what: the worker's record fails as SQL does");
+		"$what: the worker fails as SQL does");
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM invsync.sync_attempts'),
 		$attempts, "$what: no attempt row is written");
 	isnt($node->safe_psql('postgres', q{
