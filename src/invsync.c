@@ -169,14 +169,15 @@ _PG_init(void)
 							   check_correlation_id, NULL, NULL);
 
 	/*
-	 * Superuser-only: it is the DBA's switch for adjust()'s direct path
-	 * (ledger_direct.c), and one that any session could turn back on
-	 * would switch nothing off.  Off costs speed only: the SQL path gives
-	 * the same results (the regress suite runs both ways).
+	 * Superuser-only: it is the DBA's switch for the direct paths of
+	 * adjust() (ledger_direct.c) and of the sync worker's lease and record
+	 * (worker_direct.c), and one that any session could turn back on would
+	 * switch nothing off.  Off costs speed only: the SQL paths give the
+	 * same results (the regress suite and t/023 run both ways).
 	 */
 	DefineCustomBoolVariable("invsync.direct_path",
-							 "Lets invsync.adjust() write its rows without SQL when it can.",
-							 "Off, adjust() always runs its SQL statements; the results are the same.",
+							 "Lets invsync.adjust() and the sync worker write their rows without SQL when they can.",
+							 "Off, they always run their SQL statements; the results are the same.",
 							 &invsync_direct_path,
 							 true,
 							 PGC_SUSET,

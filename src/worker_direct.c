@@ -140,10 +140,15 @@ typedef struct RecordTarget
 	AttrNumber	attnums[A_NCOLUMNS];	/* by the enum's index */
 } RecordTarget;
 
-#define SET(target, column, value, null) \
+/* a column's value and null flag in a slot of the target's table */
+#define COLUMN_VALUE(slot, target, column) \
+	((slot)->tts_values[(target)->attnums[column] - 1])
+#define COLUMN_NULL(slot, target, column) \
+	((slot)->tts_isnull[(target)->attnums[column] - 1])
+#define SET_COLUMN(slot, target, column, value, null) \
 	do { \
-		(target)->slot->tts_values[(target)->attnums[column] - 1] = (value); \
-		(target)->slot->tts_isnull[(target)->attnums[column] - 1] = (null); \
+		COLUMN_VALUE(slot, target, column) = (value); \
+		COLUMN_NULL(slot, target, column) = (null); \
 	} while (0)
 
 /*
@@ -371,26 +376,49 @@ insert_attempt(EState *estate, RecordTarget *attempts, Oid sequence,
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true,
 		   sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET(attempts, A_ID, Int64GetDatum(nextval_internal(sequence, false)), false);
-	SET(attempts, A_TENANT, Int64GetDatum(a->tenant_id), false);
-	SET(attempts, A_SHOP, Int64GetDatum(a->shop_id), false);
-	SET(attempts, A_CHANNEL, text_datum(a->channel, &isnull), isnull);
-	SET(attempts, A_KIND, CStringGetTextDatum(a->kind), false);
-	SET(attempts, A_LISTINGS, int64_array_datum(a->listing_ids, a->nrows), false);
-	SET(attempts, A_VERSIONS, int64_array_datum(a->versions, a->nrows), false);
-	SET(attempts, A_LEVELS, int64_array_datum(a->levels, a->nrows), false);
-	SET(attempts, A_CORRELATION, text_datum(a->correlation_id, &isnull), isnull);
-	SET(attempts, A_URL, text_datum(a->request_url, &isnull), isnull);
-	SET(attempts, A_STATUS, Int32GetDatum((int32) a->http_status),
-		a->http_status <= 0);
-	SET(attempts, A_OUTCOME, CStringGetTextDatum(a->outcome), false);
-	SET(attempts, A_ERROR_CLASS, text_datum(a->error_class, &isnull), isnull);
-	SET(attempts, A_ERROR, text_datum(a->error_message, &isnull), isnull);
-	SET(attempts, A_REQUEST_ID, text_datum(a->request_id, &isnull), isnull);
-	SET(attempts, A_LATENCY, Float8GetDatum(a->latency_ms), false);
-	SET(attempts, A_STARTED, TimestampTzGetDatum(a->started_at), false);
+	SET_COLUMN(slot, attempts, A_ID,
+			   Int64GetDatum(nextval_internal(sequence, false)), false);
+	SET_COLUMN(slot, attempts, A_TENANT, Int64GetDatum(a->tenant_id), false);
+	SET_COLUMN(slot, attempts, A_SHOP, Int64GetDatum(a->shop_id), false);
+	SET_COLUMN(slot, attempts, A_CHANNEL,
+			   text_datum(a->channel, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_KIND, CStringGetTextDatum(a->kind), false);
+	SET_COLUMN(slot, attempts, A_LISTINGS,
+			   int64_array_datum(a->listing_ids, a->nrows), false);
+	SET_COLUMN(slot, attempts, A_VERSIONS,
+			   int64_array_datum(a->versions, a->nrows), false);
+	SET_COLUMN(slot, attempts, A_LEVELS,
+			   int64_array_datum(a->levels, a->nrows), false);
+	SET_COLUMN(slot, attempts, A_CORRELATION,
+			   text_datum(a->correlation_id, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_URL,
+			   text_datum(a->request_url, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_STATUS,
+			   Int32GetDatum((int32) a->http_status), a->http_status <= 0);
+	SET_COLUMN(slot, attempts, A_OUTCOME,
+			   CStringGetTextDatum(a->outcome), false);
+	SET_COLUMN(slot, attempts, A_ERROR_CLASS,
+			   text_datum(a->error_class, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_ERROR,
+			   text_datum(a->error_message, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_REQUEST_ID,
+			   text_datum(a->request_id, &isnull), isnull);
+	SET_COLUMN(slot, attempts, A_LATENCY, Float8GetDatum(a->latency_ms), false);
+	SET_COLUMN(slot, attempts, A_STARTED,
+			   TimestampTzGetDatum(a->started_at), false);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(attempts->rri, estate, slot);
+}
+
+/* changed becomes a copy of row (its values read), to be changed column by column */
+static void
+start_new_version(TupleTableSlot *changed, TupleTableSlot *row)
+{
+	int			natts = row->tts_tupleDescriptor->natts;
+
+	ExecClearTuple(changed);
+	memcpy(changed->tts_values, row->tts_values, sizeof(Datum) * natts);
+	memcpy(changed->tts_isnull, row->tts_isnull, sizeof(bool) * natts);
 }
 
 /*
@@ -402,66 +430,51 @@ apply_outcome(EState *estate, EPQState *epq, RecordTarget *queue,
 			  TupleTableSlot *changed, const PendingOutcome *o, TimestampTz now)
 {
 	TupleTableSlot *locked = queue->slot;
-	int			natts = locked->tts_tupleDescriptor->natts;
-	Datum	   *old = locked->tts_values;
-	bool	   *old_null = locked->tts_isnull;
 	bool		ok = strcmp(o->outcome, "ok") == 0;
 	bool		current;
 	const char *state;
 	bool		isnull;
 
-#define OLD(column) (old[queue->attnums[column] - 1])
-#define OLD_NULL(column) (old_null[queue->attnums[column] - 1])
-#define SET_CHANGED(column, value, null) \
-	do { \
-		changed->tts_values[queue->attnums[column] - 1] = (value); \
-		changed->tts_isnull[queue->attnums[column] - 1] = (null); \
-	} while (0)
-
 	slot_getallattrs(locked);
-	if (OLD_NULL(Q_CLAIMED) || DatumGetInt64(OLD(Q_CLAIMED)) != o->version ||
-		OLD_NULL(Q_LEASE))
+	if (COLUMN_NULL(locked, queue, Q_CLAIMED) || COLUMN_NULL(locked, queue, Q_LEASE) ||
+		DatumGetInt64(COLUMN_VALUE(locked, queue, Q_CLAIMED)) != o->version)
 		return;
-	current = DatumGetInt64(OLD(Q_VERSION)) == o->version;
+	current = DatumGetInt64(COLUMN_VALUE(locked, queue, Q_VERSION)) == o->version;
 	if (strcmp(o->outcome, "dead") == 0)
 		state = "dead";
 	else
 		state = (ok && current) ? "synced" : "pending";
 
-	ExecClearTuple(changed);
-	memcpy(changed->tts_values, old, sizeof(Datum) * natts);
-	memcpy(changed->tts_isnull, old_null, sizeof(bool) * natts);
-	SET_CHANGED(Q_LEASE, (Datum) 0, true);
-	SET_CHANGED(Q_STATE, CStringGetTextDatum(state), false);
-	SET_CHANGED(Q_DUE, TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, o->due_in_ms)),
-				false);
+	start_new_version(changed, locked);
+	SET_COLUMN(changed, queue, Q_LEASE, (Datum) 0, true);
+	SET_COLUMN(changed, queue, Q_STATE, CStringGetTextDatum(state), false);
+	SET_COLUMN(changed, queue, Q_DUE,
+			   TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, o->due_in_ms)),
+			   false);
 	if (ok)
 	{
-		SET_CHANGED(Q_ATTEMPTS, Int32GetDatum(0), false);
-		SET_CHANGED(Q_FORCE, BoolGetDatum(false), false);
-		SET_CHANGED(Q_PUSHED_LEVEL, Int64GetDatum(o->level), false);
-		SET_CHANGED(Q_PUSHED_VERSION, Int64GetDatum(o->version), false);
-		SET_CHANGED(Q_PUSHED_AT, TimestampTzGetDatum(now), false);
-		SET_CHANGED(Q_ERROR_CLASS, (Datum) 0, true);
-		SET_CHANGED(Q_ERROR, (Datum) 0, true);
+		SET_COLUMN(changed, queue, Q_ATTEMPTS, Int32GetDatum(0), false);
+		SET_COLUMN(changed, queue, Q_FORCE, BoolGetDatum(false), false);
+		SET_COLUMN(changed, queue, Q_PUSHED_LEVEL, Int64GetDatum(o->level), false);
+		SET_COLUMN(changed, queue, Q_PUSHED_VERSION, Int64GetDatum(o->version), false);
+		SET_COLUMN(changed, queue, Q_PUSHED_AT, TimestampTzGetDatum(now), false);
+		SET_COLUMN(changed, queue, Q_ERROR_CLASS, (Datum) 0, true);
+		SET_COLUMN(changed, queue, Q_ERROR, (Datum) 0, true);
 		if (current)
 		{
-			SET_CHANGED(Q_CHANGED, TimestampTzGetDatum(now), false);
-			SET_CHANGED(Q_CORRELATION,
-						PointerGetDatum(construct_empty_array(TEXTOID)), false);
+			SET_COLUMN(changed, queue, Q_CHANGED, TimestampTzGetDatum(now), false);
+			SET_COLUMN(changed, queue, Q_CORRELATION,
+					   PointerGetDatum(construct_empty_array(TEXTOID)), false);
 		}
 	}
 	else
 	{
-		SET_CHANGED(Q_ERROR_CLASS, text_datum(o->error_class, &isnull), isnull);
-		SET_CHANGED(Q_ERROR, text_datum(o->error, &isnull), isnull);
+		SET_COLUMN(changed, queue, Q_ERROR_CLASS,
+				   text_datum(o->error_class, &isnull), isnull);
+		SET_COLUMN(changed, queue, Q_ERROR, text_datum(o->error, &isnull), isnull);
 	}
 	ExecStoreVirtualTuple(changed);
 	ExecSimpleRelationUpdate(queue->rri, estate, epq, locked, changed);
-
-#undef OLD
-#undef OLD_NULL
-#undef SET_CHANGED
 }
 
 /*
@@ -634,46 +647,40 @@ lease_row(EState *estate, EPQState *epq, RecordTarget *queue,
 	/* a NULL settle takes the ELSE branches and is not returned */
 	bool		settle = settle_or_null == 1;
 	TupleTableSlot *row = queue->slot;
-	int			natts = row->tts_tupleDescriptor->natts;
-	Datum	   *old = row->tts_values;
-	bool	   *old_null = row->tts_isnull;
+	Datum		version;
+	bool		version_null;
 	int32		attempts;
-
-#define OLD(column) (old[queue->attnums[column] - 1])
-#define OLD_NULL(column) (old_null[queue->attnums[column] - 1])
-#define SET_CHANGED(column, value, null) \
-	do { \
-		changed->tts_values[queue->attnums[column] - 1] = (value); \
-		changed->tts_isnull[queue->attnums[column] - 1] = (null); \
-	} while (0)
 
 	/* the version at the address, as the statement's snapshot sees it */
 	if (!table_tuple_fetch_row_version(queue->rel, tid, estate->es_snapshot, row))
 		return;
 	slot_getallattrs(row);
+	version = COLUMN_VALUE(row, queue, Q_VERSION);
+	version_null = COLUMN_NULL(row, queue, Q_VERSION);
 	if (settle)
 		attempts = 0;
-	else if (pg_add_s32_overflow(DatumGetInt32(OLD(Q_ATTEMPTS)), 1, &attempts))
+	else if (pg_add_s32_overflow(DatumGetInt32(COLUMN_VALUE(row, queue, Q_ATTEMPTS)),
+								 1, &attempts))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("integer out of range")));
 
-	ExecClearTuple(changed);
-	memcpy(changed->tts_values, old, sizeof(Datum) * natts);
-	memcpy(changed->tts_isnull, old_null, sizeof(bool) * natts);
-	SET_CHANGED(Q_TARGET, level ? *level : (Datum) 0, level == NULL);
-	SET_CHANGED(Q_CLAIMED, OLD(Q_VERSION), OLD_NULL(Q_VERSION));
-	SET_CHANGED(Q_STATE, CStringGetTextDatum(settle ? "synced" : "pending"), false);
-	SET_CHANGED(Q_LEASE, TimestampTzGetDatum(lease_until), settle);
-	SET_CHANGED(Q_ATTEMPTS, Int32GetDatum(attempts), false);
+	start_new_version(changed, row);
+	SET_COLUMN(changed, queue, Q_TARGET, level ? *level : (Datum) 0, level == NULL);
+	SET_COLUMN(changed, queue, Q_CLAIMED, version, version_null);
+	SET_COLUMN(changed, queue, Q_STATE,
+			   CStringGetTextDatum(settle ? "synced" : "pending"), false);
+	SET_COLUMN(changed, queue, Q_LEASE, TimestampTzGetDatum(lease_until), settle);
+	SET_COLUMN(changed, queue, Q_ATTEMPTS, Int32GetDatum(attempts), false);
 	if (settle)
 	{
-		SET_CHANGED(Q_PUSHED_VERSION, OLD(Q_VERSION), OLD_NULL(Q_VERSION));
-		SET_CHANGED(Q_CHANGED, TimestampTzGetDatum(now), false);
-		SET_CHANGED(Q_ERROR_CLASS, (Datum) 0, true);
-		SET_CHANGED(Q_ERROR, (Datum) 0, true);
+		SET_COLUMN(changed, queue, Q_PUSHED_VERSION, version, version_null);
+		SET_COLUMN(changed, queue, Q_CHANGED, TimestampTzGetDatum(now), false);
+		SET_COLUMN(changed, queue, Q_ERROR_CLASS, (Datum) 0, true);
+		SET_COLUMN(changed, queue, Q_ERROR, (Datum) 0, true);
 	}
 	ExecStoreVirtualTuple(changed);
+	/* row keeps its page pinned: the old version's values stay readable */
 	ExecSimpleRelationUpdate(queue->rri, estate, epq, row, changed);
 
 	if (settle_or_null == 0)
@@ -682,20 +689,16 @@ lease_row(EState *estate, EPQState *epq, RecordTarget *queue,
 		bool		nulls[6] = {false};
 
 		values[0] = Int64GetDatum(ordinal);
-		values[1] = OLD(Q_LISTING);
-		values[2] = OLD(Q_VERSION);
-		nulls[2] = OLD_NULL(Q_VERSION);
+		values[1] = COLUMN_VALUE(row, queue, Q_LISTING);
+		values[2] = version;
+		nulls[2] = version_null;
 		values[3] = level ? *level : (Datum) 0;
 		nulls[3] = level == NULL;
 		values[4] = Int32GetDatum(attempts);
-		values[5] = OLD(Q_CORRELATION);
-		nulls[5] = OLD_NULL(Q_CORRELATION);
+		values[5] = COLUMN_VALUE(row, queue, Q_CORRELATION);
+		nulls[5] = COLUMN_NULL(row, queue, Q_CORRELATION);
 		tuplestore_putvalues(out, out_desc, values, nulls);
 	}
-
-#undef OLD
-#undef OLD_NULL
-#undef SET_CHANGED
 }
 
 /*
