@@ -65,7 +65,6 @@ struct HttpEngine
 	int			running;		/* transfers started and not finished */
 	dlist_head	in_flight;		/* HttpTransfer, added to the multi handle */
 	dlist_head	finished;		/* HttpTransfer, done, not yet taken */
-	MemoryContext context;		/* transfers and their buffers */
 
 	/*
 	 * Easy handles of finished transfers, for the next requests: making and
@@ -315,9 +314,6 @@ http_engine_create(void)
 	engine = MemoryContextAllocZero(TopMemoryContext, sizeof(HttpEngine));
 	dlist_init(&engine->in_flight);
 	dlist_init(&engine->finished);
-	engine->context = AllocSetContextCreate(TopMemoryContext,
-											"invsync http transfers",
-											ALLOCSET_DEFAULT_SIZES);
 	engine->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (engine->epoll_fd < 0)
 		ereport(ERROR,
@@ -446,6 +442,8 @@ set_request_url(CURL *easy, const char *url)
 		(proxy_in_environment && pg_strncasecmp(url, "http://", 7) == 0))
 	{
 		CURL_SETOPT(easy, CURLOPT_URL, url);
+		/* a kept handle may hold its last request's target */
+		CURL_SETOPT(easy, CURLOPT_REQUEST_TARGET, NULL);
 		return;
 	}
 	/* libcurl copies both strings */

@@ -88,7 +88,6 @@ static int	attempts_size = 0;
 static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
 
-static Datum int64_array(const int64 *values, int n);
 static void record_flushed(int held);
 
 /* when the oldest outcome or attempt now pending was queued */
@@ -576,8 +575,8 @@ record_wait_ms(TimestampTz now)
 																	   RECORD_DELAY_MS));
 }
 
-/* a text datum of value, or a NULL one */
-static Datum
+/* a text datum of value, or a NULL one (also worker_direct.c's) */
+Datum
 text_or_null(const char *value, bool *isnull)
 {
 	*isnull = (value == NULL);
@@ -585,7 +584,7 @@ text_or_null(const char *value, bool *isnull)
 }
 
 /* a bigint[] of n values */
-static Datum
+Datum
 int64_array(const int64 *values, int n)
 {
 	Datum	   *datums = palloc(sizeof(Datum) * Max(n, 1));

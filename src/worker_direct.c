@@ -257,9 +257,10 @@ typedef struct DirectWrite
 } DirectWrite;
 
 /*
- * Open the queue, and the attempts when the statements insert some, and
- * decide whether the direct path may write what the statements would:
- * false when they would check more (see the head of this file).  The
+ * Decide whether the direct path may write what the statements would,
+ * opening the queue, and the attempts when the statements insert some:
+ * false when they would check more (see the head of this file), or the
+ * DBA turned invsync.direct_path off, or Citus is installed.  The
  * queue's read and set columns are those the statements name.  Either
  * way end_direct_write() must follow.
  */
@@ -280,6 +281,9 @@ begin_direct_write(DirectWrite *w, bool with_attempts,
 	bool		usable;
 
 	memset(w, 0, sizeof(DirectWrite));
+	/* Citus's distributed tables are reached by SQL only */
+	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
+		return false;
 	w->sequence = get_relname_relid("attempt_id_seq", namespace_oid);
 	w->estate = CreateExecutorState();
 	w->caller_context = MemoryContextSwitchTo(w->estate->es_query_cxt);
@@ -333,6 +337,8 @@ begin_direct_write(DirectWrite *w, bool with_attempts,
 static void
 end_direct_write(DirectWrite *w, bool wrote)
 {
+	if (w->estate == NULL)
+		return;
 	ExecCloseResultRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
 	if (w->queue.rel != NULL)
@@ -343,26 +349,6 @@ end_direct_write(DirectWrite *w, bool wrote)
 	FreeExecutorState(w->estate);
 	if (wrote)
 		CommandCounterIncrement();
-}
-
-/* a text datum of value, or a NULL one */
-static inline Datum
-text_datum(const char *value, bool *isnull)
-{
-	*isnull = (value == NULL);
-	return value ? CStringGetTextDatum(value) : (Datum) 0;
-}
-
-/* a bigint[] of n values */
-static Datum
-int64_array_datum(const int64 *values, int n)
-{
-	Datum	   *datums = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		datums[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(datums, n, INT8OID, sizeof(int64),
-										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /* insert one attempt, its id from the sequence, as the INSERT does */
@@ -381,28 +367,28 @@ insert_attempt(EState *estate, RecordTarget *attempts, Oid sequence,
 	SET_COLUMN(slot, attempts, A_TENANT, Int64GetDatum(a->tenant_id), false);
 	SET_COLUMN(slot, attempts, A_SHOP, Int64GetDatum(a->shop_id), false);
 	SET_COLUMN(slot, attempts, A_CHANNEL,
-			   text_datum(a->channel, &isnull), isnull);
+			   text_or_null(a->channel, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_KIND, CStringGetTextDatum(a->kind), false);
 	SET_COLUMN(slot, attempts, A_LISTINGS,
-			   int64_array_datum(a->listing_ids, a->nrows), false);
+			   int64_array(a->listing_ids, a->nrows), false);
 	SET_COLUMN(slot, attempts, A_VERSIONS,
-			   int64_array_datum(a->versions, a->nrows), false);
+			   int64_array(a->versions, a->nrows), false);
 	SET_COLUMN(slot, attempts, A_LEVELS,
-			   int64_array_datum(a->levels, a->nrows), false);
+			   int64_array(a->levels, a->nrows), false);
 	SET_COLUMN(slot, attempts, A_CORRELATION,
-			   text_datum(a->correlation_id, &isnull), isnull);
+			   text_or_null(a->correlation_id, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_URL,
-			   text_datum(a->request_url, &isnull), isnull);
+			   text_or_null(a->request_url, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_STATUS,
 			   Int32GetDatum((int32) a->http_status), a->http_status <= 0);
 	SET_COLUMN(slot, attempts, A_OUTCOME,
 			   CStringGetTextDatum(a->outcome), false);
 	SET_COLUMN(slot, attempts, A_ERROR_CLASS,
-			   text_datum(a->error_class, &isnull), isnull);
+			   text_or_null(a->error_class, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_ERROR,
-			   text_datum(a->error_message, &isnull), isnull);
+			   text_or_null(a->error_message, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_REQUEST_ID,
-			   text_datum(a->request_id, &isnull), isnull);
+			   text_or_null(a->request_id, &isnull), isnull);
 	SET_COLUMN(slot, attempts, A_LATENCY, Float8GetDatum(a->latency_ms), false);
 	SET_COLUMN(slot, attempts, A_STARTED,
 			   TimestampTzGetDatum(a->started_at), false);
@@ -470,8 +456,8 @@ apply_outcome(EState *estate, EPQState *epq, RecordTarget *queue,
 	else
 	{
 		SET_COLUMN(changed, queue, Q_ERROR_CLASS,
-				   text_datum(o->error_class, &isnull), isnull);
-		SET_COLUMN(changed, queue, Q_ERROR, text_datum(o->error, &isnull), isnull);
+				   text_or_null(o->error_class, &isnull), isnull);
+		SET_COLUMN(changed, queue, Q_ERROR, text_or_null(o->error, &isnull), isnull);
 	}
 	ExecStoreVirtualTuple(changed);
 	ExecSimpleRelationUpdate(queue->rri, estate, epq, locked, changed);
@@ -496,8 +482,6 @@ record_directly(const PendingOutcome *outcomes, int noutcomes,
 	TupleTableSlot *changed;
 	EPQState	epq;
 
-	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
-		return false;
 	if (!begin_direct_write(&w, true, record_read, lengthof(record_read),
 							record_set, lengthof(record_set)))
 	{
@@ -727,12 +711,6 @@ invsync_lease_claimed(PG_FUNCTION_ARGS)
 	EPQState	epq;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-
-	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
-	{
-		lease_by_statement(fcinfo, rsinfo->setResult);
-		return (Datum) 0;
-	}
 	if (!begin_direct_write(&w, false, lease_read, lengthof(lease_read),
 							lease_set, lengthof(lease_set)))
 	{
@@ -766,8 +744,8 @@ invsync_lease_claimed(PG_FUNCTION_ARGS)
 				  i + 1, PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1),
 				  rsinfo->setResult, rsinfo->setDesc);
 	}
-	AfterTriggerEndQuery(w.estate);
 	EvalPlanQualEnd(&epq);
+	AfterTriggerEndQuery(w.estate);
 	end_direct_write(&w, true);
 	return (Datum) 0;
 }

@@ -257,6 +257,8 @@ extern void add_attempt(const PushRequest *request, long http_status,
 extern bool records_pending(void);
 extern long record_wait_ms(TimestampTz now);
 extern void flush_records(void);
+extern Datum text_or_null(const char *value, bool *isnull);
+extern Datum int64_array(const int64 *values, int n);
 extern void reset_records(void);
 extern void purge_attempts(void);
 extern void claim_forget_worker_start(void);

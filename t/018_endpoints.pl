@@ -159,6 +159,11 @@ my $proxy = start_proxy();
 	local $ENV{NO_PROXY} = '';
 	$node->restart;
 }
+# an https push first: its handle, kept for the next request, must not
+# carry its request target over to the plain-http one
+$node->safe_psql('postgres', q{SELECT invsync.adjust('SG-MUG', 'WH1', 1, 'receipt', 'sg-3')});
+ok(wait_for($node, q{SELECT pushed_level FROM invsync.listing_levels WHERE sku = 'SG-MUG'}, '9'),
+	'with a proxy in the environment, https still goes out directly');
 $node->safe_psql('postgres', q{SELECT invsync.adjust('HTTP-MUG', 'WH1', 2, 'receipt', 'http-2')});
 ok(wait_for($node, qq{SELECT state || ' ' || pushed_level FROM invsync.sync_queue WHERE shop_id = $http},
 		'synced 6'),
