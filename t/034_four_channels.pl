@@ -93,12 +93,13 @@ my %stock = map { split /\|/ } split /\n/, $node->safe_psql('postgres', q{
 my $all = $stock{WH1} + $stock{WH2};
 diag("final available: WH1 $stock{WH1}, WH2 $stock{WH2}");
 
-# what each listing's terms make of the final stock
+# what each listing's terms make of the final stock, the allocation in
+# integer percent: 360 * 0.7 is 251.99999999999997 in floating point
 my %expected = (
 	shopee => max0($all - 2),
-	W1 => max0(int($stock{WH1} * 0.5)),
-	W2 => max0(int(($stock{WH2} - 3) * 0.7)),
-	W9 => min(150, max0(int(($all - 1) * 0.8))),
+	W1 => max0(int($stock{WH1} * 50 / 100)),
+	W2 => max0(int(($stock{WH2} - 3) * 70 / 100)),
+	W9 => min(150, max0(int(($all - 1) * 80 / 100))),
 	lazada => ($all - 5 < 20 ? 0 : $all - 5));
 sub max0 { my ($v) = @_; return $v < 0 ? 0 : $v; }
 sub min { my ($a, $b) = @_; return $a < $b ? $a : $b; }
