@@ -843,6 +843,22 @@ CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestam
 	AS 'MODULE_PATHNAME', 'invsync_lease_claimed';
 
 /*
+ * The levels of the rows _claim_shop locked, in the order the worker
+ * batches them, as one row of arrays: by index probes where the worker
+ * may read directly, else by one statement through _listings_available
+ * (src/worker_direct.c, which holds it).  Called in a statement of its
+ * own, after the rows are locked (see _claim_shop).
+ */
+CREATE FUNCTION invsync._claim_levels(p_tenant bigint, p_listings bigint[], p_rows tid[],
+									  p_force_pushes boolean[], p_pushed_levels bigint[],
+									  OUT listing_ids bigint[], OUT row_ids tid[],
+									  OUT levels bigint[], OUT unchanged boolean[],
+									  OUT external_ids jsonb[], OUT sibling_keys text[])
+	RETURNS record
+	LANGUAGE C STRICT
+	AS 'MODULE_PATHNAME', 'invsync_claim_levels';
+
+/*
  * Claim one shop's due rows, at most p_limit of them and never half a
  * sibling group (listings the marketplace wants in one call: TikTok lists
  * every warehouse of a SKU), and return the rows to push in the order the
@@ -990,32 +1006,13 @@ BEGIN
 	END IF;
 
 	/*
-	 * A new statement, so a new snapshot (see above); it reads no table but
-	 * through _listings_available, so under Citus too it runs where it is
-	 * called.  The six arrays come from one pass over rows sorted once, so
-	 * they match each other whatever the order.  The order only has to keep
-	 * a batch key's rows and a sibling group together: by bytes, not by
-	 * collation (five sorts by collation were a fifth of the claim).  It is
-	 * also the order of the window over sibling groups, so the rows are
-	 * sorted once: a group never spans batch keys, since every adapter's
-	 * sibling key includes its batch key's attributes (channels.c).
+	 * A new statement, so a new snapshot (see above).  Rows whose level is
+	 * already published, and whose siblings' are too, come back unchanged.
 	 */
-	SELECT array_agg(x.listing_id), array_agg(x.row_id), array_agg(x.level),
-		   array_agg(x.unchanged), array_agg(x.external_ids), array_agg(x.sibling_key)
+	SELECT c.listing_ids, c.row_ids, c.levels, c.unchanged, c.external_ids, c.sibling_keys
 	  INTO v_listings, v_rows, v_levels, v_unchanged, v_external_ids, v_sibling_keys
-	  FROM (SELECT v.listing_id, v_rows[v.ordinal] AS row_id, v.batch_key, v.sibling_key,
-				   v.external_ids, v.level,
-				   /* nothing to publish; a sibling only if its whole group is unchanged */
-				   bool_and(NOT v_force_pushes[v.ordinal]
-							AND v_pushed_levels[v.ordinal] = v.level)
-					 OVER (PARTITION BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C",
-								   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END
-						   ORDER BY v.listing_id
-						   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-				   AS unchanged
-			  FROM invsync._listings_available(p_tenant, v_listings) v
-			 ORDER BY v.batch_key COLLATE "C", v.sibling_key COLLATE "C",
-					  CASE WHEN v.sibling_key IS NULL THEN v.listing_id END, v.listing_id) x;
+	  FROM invsync._claim_levels(p_tenant, v_listings, v_rows, v_force_pushes,
+								 v_pushed_levels) c;
 
 	/* the rows to push, in the order the worker batches them */
 	RETURN QUERY
@@ -2983,6 +2980,7 @@ GRANT EXECUTE ON FUNCTION
 	invsync._claim(timestamptz, interval, integer, integer, bigint, bigint, bigint[], integer[]),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
 	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], tid[], bigint[], boolean[]),
+	invsync._claim_levels(bigint, bigint[], tid[], boolean[], bigint[]),
 	invsync._citus_distributed(),
 	invsync._shop_context(bigint, bigint),
 	invsync._record_batch(invsync.worker_outcome[], invsync.worker_attempt[],

@@ -692,7 +692,7 @@ make_rte(DirectTableId id)
  * not (DESIGN §7): a privilege the current user (adjust()'s owner, when it
  * runs as SECURITY DEFINER; the sync worker's role) lacks on one of the
  * tables, as ExecCheckRTPerms() checks them for SQL, or on the sequence
- * the rows take their ids from, as nextval() checks it; or row security
+ * the rows take their ids from (if any), as nextval() checks it; or row security
  * applying to one of the tables.  Then the SQL path runs, and refuses or
  * filters as it should.  Checked on every call, with the tables locked: a
  * privilege check costs a cached catalog lookup, and GRANT, REVOKE and
@@ -704,7 +704,8 @@ direct_sql_checks_more(List *range_table, Oid sequence, const Relation *rels,
 {
 	if (!ExecCheckRTPerms(range_table, false))
 		return true;
-	if (pg_class_aclcheck(sequence, GetUserId(),
+	if (OidIsValid(sequence) &&
+		pg_class_aclcheck(sequence, GetUserId(),
 						  ACL_USAGE | ACL_UPDATE) != ACLCHECK_OK)
 		return true;
 	for (int r = 0; r < nrels; r++)

@@ -1,17 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * worker_direct.c
- *	  The sync worker's writes to the queue without SQL: recording outcomes
- *	  and attempts, and leasing claimed rows, through the executor's entry
- *	  points for single rows, as ledger_direct.c writes adjust()'s rows.
+ *	  The sync worker's claim and record without SQL: the levels of the
+ *	  rows claimed, their lease, and the outcomes and attempts recorded,
+ *	  through index probes and the executor's entry points for single
+ *	  rows, as ledger_direct.c writes adjust()'s rows.
  *
  * The statements these replace (invsync._record_batch's, the lease in
- * _lease_claimed) spent more on the executor around each row (unnesting
- * arrays of composite values, gathering the locked rows, projecting,
- * materialising RETURNING rows) than on the row itself.  Here a row costs
- * what it must: an index probe or a fetch by address, a lock, the update
- * or insertion and its index entries.  What is written is what the
- * statements write, value for value.
+ * _lease_claimed, the claim's levels) spent more on the executor around
+ * each row (unnesting arrays of composite values, joining, aggregating,
+ * gathering the locked rows, projecting, materialising RETURNING rows)
+ * than on the row itself.  Here a row costs what it must: index probes or
+ * a fetch by address, a lock, the update or insertion and its index
+ * entries.  What is computed and written is what the statements compute
+ * and write, value for value.
  *
  * Recording: each outcome's row is looked up by key and locked without
  * waiting (SKIP LOCKED); a row an application holds is counted as held,
@@ -19,14 +21,20 @@
  * updated only while it is still claimed at the version pushed
  * (compare-and-set), so an outcome recorded twice changes nothing.
  *
- * Leasing: _claim_shop has locked the rows and computed their levels; each
- * is updated at the address it was locked at.  _lease_claimed is this C
- * function, which runs the lease as a statement when it may not write
- * directly (and by key under Citus).
+ * Levels: once _claim_shop has locked the rows, _claim_levels computes
+ * each listing's level (its stock over its source locations, bundles
+ * whole, less the buffer, times the allocation, within its bounds) by
+ * probes of three primary keys, where _listings_available's statement
+ * joined and aggregated per row; and sorts them into the worker's batches.
+ *
+ * Leasing: each row is then updated at the address it was locked at.
+ * _lease_claimed is this C function, which runs the lease as a statement
+ * when it may not write directly (and by key under Citus).
  *
  * The statements run instead, with the same results, wherever they would
- * check more than this file does (DESIGN §7): under Citus, when the DBA
- * turned invsync.direct_path off, when a table has statement triggers, row
+ * check more than this file does (DESIGN §7), or would fail (a value out
+ * of range: the statement says so): under Citus, when the DBA turned
+ * invsync.direct_path off, when a table has statement triggers, row
  * security or columns of other names or types than these (or, for the
  * attempts, other columns at all), or when the worker's role lacks a
  * privilege the statements need.  Row triggers, CHECK and NOT NULL
@@ -56,11 +64,13 @@
 #include "common/int.h"
 #include "executor/executor.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -152,19 +162,20 @@ typedef struct RecordTarget
 	} while (0)
 
 /*
- * Find the columns in the table as it is now (locked).  False when one is
+ * Find the columns in a table as it is now (locked), their attribute
+ * numbers into attnums (by the columns' index).  False when one is
  * missing or of another type, or, with every_column, when the table has
  * others as well (an INSERT would fill those from their defaults).
  */
 static bool
-find_columns(RecordTarget *target, const RecordColumn *columns, int ncolumns,
-			 bool every_column)
+find_columns(Relation rel, const RecordColumn *columns, int ncolumns,
+			 AttrNumber *attnums, bool every_column)
 {
-	TupleDesc	desc = RelationGetDescr(target->rel);
+	TupleDesc	desc = RelationGetDescr(rel);
 	int			live = 0;
 
 	for (int c = 0; c < ncolumns; c++)
-		target->attnums[c] = InvalidAttrNumber;
+		attnums[c] = InvalidAttrNumber;
 	for (int a = 0; a < desc->natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
@@ -177,23 +188,23 @@ find_columns(RecordTarget *target, const RecordColumn *columns, int ncolumns,
 			{
 				if (att->atttypid != columns[c].type)
 					return false;
-				target->attnums[c] = att->attnum;
+				attnums[c] = att->attnum;
 			}
 	}
 	for (int c = 0; c < ncolumns; c++)
-		if (target->attnums[c] == InvalidAttrNumber)
+		if (attnums[c] == InvalidAttrNumber)
 			return false;
 	return !every_column || live == ncolumns;
 }
 
-/* some of a target's columns, as a range table entry's column set */
+/* some of a table's columns (indexes into attnums), as a column set */
 static Bitmapset *
-column_set(const RecordTarget *target, const int *columns, int ncolumns)
+column_set(const AttrNumber *attnums, const int *columns, int ncolumns)
 {
 	Bitmapset  *set = NULL;
 
 	for (int i = 0; i < ncolumns; i++)
-		set = bms_add_member(set, target->attnums[columns[i]] -
+		set = bms_add_member(set, attnums[columns[i]] -
 							 FirstLowInvalidHeapAttributeNumber);
 	return set;
 }
@@ -223,22 +234,23 @@ open_target(EState *estate, Oid relid, Index rtindex, RecordTarget *target)
  * too).
  */
 static RangeTblEntry *
-make_rte(const RecordTarget *target, AclMode perms, const int *read, int nread,
-		 const int *written, int nwritten)
+make_rte(Relation rel, const AttrNumber *attnums, AclMode perms,
+		 const int *read, int nread, const int *written, int nwritten)
 {
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 
 	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(target->rel);
+	rte->relid = RelationGetRelid(rel);
 	rte->relkind = RELKIND_RELATION;
-	rte->rellockmode = RowExclusiveLock;
+	rte->rellockmode = (perms & (ACL_INSERT | ACL_UPDATE)) ?
+		RowExclusiveLock : AccessShareLock;
 	rte->requiredPerms = perms;
-	rte->selectedCols = column_set(target, read, nread);
+	rte->selectedCols = column_set(attnums, read, nread);
 	/* updatedCols are also what UPDATE OF triggers compare with */
 	if (perms & ACL_INSERT)
-		rte->insertedCols = column_set(target, written, nwritten);
+		rte->insertedCols = column_set(attnums, written, nwritten);
 	else
-		rte->updatedCols = column_set(target, written, nwritten);
+		rte->updatedCols = column_set(attnums, written, nwritten);
 	return rte;
 }
 
@@ -294,13 +306,15 @@ begin_direct_write(DirectWrite *w, bool with_attempts,
 		return false;
 
 	usable = open_target(w->estate, queue_relid, 1, &w->queue) &&
-		find_columns(&w->queue, queue_columns, Q_NCOLUMNS, false);
+		find_columns(w->queue.rel, queue_columns, Q_NCOLUMNS,
+					 w->queue.attnums, false);
 	rels[0] = w->queue.rel;
 	if (with_attempts)
 	{
 		usable = open_target(w->estate, attempts_relid, 2, &w->attempts) &&
 			usable &&
-			find_columns(&w->attempts, attempt_columns, A_NCOLUMNS, true);
+			find_columns(w->attempts.rel, attempt_columns, A_NCOLUMNS,
+						 w->attempts.attnums, true);
 		rels[1] = w->attempts.rel;
 	}
 	if (!usable)
@@ -318,11 +332,13 @@ begin_direct_write(DirectWrite *w, bool with_attempts,
 			w->queue_pkey = index;
 	}
 
-	range_table = list_make1(make_rte(&w->queue, ACL_SELECT | ACL_UPDATE,
+	range_table = list_make1(make_rte(w->queue.rel, w->queue.attnums,
+									  ACL_SELECT | ACL_UPDATE,
 									  read, nread, set, nset));
 	if (with_attempts)
 		range_table = lappend(range_table,
-							  make_rte(&w->attempts, ACL_INSERT, NULL, 0,
+							  make_rte(w->attempts.rel, w->attempts.attnums,
+									   ACL_INSERT, NULL, 0,
 									   attempt_inserted,
 									   lengthof(attempt_inserted)));
 	ExecInitRangeTable(w->estate, range_table);
@@ -748,4 +764,634 @@ invsync_lease_claimed(PG_FUNCTION_ARGS)
 	AfterTriggerEndQuery(w.estate);
 	end_direct_write(&w, true);
 	return (Datum) 0;
+}
+
+
+/* ---------------------------------------------------------------------
+ * The claim's levels
+ * --------------------------------------------------------------------- */
+
+/* what the levels read: listings, bundle_leaves and stock_levels columns */
+enum
+{
+	L_TENANT, L_LISTING, L_SKU, L_SOURCES, L_BUFFER, L_ALLOCATION, L_MIN,
+	L_MAX, L_BATCH, L_SIBLING, L_IDS, L_NCOLUMNS
+};
+static const RecordColumn listing_columns[L_NCOLUMNS] = {
+	{"tenant_id", INT8OID}, {"listing_id", INT8OID}, {"sku", TEXTOID},
+	{"source_locations", TEXTARRAYOID}, {"buffer", INT8OID},
+	{"allocation_percent", NUMERICOID}, {"min_level", INT8OID},
+	{"max_level", INT8OID}, {"batch_key", TEXTOID}, {"sibling_key", TEXTOID},
+	{"external_ids", JSONBOID}
+};
+enum
+{
+	B_TENANT, B_BUNDLE, B_COMPONENT, B_QTY, B_NCOLUMNS
+};
+static const RecordColumn leaf_columns[B_NCOLUMNS] = {
+	{"tenant_id", INT8OID}, {"bundle_sku", TEXTOID},
+	{"component_sku", TEXTOID}, {"qty", INT8OID}
+};
+enum
+{
+	S_TENANT, S_SKU, S_LOCATION, S_ON_HAND, S_RESERVED, S_NCOLUMNS
+};
+static const RecordColumn stock_columns[S_NCOLUMNS] = {
+	{"tenant_id", INT8OID}, {"sku", TEXTOID}, {"location", TEXTOID},
+	{"on_hand", INT8OID}, {"reserved", INT8OID}
+};
+
+/*
+ * A table the levels read by its primary key, whose first two columns
+ * are the tenant and the key looked up: one index scan, probed again for
+ * each key.
+ */
+typedef struct ReadTable
+{
+	Relation	rel;
+	Relation	pkey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	attnums[L_NCOLUMNS];	/* by the column enum's index */
+} ReadTable;
+
+/*
+ * Open a table for the levels: false when it is not a plain heap table,
+ * lacks one of the columns, or its primary key does not lead with key
+ * (and the tenant before it).
+ */
+static bool
+open_read_table(ReadTable *table, const char *name, const RecordColumn *columns,
+				int ncolumns, int key)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("invsync", false));
+	Oid			pkey;
+
+	if (!OidIsValid(relid))
+		return false;
+	table->rel = table_open(relid, AccessShareLock);
+	if (table->rel->rd_rel->relkind != RELKIND_RELATION ||
+		table->rel->rd_rel->relam != HEAP_TABLE_AM_OID ||
+		!find_columns(table->rel, columns, ncolumns, table->attnums, false))
+		return false;
+	pkey = RelationGetPrimaryKeyIndex(table->rel);
+	if (!OidIsValid(pkey))
+		return false;
+	table->pkey = index_open(pkey, AccessShareLock);
+	return table->pkey->rd_index->indnkeyatts >= 2 &&
+		table->pkey->rd_rel->relam == BTREE_AM_OID &&
+		table->pkey->rd_index->indkey.values[0] == table->attnums[0] &&
+		table->pkey->rd_index->indkey.values[1] == table->attnums[key];
+}
+
+static void
+close_read_table(ReadTable *table)
+{
+	if (table->scan != NULL)
+		index_endscan(table->scan);
+	if (table->slot != NULL)
+		ExecDropSingleTupleTableSlot(table->slot);
+	if (table->pkey != NULL)
+		index_close(table->pkey, NoLock);
+	if (table->rel != NULL)
+		table_close(table->rel, NoLock);
+}
+
+/* look up (tenant, key) in a table's primary key; rows come from next_row */
+static void
+probe(ReadTable *table, int64 tenant, Datum key, RegProcedure key_equal)
+{
+	ScanKeyData keys[2];
+
+	if (table->scan == NULL)
+	{
+		table->scan = index_beginscan(table->rel, table->pkey,
+									  GetActiveSnapshot(), 2, 0);
+		table->slot = table_slot_create(table->rel, NULL);
+	}
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   table->pkey->rd_indcollation[0], F_INT8EQ,
+						   Int64GetDatum(tenant));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   table->pkey->rd_indcollation[1], key_equal, key);
+	index_rescan(table->scan, keys, 2, NULL, 0);
+}
+
+static bool
+next_row(ReadTable *table)
+{
+	if (!index_getnext_slot(table->scan, ForwardScanDirection, table->slot))
+		return false;
+	slot_getallattrs(table->slot);
+	return true;
+}
+
+#define READ_VALUE(table, column) \
+	((table)->slot->tts_values[(table)->attnums[column] - 1])
+#define READ_NULL(table, column) \
+	((table)->slot->tts_isnull[(table)->attnums[column] - 1])
+
+/* one listing's claim values, and where it was in the arrays given */
+typedef struct ClaimLevel
+{
+	int			ordinal;		/* from 0 */
+	int64		listing_id;
+	int64		level;
+	text	   *batch_key;		/* NULL for none */
+	text	   *sibling_key;
+	Datum		external_ids;
+	int			unchanged;		/* 1, 0, or -1 for NULL */
+} ClaimLevel;
+
+/* the SQL's "value = ANY (array)", for a location and source_locations */
+static bool
+location_listed(Datum location, ArrayType *sources, Oid collation)
+{
+	ArrayIterator it = array_create_iterator(sources, 0, NULL);
+	Datum		source;
+	bool		isnull;
+	bool		found = false;
+
+	while (!found && array_iterate(it, &source, &isnull))
+		found = !isnull &&
+			DatumGetBool(DirectFunctionCall2Coll(texteq, collation, location,
+												 source));
+	array_free_iterator(it);
+	return found;
+}
+
+/*
+ * The stock of one SKU over the listing's source locations (every
+ * location when sources is NULL): _listings_available's sum.  False when
+ * the SQL would fail (bigint out of range), for it to say so.
+ */
+static bool
+stock_available(ReadTable *stock, int64 tenant, Datum sku, ArrayType *sources,
+				int64 *available)
+{
+	int64		sum = 0;
+	Oid			collation = TupleDescAttr(RelationGetDescr(stock->rel),
+										  stock->attnums[S_LOCATION] - 1)->attcollation;
+
+	probe(stock, tenant, sku, F_TEXTEQ);
+	while (next_row(stock))
+	{
+		int64		row;
+
+		if (READ_NULL(stock, S_ON_HAND) || READ_NULL(stock, S_RESERVED))
+			return false;
+		if (sources != NULL &&
+			(READ_NULL(stock, S_LOCATION) ||
+			 !location_listed(READ_VALUE(stock, S_LOCATION), sources, collation)))
+			continue;
+
+		/*
+		 * The SQL sums in numeric: a sum out of range on the way that
+		 * comes back into range is the statement's to compute.
+		 */
+		if (pg_sub_s64_overflow(DatumGetInt64(READ_VALUE(stock, S_ON_HAND)),
+								DatumGetInt64(READ_VALUE(stock, S_RESERVED)),
+								&row) ||
+			pg_add_s64_overflow(sum, row, &sum))
+			return false;
+	}
+	*available = sum;
+	return true;
+}
+
+/*
+ * A listing's available stock: the whole bundles its components make (the
+ * floor of each component's stock over its quantity), or its own SKU's
+ * stock when it is no bundle.  False when the SQL would fail.
+ */
+static bool
+listing_available(ReadTable *leaves, ReadTable *stock, int64 tenant, Datum sku,
+				  ArrayType *sources, int64 *available)
+{
+	bool		bundle = false;
+	int64		least = 0;
+
+	probe(leaves, tenant, sku, F_TEXTEQ);
+	while (next_row(leaves))
+	{
+		int64		qty = DatumGetInt64(READ_VALUE(leaves, B_QTY));
+		int64		component;
+		int64		whole;
+
+		if (READ_NULL(leaves, B_QTY) || READ_NULL(leaves, B_COMPONENT))
+			return false;
+		if (!stock_available(stock, tenant, READ_VALUE(leaves, B_COMPONENT),
+							 sources, &component))
+			return false;
+		/* bigint division truncates: floor it for negative stock */
+		if (qty == 0 || (qty == -1 && component == PG_INT64_MIN))
+			return false;
+		if (qty == 1 || component >= 0)
+			whole = component / qty;
+		else if (pg_sub_s64_overflow(component, qty - 1, &whole))
+			return false;
+		else
+			whole /= qty;
+		if (!bundle || whole < least)
+			least = whole;
+		bundle = true;
+	}
+	if (bundle)
+	{
+		*available = least;
+		return true;
+	}
+	return stock_available(stock, tenant, sku, sources, available);
+}
+
+/*
+ * _publish_level: available less the buffer, times the allocation, 0
+ * below min_level, at most max_level; in integers at 100 %, else in
+ * numeric with the SQL's own operators.  False when the SQL would fail.
+ */
+static bool
+publish_level(int64 available, ReadTable *listings, int64 *level)
+{
+	int64		buffer = DatumGetInt64(READ_VALUE(listings, L_BUFFER));
+	Datum		allocation = READ_VALUE(listings, L_ALLOCATION);
+	bool		has_min = !READ_NULL(listings, L_MIN);
+	bool		has_max = !READ_NULL(listings, L_MAX);
+	int64		min_level = has_min ? DatumGetInt64(READ_VALUE(listings, L_MIN)) : 0;
+	int64		max_level = has_max ? DatumGetInt64(READ_VALUE(listings, L_MAX)) : 0;
+	Datum		hundred = NumericGetDatum(int64_to_numeric(100));
+	int64		spare;
+
+	if (pg_sub_s64_overflow(available, buffer, &spare))
+		return false;
+	if (DatumGetBool(DirectFunctionCall2(numeric_eq, allocation, hundred)))
+	{
+		spare = Max(spare, 0);
+		if (spare < min_level)
+			*level = 0;
+		else
+			*level = has_max ? Min(spare, max_level) : spare;
+	}
+	else
+	{
+		Datum		zero = NumericGetDatum(int64_to_numeric(0));
+		Datum		share;
+
+		share = DirectFunctionCall2(numeric_mul,
+									NumericGetDatum(int64_to_numeric(spare)),
+									allocation);
+		share = DirectFunctionCall2(numeric_div, share, hundred);
+		share = DirectFunctionCall1(numeric_floor, share);
+		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, share, zero)) < 0)
+			share = zero;
+		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, share,
+											  NumericGetDatum(int64_to_numeric(min_level)))) < 0)
+			share = zero;
+		else if (has_max &&
+				 DatumGetInt32(DirectFunctionCall2(numeric_cmp, share,
+												   NumericGetDatum(int64_to_numeric(max_level)))) > 0)
+			share = NumericGetDatum(int64_to_numeric(max_level));
+		*level = DatumGetInt64(DirectFunctionCall1(numeric_int8, share));
+	}
+	return true;
+}
+
+/* a text value's order in COLLATE "C", NULLs last */
+static int
+compare_keys(const text *a, const text *b)
+{
+	int			la;
+	int			lb;
+	int			c;
+
+	if (a == NULL || b == NULL)
+		return (a == NULL) - (b == NULL);
+	la = VARSIZE_ANY_EXHDR(a);
+	lb = VARSIZE_ANY_EXHDR(b);
+	c = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(la, lb));
+	return c != 0 ? c : (la > lb) - (la < lb);
+}
+
+/*
+ * The levels statement's order: by batch key, sibling key (each by
+ * bytes), the listing when it has no sibling key, and the listing.
+ */
+static int
+compare_claim_levels(const void *a, const void *b)
+{
+	const ClaimLevel *x = a;
+	const ClaimLevel *y = b;
+	int			c = compare_keys(x->batch_key, y->batch_key);
+
+	if (c == 0)
+		c = compare_keys(x->sibling_key, y->sibling_key);
+	if (c == 0)
+		c = (x->listing_id > y->listing_id) - (x->listing_id < y->listing_id);
+	return c;
+}
+
+/* an element of an array argument, as "array[ordinal]" reads it */
+static Datum
+element_or_null(Datum *elements, bool *nulls, int n, int ordinal, bool *isnull)
+{
+	*isnull = ordinal >= n || nulls[ordinal];
+	return *isnull ? (Datum) 0 : elements[ordinal];
+}
+
+/* the detoasted copy of a value, for the results */
+static text *
+copy_text_or_null(ReadTable *table, int column)
+{
+	return READ_NULL(table, column) ? NULL :
+		DatumGetTextPCopy(READ_VALUE(table, column));
+}
+
+/*
+ * The levels of the listings claimed, as _claim_levels returns them, by
+ * index probes: false, having computed nothing that counts, where the
+ * statement must run instead (see the head of this file), or where it
+ * would fail, for it to say so.
+ */
+static bool
+levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
+{
+	static const int listing_read[] = {
+		L_TENANT, L_LISTING, L_SKU, L_SOURCES, L_BUFFER, L_ALLOCATION, L_MIN,
+		L_MAX, L_BATCH, L_SIBLING, L_IDS
+	};
+	static const int leaf_read[] = {B_TENANT, B_BUNDLE, B_COMPONENT, B_QTY};
+	static const int stock_read[] = {
+		S_TENANT, S_SKU, S_LOCATION, S_ON_HAND, S_RESERVED
+	};
+	int64		tenant = PG_GETARG_INT64(0);
+	ReadTable	listings = {0};
+	ReadTable	leaves = {0};
+	ReadTable	stock = {0};
+	Relation	rels[3];
+	List	   *range_table;
+	bool		usable;
+	Datum	   *ids;
+	Datum	   *rows;
+	Datum	   *forces;
+	Datum	   *pushed;
+	bool	   *id_nulls;
+	bool	   *row_nulls;
+	bool	   *force_nulls;
+	bool	   *pushed_nulls;
+	int			nids;
+	int			nrows;
+	int			nforces;
+	int			npushed;
+	ClaimLevel *claimed;
+	int			nclaimed = 0;
+
+	/* Citus's distributed tables are reached by SQL only */
+	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
+		return false;
+	usable = open_read_table(&listings, "listings", listing_columns,
+							 L_NCOLUMNS, L_LISTING) &&
+		open_read_table(&leaves, "bundle_leaves", leaf_columns, B_NCOLUMNS,
+						B_BUNDLE) &&
+		open_read_table(&stock, "stock_levels", stock_columns, S_NCOLUMNS,
+						S_SKU);
+	if (usable)
+	{
+		rels[0] = listings.rel;
+		rels[1] = leaves.rel;
+		rels[2] = stock.rel;
+		range_table = list_make3(make_rte(listings.rel, listings.attnums,
+										  ACL_SELECT, listing_read,
+										  lengthof(listing_read), NULL, 0),
+								 make_rte(leaves.rel, leaves.attnums,
+										  ACL_SELECT, leaf_read,
+										  lengthof(leaf_read), NULL, 0),
+								 make_rte(stock.rel, stock.attnums,
+										  ACL_SELECT, stock_read,
+										  lengthof(stock_read), NULL, 0));
+		usable = !direct_sql_checks_more(range_table, InvalidOid, rels, 3);
+	}
+	if (!usable)
+	{
+		close_read_table(&stock);
+		close_read_table(&leaves);
+		close_read_table(&listings);
+		return false;
+	}
+
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT8OID, sizeof(int64),
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids, &id_nulls, &nids);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TIDOID, sizeof(ItemPointerData),
+					  false, TYPALIGN_SHORT, &rows, &row_nulls, &nrows);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), BOOLOID, sizeof(bool), true,
+					  TYPALIGN_CHAR, &forces, &force_nulls, &nforces);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, sizeof(int64),
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &pushed, &pushed_nulls,
+					  &npushed);
+	claimed = palloc(sizeof(ClaimLevel) * Max(nids, 1));
+	for (int i = 0; i < nids && usable; i++)
+	{
+		ClaimLevel *c = &claimed[nclaimed];
+		ArrayType  *sources;
+		int64		available;
+
+		CHECK_FOR_INTERRUPTS();
+		/* a NULL id, or a listing gone, joins no listing */
+		if (id_nulls[i])
+			continue;
+		probe(&listings, tenant, ids[i], F_INT8EQ);
+		if (!next_row(&listings))
+			continue;
+		/* NOT NULL columns: a table that lets them be NULL is the SQL's */
+		if (READ_NULL(&listings, L_SKU) || READ_NULL(&listings, L_BUFFER) ||
+			READ_NULL(&listings, L_ALLOCATION) || READ_NULL(&listings, L_IDS))
+		{
+			usable = false;
+			break;
+		}
+		sources = READ_NULL(&listings, L_SOURCES) ? NULL :
+			DatumGetArrayTypeP(READ_VALUE(&listings, L_SOURCES));
+		usable = listing_available(&leaves, &stock, tenant,
+								   READ_VALUE(&listings, L_SKU), sources,
+								   &available) &&
+			publish_level(available, &listings, &c->level);
+		c->ordinal = i;
+		c->listing_id = DatumGetInt64(ids[i]);
+		c->batch_key = copy_text_or_null(&listings, L_BATCH);
+		c->sibling_key = copy_text_or_null(&listings, L_SIBLING);
+		c->external_ids =
+			PointerGetDatum(PG_DETOAST_DATUM_COPY(READ_VALUE(&listings, L_IDS)));
+		nclaimed++;
+	}
+	close_read_table(&stock);
+	close_read_table(&leaves);
+	close_read_table(&listings);
+	if (!usable)
+		return false;
+
+	qsort(claimed, nclaimed, sizeof(ClaimLevel), compare_claim_levels);
+
+	/*
+	 * Unchanged: nothing to publish, neither forced nor a new level; a
+	 * sibling only when its whole group is (bool_and over the group, NULLs
+	 * ignored).  The order keeps a group together.
+	 */
+	for (int start = 0, end; start < nclaimed; start = end)
+	{
+		int			group = -1;
+
+		for (end = start; end < nclaimed; end++)
+		{
+			ClaimLevel *c = &claimed[end];
+			bool		force_null;
+			bool		pushed_null;
+			Datum		force = element_or_null(forces, force_nulls, nforces,
+												c->ordinal, &force_null);
+			Datum		level = element_or_null(pushed, pushed_nulls, npushed,
+												c->ordinal, &pushed_null);
+			int			value;
+
+			if (end > start &&
+				(compare_keys(c->batch_key, claimed[start].batch_key) != 0 ||
+				 compare_keys(c->sibling_key, claimed[start].sibling_key) != 0 ||
+				 (c->sibling_key == NULL &&
+				  c->listing_id != claimed[start].listing_id)))
+				break;
+			/* NOT force AND pushed = level, in three-valued logic */
+			if (!force_null && DatumGetBool(force))
+				value = 0;
+			else if (!pushed_null && DatumGetInt64(level) != c->level)
+				value = 0;
+			else if (force_null || pushed_null)
+				value = -1;
+			else
+				value = 1;
+			if (value == 0 || (value == 1 && group == -1))
+				group = value;
+		}
+		for (int i = start; i < end; i++)
+			claimed[i].unchanged = group;
+	}
+
+	memset(result_nulls, true, sizeof(bool) * 6);
+	if (nclaimed > 0)
+	{
+		Datum	   *values = palloc(sizeof(Datum) * nclaimed * 6);
+		bool	   *nulls = palloc(sizeof(bool) * nclaimed * 6);
+		int			dims[1] = {nclaimed};
+		int			lbs[1] = {1};
+		static const Oid types[6] = {
+			INT8OID, TIDOID, INT8OID, BOOLOID, JSONBOID, TEXTOID
+		};
+
+		for (int i = 0; i < nclaimed; i++)
+		{
+			ClaimLevel *c = &claimed[i];
+
+			values[i] = Int64GetDatum(c->listing_id);
+			nulls[i] = false;
+			values[nclaimed + i] = element_or_null(rows, row_nulls, nrows,
+												   c->ordinal,
+												   &nulls[nclaimed + i]);
+			values[2 * nclaimed + i] = Int64GetDatum(c->level);
+			nulls[2 * nclaimed + i] = false;
+			values[3 * nclaimed + i] = BoolGetDatum(c->unchanged == 1);
+			nulls[3 * nclaimed + i] = c->unchanged == -1;
+			values[4 * nclaimed + i] = c->external_ids;
+			nulls[4 * nclaimed + i] = false;
+			values[5 * nclaimed + i] = PointerGetDatum(c->sibling_key);
+			nulls[5 * nclaimed + i] = c->sibling_key == NULL;
+		}
+		for (int a = 0; a < 6; a++)
+		{
+			int16		typlen;
+			bool		typbyval;
+			char		typalign;
+
+			get_typlenbyvalalign(types[a], &typlen, &typbyval, &typalign);
+			result[a] = PointerGetDatum(construct_md_array(&values[a * nclaimed],
+														   &nulls[a * nclaimed],
+														   1, dims, lbs, types[a],
+														   typlen, typbyval,
+														   typalign));
+			result_nulls[a] = false;
+		}
+	}
+	return true;
+}
+
+/*
+ * The levels as one statement, where the direct path may not compute
+ * them: it reads no table but through _listings_available, so that under
+ * Citus it goes to the tenant's shard as one.  The six arrays come from
+ * one pass over rows sorted once, so they match each other.  The order
+ * only has to keep a batch key's rows and a sibling group together: by
+ * bytes, not by collation (five sorts by collation were a fifth of the
+ * claim).  It is also the order of the window over sibling groups, so the
+ * rows are sorted once: a group never spans batch keys, since every
+ * adapter's sibling key includes its batch key's attributes (channels.c).
+ */
+static const char levels_statement[] =
+"SELECT array_agg(x.listing_id), array_agg(x.row_id), array_agg(x.level),"
+"	   array_agg(x.unchanged), array_agg(x.external_ids), array_agg(x.sibling_key)"
+"  FROM (SELECT v.listing_id, $3[v.ordinal] AS row_id, v.batch_key, v.sibling_key,"
+"			   v.external_ids, v.level,"
+"			   bool_and(NOT $4[v.ordinal] AND $5[v.ordinal] = v.level)"
+"				 OVER (PARTITION BY v.batch_key COLLATE \"C\", v.sibling_key COLLATE \"C\","
+"							   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END"
+"					   ORDER BY v.listing_id"
+"					   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+"			   AS unchanged"
+"		  FROM invsync._listings_available($1, $2) v"
+"		 ORDER BY v.batch_key COLLATE \"C\", v.sibling_key COLLATE \"C\","
+"				  CASE WHEN v.sibling_key IS NULL THEN v.listing_id END, v.listing_id) x";
+
+static void
+levels_by_statement(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
+{
+	Oid			types[5] = {INT8OID, INT8ARRAYOID, TIDARRAYOID, BOOLARRAYOID,
+	INT8ARRAYOID};
+	Datum		args[5];
+
+	for (int i = 0; i < 5; i++)
+		args[i] = PG_GETARG_DATUM(i);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(levels_statement, 5, types, args, NULL, true, 1) !=
+		SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the levels statement failed");
+	for (int a = 0; a < 6; a++)
+	{
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, a + 1,
+										  &result_nulls[a]);
+
+		result[a] = result_nulls[a] ? (Datum) 0 :
+			SPI_datumTransfer(value, false, -1);
+	}
+	SPI_finish();
+}
+
+/*
+ * invsync._claim_levels(p_tenant, p_listings, p_rows, p_force_pushes,
+ * p_pushed_levels): the level of each listing _claim_shop locked (their
+ * queue rows at p_rows, as locked: force_push and pushed_level, -1 for
+ * none), and whether each has nothing to publish; returned in the order
+ * the worker batches them, as arrays of one row (listing_ids, row_ids,
+ * levels, unchanged, external_ids, sibling_keys).  A listing no longer
+ * there is left out.  The statement's snapshot is taken after the rows
+ * were locked (see _claim_shop).
+ */
+PG_FUNCTION_INFO_V1(invsync_claim_levels);
+Datum
+invsync_claim_levels(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		result[6];
+	bool		result_nulls[6];
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (!levels_directly(fcinfo, result, result_nulls))
+		levels_by_statement(fcinfo, result, result_nulls);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result,
+											 result_nulls));
 }
