@@ -1042,14 +1042,16 @@ BEGIN
 	  FROM invsync._claim_levels(p_tenant, v_listings, v_rows, v_force_pushes,
 								 v_pushed_levels) c;
 
-	/* the rows to push, in the order the worker batches them */
+	/*
+	 * The rows to push, in the order the worker batches them: the order of
+	 * the arrays, in which _lease_claimed returns its rows, so no sort.
+	 */
 	RETURN QUERY
 		SELECT p_tenant, c.listing_id, p_shop, c.version, c.target_level, c.attempts,
 			   c.correlation_ids, p_channel, v_external_ids[c.ordinal],
 			   v_sibling_keys[c.ordinal]
 		  FROM invsync._lease_claimed(p_now, v_lease_until, p_tenant, v_listings, v_rows,
-									  v_levels, v_unchanged) c
-		 ORDER BY c.ordinal;
+									  v_levels, v_unchanged) c;
 END
 $$;
 

@@ -594,7 +594,8 @@ static const char lease_statement[] =
 "SELECT l.ordinal, l.listing_id, l.version, l.target_level, l.attempts,"
 "	   l.correlation_ids"
 "  FROM leased l"
-" WHERE NOT l.settle";
+" WHERE NOT l.settle"
+" ORDER BY l.ordinal";
 
 /* run the lease statement with the function's arguments; its rows go to out */
 static void
@@ -705,8 +706,8 @@ lease_row(EState *estate, EPQState *epq, RecordTarget *queue,
  * invsync._lease_claimed(p_now, p_lease_until, p_tenant, p_listings,
  * p_rows, p_levels, p_settle): lease the rows _claim_shop locked (at the
  * addresses p_rows) with their levels, or settle those whose level was
- * already published (p_settle); return the leased rows, each with its
- * ordinal in the arrays (from 1).
+ * already published (p_settle); return the leased rows in the order of
+ * the arrays, each with its ordinal in them (from 1).
  */
 PG_FUNCTION_INFO_V1(invsync_lease_claimed);
 Datum
