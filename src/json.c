@@ -1,21 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * json.c
- *	  A small read-only JSON DOM for marketplace responses, built on
- *	  PostgreSQL's own JSON parser, and a JSON string-literal writer.
+ *	  A small read-only JSON DOM for marketplace responses, and a JSON
+ *	  string-literal writer.
  *
- * pg_parse_json reports errors by return value, but three things under it
- * can still ereport, and the sync worker must never longjmp on something a
- * remote server sent:
- *
- *	- check_stack_depth() on deep nesting: json_parse first measures the
- *	  depth itself and refuses anything deeper than JSON_MAX_DEPTH;
- *	- pg_unicode_to_server() when a \uXXXX escape names a character the
- *	  database encoding cannot hold: outside UTF-8 databases json_parse
- *	  rewrites every non-ASCII escape to \u003f ("?") first, so responses
- *	  keep their structure and only lose those characters;
- *	- palloc running out of memory, which no parser can avoid; documents
- *	  longer than JSON_MAX_LENGTH are refused up front.
+ * The parser is a recursive descent over RFC 8259, written for the worker:
+ * it never raises an ERROR on anything a remote server sent (the worker
+ * must not longjmp out of reading a response), and it costs a fraction of
+ * pg_parse_json's semantic callbacks and token copies, which were a tenth
+ * of the worker's own work a push.  It accepts what PostgreSQL's JSON
+ * parser accepts, de-escapes strings as it does (a \u0000 escape and
+ * unpaired surrogates are malformed), and outside UTF-8 databases turns
+ * every escape of a character above U+007F into "?", since such a
+ * character may not exist in the database encoding.  Nesting deeper than
+ * JSON_MAX_DEPTH and documents longer than JSON_MAX_LENGTH are malformed;
+ * only palloc running out of memory can still raise an ERROR.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -26,37 +25,24 @@
  */
 #include "postgres.h"
 
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/json.h"
 
 #include "json.h"
 
-/* the DOM under construction, as pg_parse_json's semantic state */
-typedef struct JsonBuildState
+/* the text being parsed, and what the parse needs to know of the database */
+typedef struct JsonParser
 {
-	JsonValue  *root;
-	JsonValue  *stack[JSON_MAX_DEPTH + 1];	/* open arrays and objects */
-	int			depth;
-	char	   *pending_key;	/* name of the object member being parsed */
-} JsonBuildState;
+	const char *p;				/* next byte to read */
+	const char *end;
+	int			depth;			/* arrays and objects open */
+	bool		utf8;			/* the database encoding is UTF-8 */
+	StringInfoData buf;			/* a string being de-escaped */
+} JsonParser;
 
-static bool json_prescan(char *text, size_t len, bool rewrite_escapes);
-static int	hex_value(char c);
-static JsonValue *json_new_value(JsonKind kind);
-static void json_attach(JsonBuildState *state, JsonValue *value);
-static void json_container_start(JsonBuildState *state, JsonKind kind);
-static void json_sem_object_start(void *state);
-static void json_sem_array_start(void *state);
-static void json_sem_end(void *state);
-static void json_sem_object_field_start(void *state, char *fname,
-										bool isnull);
-static void json_sem_scalar(void *state, char *token,
-							JsonTokenType tokentype);
+static JsonValue *parse_value(JsonParser *parser);
 
-/*
- * Return the value of one hex digit, or -1.
- */
+/* the value of one hex digit, or -1 */
 static int
 hex_value(char c)
 {
@@ -69,76 +55,18 @@ hex_value(char c)
 	return -1;
 }
 
-/*
- * Walk the raw text once before the real parse, so that nothing the parser
- * calls can raise an ERROR: refuse nesting deeper than JSON_MAX_DEPTH (the
- * parser's check_stack_depth() would ereport long before the C stack is in
- * danger, but on its own terms), and, when rewrite_escapes is set, turn
- * every \uXXXX escape above U+007F into \u003f in place, because the
- * backend converts escapes to the database encoding and ereports when that
- * is impossible.  The rewrite keeps the length, so offsets do not move.
- * Returns false when the text is malformed in a way this scan can see.
- */
-static bool
-json_prescan(char *text, size_t len, bool rewrite_escapes)
+static void
+skip_whitespace(JsonParser *parser)
 {
-	size_t		i;
-	int			depth = 0;
-	bool		in_string = false;
-
-	for (i = 0; i < len; i++)
-	{
-		char		c = text[i];
-
-		if (in_string)
-		{
-			if (c == '"')
-				in_string = false;
-			else if (c == '\\')
-			{
-				if (i + 1 >= len)
-					return false;
-				if (text[i + 1] == 'u')
-				{
-					int			code = 0;
-					int			k;
-
-					if (i + 5 >= len)
-						return false;
-					for (k = 2; k <= 5; k++)
-					{
-						int			h = hex_value(text[i + k]);
-
-						if (h < 0)
-							return false;
-						code = code * 16 + h;
-					}
-					if (rewrite_escapes && code > 0x7F)
-						memcpy(text + i + 2, "003f", 4);
-					i += 5;
-				}
-				else
-					i++;
-			}
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '[' || c == '{')
-		{
-			if (++depth > JSON_MAX_DEPTH)
-				return false;
-		}
-		else if (c == ']' || c == '}')
-			depth--;
-	}
-	return true;
+	while (parser->p < parser->end &&
+		   (*parser->p == ' ' || *parser->p == '\t' ||
+			*parser->p == '\n' || *parser->p == '\r'))
+		parser->p++;
 }
 
-/*
- * Allocate a value of the given kind, all other fields empty.
- */
+/* a value of the given kind, every other field empty */
 static JsonValue *
-json_new_value(JsonKind kind)
+new_value(JsonKind kind)
 {
 	JsonValue  *value = palloc0(sizeof(JsonValue));
 
@@ -147,123 +75,340 @@ json_new_value(JsonKind kind)
 }
 
 /*
- * Hang a freshly parsed value under the innermost open container, or make
- * it the root.  Members are kept in arrays grown by doubling, so objects
- * keep their order and duplicate keys (json_get takes the last one).
+ * Append a member to an array or object.  Members are kept in arrays
+ * grown by doubling, so objects keep their order and duplicate keys
+ * (json_get takes the last one).
  */
 static void
-json_attach(JsonBuildState *state, JsonValue *value)
+add_member(JsonValue *container, char *key, JsonValue *value)
 {
-	JsonValue  *parent;
-
-	if (state->depth == 0)
+	if (container->count == 0)
 	{
-		state->root = value;
-		return;
+		container->items = palloc(4 * sizeof(JsonValue *));
+		if (container->kind == JSON_KIND_OBJECT)
+			container->keys = palloc(4 * sizeof(char *));
 	}
-
-	parent = state->stack[state->depth - 1];
-	if (parent->count == 0)
-	{
-		parent->items = palloc(4 * sizeof(JsonValue *));
-		if (parent->kind == JSON_KIND_OBJECT)
-			parent->keys = palloc(4 * sizeof(char *));
-	}
-	else if ((parent->count & (parent->count - 1)) == 0 && parent->count >= 4)
+	else if ((container->count & (container->count - 1)) == 0 &&
+			 container->count >= 4)
 	{
 		/* count is a power of two, at least 4: the arrays are full */
-		parent->items = repalloc(parent->items,
-								 2 * parent->count * sizeof(JsonValue *));
-		if (parent->kind == JSON_KIND_OBJECT)
-			parent->keys = repalloc(parent->keys,
-									2 * parent->count * sizeof(char *));
+		container->items = repalloc(container->items,
+									2 * container->count * sizeof(JsonValue *));
+		if (container->kind == JSON_KIND_OBJECT)
+			container->keys = repalloc(container->keys,
+									   2 * container->count * sizeof(char *));
 	}
+	container->items[container->count] = value;
+	if (container->kind == JSON_KIND_OBJECT)
+		container->keys[container->count] = key;
+	container->count++;
+}
 
-	parent->items[parent->count] = value;
-	if (parent->kind == JSON_KIND_OBJECT)
+/* the four hex digits of a \u escape at parser->p; -1 when malformed */
+static int
+read_hex4(JsonParser *parser)
+{
+	int			code = 0;
+
+	if (parser->end - parser->p < 4)
+		return -1;
+	for (int k = 0; k < 4; k++)
 	{
-		parent->keys[parent->count] =
-			state->pending_key ? state->pending_key : "";
-		state->pending_key = NULL;
+		int			h = hex_value(parser->p[k]);
+
+		if (h < 0)
+			return -1;
+		code = code * 16 + h;
 	}
-	parent->count++;
+	parser->p += 4;
+	return code;
 }
 
 /*
- * Open an array or object: attach it and make it the innermost container.
- * The prescan bounds the depth, so the stack cannot overflow; the check is
- * only a seatbelt, and it degrades to a flatter DOM rather than an ERROR.
+ * A \u escape (parser->p just past the "u"), appended to parser->buf:
+ * false when malformed.  A surrogate pair makes one character.
  */
-static void
-json_container_start(JsonBuildState *state, JsonKind kind)
+static bool
+append_unicode_escape(JsonParser *parser)
 {
-	JsonValue  *value = json_new_value(kind);
+	int			code = read_hex4(parser);
+	unsigned char utf8[8];
 
-	json_attach(state, value);
-	if (state->depth < JSON_MAX_DEPTH + 1)
-		state->stack[state->depth++] = value;
+	if (code < 0 || code == 0)
+		return false;
+	if (!parser->utf8)
+	{
+		appendStringInfoChar(&parser->buf, code > 0x7F ? '?' : (char) code);
+		return true;
+	}
+	if (code >= 0xD800 && code <= 0xDBFF)
+	{
+		int			low;
+
+		if (parser->end - parser->p < 2 || parser->p[0] != '\\' ||
+			parser->p[1] != 'u')
+			return false;
+		parser->p += 2;
+		low = read_hex4(parser);
+		if (low < 0xDC00 || low > 0xDFFF)
+			return false;
+		code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+	}
+	else if (code >= 0xDC00 && code <= 0xDFFF)
+		return false;
+	unicode_to_utf8((pg_wchar) code, utf8);
+	appendBinaryStringInfo(&parser->buf, (char *) utf8, pg_utf_mblen(utf8));
+	return true;
 }
 
-/* pg_parse_json callback: '{' */
-static void
-json_sem_object_start(void *state)
+/*
+ * A string (parser->p at its opening quote), de-escaped into a palloc'd
+ * copy; NULL when malformed.
+ */
+static char *
+parse_string(JsonParser *parser)
 {
-	json_container_start((JsonBuildState *) state, JSON_KIND_OBJECT);
+	const char *run;
+
+	parser->p++;
+	resetStringInfo(&parser->buf);
+	run = parser->p;
+	for (;;)
+	{
+		unsigned char c;
+
+		if (parser->p >= parser->end)
+			return NULL;
+		c = (unsigned char) *parser->p;
+		if (c == '"' || c == '\\')
+		{
+			appendBinaryStringInfo(&parser->buf, run, parser->p - run);
+			parser->p++;
+			if (c == '"')
+				return pnstrdup(parser->buf.data, parser->buf.len);
+			if (parser->p >= parser->end)
+				return NULL;
+			c = (unsigned char) *parser->p++;
+			switch (c)
+			{
+				case '"':
+				case '\\':
+				case '/':
+					appendStringInfoChar(&parser->buf, (char) c);
+					break;
+				case 'b':
+					appendStringInfoChar(&parser->buf, '\b');
+					break;
+				case 'f':
+					appendStringInfoChar(&parser->buf, '\f');
+					break;
+				case 'n':
+					appendStringInfoChar(&parser->buf, '\n');
+					break;
+				case 'r':
+					appendStringInfoChar(&parser->buf, '\r');
+					break;
+				case 't':
+					appendStringInfoChar(&parser->buf, '\t');
+					break;
+				case 'u':
+					if (!append_unicode_escape(parser))
+						return NULL;
+					break;
+				default:
+					return NULL;
+			}
+			run = parser->p;
+		}
+		else if (c < 0x20)
+			return NULL;		/* control characters must be escaped */
+		else
+			parser->p++;
+	}
 }
 
-/* pg_parse_json callback: '[' */
-static void
-json_sem_array_start(void *state)
+/* a run of at least one decimal digit; false when there is none */
+static bool
+skip_digits(JsonParser *parser)
 {
-	json_container_start((JsonBuildState *) state, JSON_KIND_ARRAY);
+	const char *start = parser->p;
+
+	while (parser->p < parser->end && *parser->p >= '0' && *parser->p <= '9')
+		parser->p++;
+	return parser->p > start;
 }
 
-/* pg_parse_json callback: '}' or ']' */
-static void
-json_sem_end(void *state)
+/* a number: its lexeme, kept as text; NULL when malformed */
+static JsonValue *
+parse_number(JsonParser *parser)
 {
-	JsonBuildState *build = (JsonBuildState *) state;
-
-	if (build->depth > 0)
-		build->depth--;
-}
-
-/* pg_parse_json callback: an object member's name */
-static void
-json_sem_object_field_start(void *state, char *fname, bool isnull)
-{
-	((JsonBuildState *) state)->pending_key = fname;
-}
-
-/* pg_parse_json callback: a string, number, true, false or null */
-static void
-json_sem_scalar(void *state, char *token, JsonTokenType tokentype)
-{
+	const char *start = parser->p;
 	JsonValue  *value;
 
-	switch (tokentype)
+	if (*parser->p == '-')
+		parser->p++;
+	if (parser->p < parser->end && *parser->p == '0')
+		parser->p++;
+	else if (!skip_digits(parser))
+		return NULL;
+	if (parser->p < parser->end && *parser->p == '.')
 	{
-		case JSON_TOKEN_STRING:
-			value = json_new_value(JSON_KIND_STRING);
-			value->text = token ? token : "";
-			break;
-		case JSON_TOKEN_NUMBER:
-			value = json_new_value(JSON_KIND_NUMBER);
-			value->text = token ? token : "0";
-			break;
-		case JSON_TOKEN_TRUE:
-			value = json_new_value(JSON_KIND_BOOL);
-			value->boolean = true;
-			break;
-		case JSON_TOKEN_FALSE:
-			value = json_new_value(JSON_KIND_BOOL);
-			value->boolean = false;
-			break;
-		default:
-			value = json_new_value(JSON_KIND_NULL);
-			break;
+		parser->p++;
+		if (!skip_digits(parser))
+			return NULL;
 	}
-	json_attach((JsonBuildState *) state, value);
+	if (parser->p < parser->end && (*parser->p == 'e' || *parser->p == 'E'))
+	{
+		parser->p++;
+		if (parser->p < parser->end && (*parser->p == '+' || *parser->p == '-'))
+			parser->p++;
+		if (!skip_digits(parser))
+			return NULL;
+	}
+	/* a number runs up to a delimiter: "01" or "1x" is malformed */
+	if (parser->p < parser->end &&
+		((*parser->p >= '0' && *parser->p <= '9') ||
+		 (*parser->p >= 'a' && *parser->p <= 'z') ||
+		 (*parser->p >= 'A' && *parser->p <= 'Z') ||
+		 *parser->p == '_' || *parser->p == '.'))
+		return NULL;
+	value = new_value(JSON_KIND_NUMBER);
+	value->text = pnstrdup(start, parser->p - start);
+	return value;
+}
+
+/* true, false or null; NULL when the word is another */
+static JsonValue *
+parse_literal(JsonParser *parser)
+{
+	static const struct
+	{
+		const char *word;
+		JsonKind	kind;
+		bool		boolean;
+	}			literals[] = {
+		{"true", JSON_KIND_BOOL, true},
+		{"false", JSON_KIND_BOOL, false},
+		{"null", JSON_KIND_NULL, false}
+	};
+
+	for (int i = 0; i < lengthof(literals); i++)
+	{
+		size_t		len = strlen(literals[i].word);
+
+		if ((size_t) (parser->end - parser->p) >= len &&
+			memcmp(parser->p, literals[i].word, len) == 0)
+		{
+			JsonValue  *value;
+
+			parser->p += len;
+			/* "trueish" is one malformed word, not true and "ish" */
+			if (parser->p < parser->end &&
+				((*parser->p >= 'a' && *parser->p <= 'z') ||
+				 (*parser->p >= 'A' && *parser->p <= 'Z') ||
+				 (*parser->p >= '0' && *parser->p <= '9') || *parser->p == '_'))
+				return NULL;
+			value = new_value(literals[i].kind);
+			value->boolean = literals[i].boolean;
+			return value;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * An array or object (parser->p at its opening bracket); NULL when
+ * malformed or nested too deep.
+ */
+static JsonValue *
+parse_container(JsonParser *parser, JsonKind kind)
+{
+	char		close = kind == JSON_KIND_OBJECT ? '}' : ']';
+	JsonValue  *container;
+
+	if (++parser->depth > JSON_MAX_DEPTH)
+		return NULL;
+	container = new_value(kind);
+	parser->p++;
+	skip_whitespace(parser);
+	if (parser->p < parser->end && *parser->p == close)
+	{
+		parser->p++;
+		parser->depth--;
+		return container;
+	}
+	for (;;)
+	{
+		char	   *key = NULL;
+		JsonValue  *member;
+
+		if (kind == JSON_KIND_OBJECT)
+		{
+			if (parser->p >= parser->end || *parser->p != '"' ||
+				(key = parse_string(parser)) == NULL)
+				return NULL;
+			skip_whitespace(parser);
+			if (parser->p >= parser->end || *parser->p != ':')
+				return NULL;
+			parser->p++;
+		}
+		if ((member = parse_value(parser)) == NULL)
+			return NULL;
+		add_member(container, key, member);
+		skip_whitespace(parser);
+		if (parser->p >= parser->end)
+			return NULL;
+		if (*parser->p == close)
+			break;
+		if (*parser->p != ',')
+			return NULL;
+		parser->p++;
+		skip_whitespace(parser);
+	}
+	parser->p++;
+	parser->depth--;
+	return container;
+}
+
+/* any value, after optional whitespace; NULL when malformed */
+static JsonValue *
+parse_value(JsonParser *parser)
+{
+	skip_whitespace(parser);
+	if (parser->p >= parser->end)
+		return NULL;
+	switch (*parser->p)
+	{
+		case '{':
+			return parse_container(parser, JSON_KIND_OBJECT);
+		case '[':
+			return parse_container(parser, JSON_KIND_ARRAY);
+		case '"':
+			{
+				char	   *text = parse_string(parser);
+				JsonValue  *value;
+
+				if (text == NULL)
+					return NULL;
+				value = new_value(JSON_KIND_STRING);
+				value->text = text;
+				return value;
+			}
+		case '-':
+		case '0':
+		case '1':
+		case '2':
+		case '3':
+		case '4':
+		case '5':
+		case '6':
+		case '7':
+		case '8':
+		case '9':
+			return parse_number(parser);
+		default:
+			return parse_literal(parser);
+	}
 }
 
 /*
@@ -275,51 +420,25 @@ json_sem_scalar(void *state, char *token, JsonTokenType tokentype)
 JsonValue *
 json_parse(const char *text, size_t len)
 {
-	char	   *copy;
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	JsonBuildState state;
-	JsonParseErrorType rc;
+	JsonParser	parser;
+	JsonValue  *root;
 
 	if (text == NULL || len == 0 || len > JSON_MAX_LENGTH)
 		return NULL;
-
-	/* the lexer wants a writable buffer, and the prescan may rewrite it */
-	copy = palloc(len + 1);
-	memcpy(copy, text, len);
-	copy[len] = '\0';
-
-	if (!json_prescan(copy, len, GetDatabaseEncoding() != PG_UTF8))
+	parser.p = text;
+	parser.end = text + len;
+	parser.depth = 0;
+	parser.utf8 = GetDatabaseEncoding() == PG_UTF8;
+	initStringInfo(&parser.buf);
+	root = parse_value(&parser);
+	if (root != NULL)
 	{
-		pfree(copy);
-		return NULL;
+		skip_whitespace(&parser);
+		if (parser.p != parser.end)
+			root = NULL;
 	}
-
-	memset(&state, 0, sizeof(state));
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &state;
-	sem.object_start = json_sem_object_start;
-	sem.object_end = json_sem_end;
-	sem.array_start = json_sem_array_start;
-	sem.array_end = json_sem_end;
-	sem.object_field_start = json_sem_object_field_start;
-	sem.scalar = json_sem_scalar;
-
-	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
-	rc = pg_parse_json(lex, &sem);
-
-	/* the DOM owns palloc'd copies of every token, not pointers into copy */
-	if (lex->strval != NULL)
-	{
-		pfree(lex->strval->data);
-		pfree(lex->strval);
-	}
-	pfree(lex);
-	pfree(copy);
-
-	if (rc != JSON_SUCCESS)
-		return NULL;
-	return state.root;
+	pfree(parser.buf.data);
+	return root;
 }
 
 /*
