@@ -59,12 +59,13 @@ VALUES (5021, :tiktok, 'T1', '{"product_id": "7", "sku_id": "71", "warehouse_id"
 
 -- the arrays of one call, a row per element; each row's address is (its
 -- ordinal in p_listings, 1)
-CREATE FUNCTION pg_temp.levels(p_listings bigint[], p_force boolean[], p_pushed bigint[])
+CREATE FUNCTION pg_temp.levels(p_shop bigint, p_listings bigint[], p_force boolean[],
+								p_pushed bigint[])
 	RETURNS TABLE (listing_id bigint, row_id tid, level bigint, unchanged boolean,
 				   external_ids jsonb, sibling_key text)
 	LANGUAGE sql AS $$
 	SELECT u.*
-	  FROM invsync._claim_levels(50, p_listings,
+	  FROM invsync._claim_levels(50, p_shop, p_listings,
 								 ARRAY(SELECT format('(%s,1)', o)::tid
 										 FROM unnest(p_listings) WITH ORDINALITY u (x, o)),
 								 p_force, p_pushed) c,
@@ -72,16 +73,17 @@ CREATE FUNCTION pg_temp.levels(p_listings bigint[], p_force boolean[], p_pushed 
 				  c.sibling_keys) u
 $$;
 -- one call's result, whole, with the direct path as it is set and the other way
-CREATE FUNCTION pg_temp.both_paths(p_listings bigint[], p_force boolean[], p_pushed bigint[])
+CREATE FUNCTION pg_temp.both_paths(p_shop bigint, p_listings bigint[], p_force boolean[],
+									p_pushed bigint[])
 	RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
 	v_setting text := current_setting('invsync.direct_path');
 	v_this	record;
 	v_other record;
 BEGIN
-	SELECT * INTO v_this FROM invsync._claim_levels(50, p_listings, '{}', p_force, p_pushed);
+	SELECT * INTO v_this FROM invsync._claim_levels(50, p_shop, p_listings, '{}', p_force, p_pushed);
 	PERFORM set_config('invsync.direct_path', CASE v_setting WHEN 'on' THEN 'off' ELSE 'on' END, true);
-	SELECT * INTO v_other FROM invsync._claim_levels(50, p_listings, '{}', p_force, p_pushed);
+	SELECT * INTO v_other FROM invsync._claim_levels(50, p_shop, p_listings, '{}', p_force, p_pushed);
 	PERFORM set_config('invsync.direct_path', v_setting, true);
 	RETURN CASE WHEN v_this IS NOT DISTINCT FROM v_other THEN 'same'
 				ELSE format('%s <> %s', v_this, v_other) END;
@@ -89,10 +91,10 @@ END
 $$;
 
 -- every Shopee listing, out of order, none forced, nothing published
-SELECT * FROM pg_temp.levels(ARRAY[5012, 5011, 5010, 5009, 5008, 5007, 5006, 5005, 5004,
+SELECT * FROM pg_temp.levels(:shopee, ARRAY[5012, 5011, 5010, 5009, 5008, 5007, 5006, 5005, 5004,
 								   5003, 5002, 5001],
 							 array_fill(false, ARRAY[12]), array_fill(-1::bigint, ARRAY[12]));
-SELECT pg_temp.both_paths(ARRAY[5012, 5011, 5010, 5009, 5008, 5007, 5006, 5005, 5004,
+SELECT pg_temp.both_paths(:shopee, ARRAY[5012, 5011, 5010, 5009, 5008, 5007, 5006, 5005, 5004,
 								5003, 5002, 5001],
 						  array_fill(false, ARRAY[12]), array_fill(-1::bigint, ARRAY[12]));
 
@@ -100,32 +102,53 @@ SELECT pg_temp.both_paths(ARRAY[5012, 5011, 5010, 5009, 5008, 5007, 5006, 5005, 
 -- the push is not forced; a NULL flag or level makes it NULL, unless the
 -- other side already decides it; past the arrays' ends, NULL
 SELECT listing_id, level, unchanged
-  FROM pg_temp.levels(ARRAY[5001, 5002, 5003, 5004, 5006, 5009],
+  FROM pg_temp.levels(:shopee, ARRAY[5001, 5002, 5003, 5004, 5006, 5009],
 					  ARRAY[false, true, NULL, NULL, false],
 					  ARRAY[17, 14, 2, 99, NULL]);
-SELECT pg_temp.both_paths(ARRAY[5001, 5002, 5003, 5004, 5006, 5009],
+SELECT pg_temp.both_paths(:shopee, ARRAY[5001, 5002, 5003, 5004, 5006, 5009],
 						  ARRAY[false, true, NULL, NULL, false], ARRAY[17, 14, 2, 99, NULL]);
 
 -- siblings: unchanged only when the whole group is; T2's listings are
 -- not siblings of each other (other SKUs)
 SELECT listing_id, level, unchanged, sibling_key
-  FROM pg_temp.levels(ARRAY[5025, 5023, 5022, 5021, 5024],
+  FROM pg_temp.levels(:tiktok, ARRAY[5025, 5023, 5022, 5021, 5024],
 					  ARRAY[false, false, false, false, false],
 					  ARRAY[0, 8, 8, 8, 3]);
 SELECT listing_id, level, unchanged
-  FROM pg_temp.levels(ARRAY[5025, 5023, 5022, 5021, 5024],
+  FROM pg_temp.levels(:tiktok, ARRAY[5025, 5023, 5022, 5021, 5024],
 					  ARRAY[false, false, false, false, false],
 					  ARRAY[3, 8, 7, 8, 3]);
-SELECT pg_temp.both_paths(ARRAY[5025, 5023, 5022, 5021, 5024],
+SELECT pg_temp.both_paths(:tiktok, ARRAY[5025, 5023, 5022, 5021, 5024],
 						  ARRAY[false, false, false, false, false], ARRAY[3, 8, 7, 8, 3]);
+
+-- grouped: a listing whose sibling group has another enabled member, or
+-- that is disabled itself, is claimed with its group; a group of one is
+-- not; Shopee listings have no sibling key
+SELECT (SELECT grouped FROM invsync._claim_levels(50, :tiktok, ARRAY[5024, 5025]::bigint[], '{}', '{}', '{}'))
+		 AS groups_of_one,
+	   (SELECT grouped FROM invsync._claim_levels(50, :tiktok, ARRAY[5024, 5021]::bigint[], '{}', '{}', '{}'))
+		 AS with_warehouses,
+	   (SELECT grouped FROM invsync._claim_levels(50, :shopee, ARRAY[5001, 5002]::bigint[], '{}', '{}', '{}'))
+		 AS shopee;
+UPDATE invsync.listings SET enabled = false WHERE listing_id IN (5022, 5023, 5025) AND tenant_id = 50;
+SELECT (SELECT grouped FROM invsync._claim_levels(50, :tiktok, ARRAY[5021]::bigint[], '{}', '{}', '{}'))
+		 AS others_disabled,
+	   (SELECT grouped FROM invsync._claim_levels(50, :tiktok, ARRAY[5025]::bigint[], '{}', '{}', '{}'))
+		 AS itself_disabled,
+	   (SELECT grouped FROM invsync._claim_levels(50, :shopee, ARRAY[5021]::bigint[], '{}', '{}', '{}'))
+		 AS other_shop;
+SELECT pg_temp.both_paths(:tiktok, ARRAY[5021, 5022, 5023, 5024, 5025], '{}', '{}'),
+	   pg_temp.both_paths(:tiktok, ARRAY[5021], '{}', '{}'),
+	   pg_temp.both_paths(:tiktok, ARRAY[5025], '{}', '{}');
+UPDATE invsync.listings SET enabled = true WHERE listing_id IN (5022, 5023, 5025) AND tenant_id = 50;
 
 -- ids that join no listing (another tenant's, none, NULL) are left out;
 -- a listing given twice comes twice; none at all gives NULL arrays
 SELECT listing_id, row_id, level
-  FROM pg_temp.levels(ARRAY[5001, 999999, NULL, 5001], '{}', '{}');
-SELECT pg_temp.both_paths(ARRAY[5001, 999999, NULL, 5001], '{}', '{}');
-SELECT * FROM invsync._claim_levels(50, ARRAY[999999]::bigint[], '{}', '{}', '{}');
-SELECT pg_temp.both_paths(ARRAY[999999]::bigint[], '{}', '{}');
+  FROM pg_temp.levels(:shopee, ARRAY[5001, 999999, NULL, 5001], '{}', '{}');
+SELECT pg_temp.both_paths(:shopee, ARRAY[5001, 999999, NULL, 5001], '{}', '{}');
+SELECT * FROM invsync._claim_levels(50, :shopee, ARRAY[999999]::bigint[], '{}', '{}', '{}');
+SELECT pg_temp.both_paths(:shopee, ARRAY[999999]::bigint[], '{}', '{}');
 
 -- 300 random listings over the SKUs and locations above
 SELECT setseed(0.5);
@@ -141,7 +164,7 @@ SELECT :shopee, (ARRAY['P1', 'P2', 'P3', 'P4', 'P5', 'K1', 'G1', 'T1'])[1 + floo
   FROM generate_series(1, 300) i;
 SELECT count(*) FILTER (WHERE r = 'same') AS same, count(*) AS calls,
 	   string_agg(r, '; ') FILTER (WHERE r <> 'same') AS differences
-  FROM (SELECT pg_temp.both_paths(
+  FROM (SELECT pg_temp.both_paths(:shopee,
 				   array_agg(l.listing_id ORDER BY random()),
 				   array_agg(random() < 0.1),
 				   array_agg(CASE WHEN random() < 0.5 THEN v.level ELSE floor(random() * 10)::bigint END)) AS r
@@ -154,6 +177,7 @@ SELECT count(*) FILTER (WHERE r = 'same') AS same, count(*) AS calls,
 SELECT count(*) AS listings,
 	   count(*) FILTER (WHERE c.level IS DISTINCT FROM v.level) AS other_levels
   FROM invsync.listing_levels v
-  LEFT JOIN pg_temp.levels(ARRAY(SELECT listing_id FROM invsync.listing_levels), '{}', '{}') c
+  LEFT JOIN pg_temp.levels(:shopee, ARRAY(SELECT listing_id FROM invsync.listing_levels),
+						   '{}', '{}') c
 	USING (listing_id);
 ROLLBACK;

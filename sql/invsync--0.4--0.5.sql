@@ -877,11 +877,13 @@ CREATE FUNCTION invsync._lease_claimed(p_now timestamptz, p_lease_until timestam
  * (src/worker_direct.c, which holds it).  Called in a statement of its
  * own, after the rows are locked (see _claim_shop).
  */
-CREATE FUNCTION invsync._claim_levels(p_tenant bigint, p_listings bigint[], p_rows tid[],
-									  p_force_pushes boolean[], p_pushed_levels bigint[],
+CREATE FUNCTION invsync._claim_levels(p_tenant bigint, p_shop bigint, p_listings bigint[],
+									  p_rows tid[], p_force_pushes boolean[],
+									  p_pushed_levels bigint[],
 									  OUT listing_ids bigint[], OUT row_ids tid[],
 									  OUT levels bigint[], OUT unchanged boolean[],
-									  OUT external_ids jsonb[], OUT sibling_keys text[])
+									  OUT external_ids jsonb[], OUT sibling_keys text[],
+									  OUT grouped boolean)
 	RETURNS record
 	LANGUAGE C STRICT
 	AS 'MODULE_PATHNAME', 'invsync_claim_levels';
@@ -938,15 +940,9 @@ DECLARE
 	v_lease_until timestamptz := p_now + p_lease;
 	v_wait_until timestamptz := p_now + interval '250 milliseconds';
 BEGIN
-	/*
-	 * A row is grouped when its listing has a sibling key and the group is
-	 * more than the listing itself, enabled: a group of one (TikTok's usual
-	 * SKU in one warehouse) is claimed as it was picked, without the group
-	 * statements below (a sixth of such a claim).
-	 */
 	SELECT array_agg(c.listing_id), array_agg(c.ctid), array_agg(c.force_push),
-		   array_agg(coalesce(c.pushed_level, -1)), coalesce(bool_or(l.grouped), false)
-	  INTO v_listings, v_rows, v_force_pushes, v_pushed_levels, v_grouped
+		   array_agg(coalesce(c.pushed_level, -1))
+	  INTO v_listings, v_rows, v_force_pushes, v_pushed_levels
 	  FROM (SELECT q.listing_id, q.ctid, q.force_push, q.pushed_level
 			  FROM invsync.sync_queue q
 			 WHERE q.tenant_id = p_tenant AND q.shop_id = p_shop
@@ -954,20 +950,25 @@ BEGIN
 			   AND (q.lease_until IS NULL OR q.lease_until <= p_now)
 			 ORDER BY q.due_at
 			 LIMIT p_limit
-			   FOR UPDATE SKIP LOCKED) c
-	 CROSS JOIN LATERAL (
-			SELECT l.sibling_key IS NOT NULL
-				   AND (NOT l.enabled
-						OR EXISTS (SELECT 1 FROM invsync.listings m
-									WHERE m.tenant_id = p_tenant AND m.shop_id = p_shop
-									  AND m.sibling_key = l.sibling_key AND m.enabled
-									  AND m.listing_id <> l.listing_id)) AS grouped
-			  FROM invsync.listings l
-			 WHERE l.tenant_id = p_tenant AND l.listing_id = c.listing_id
-			OFFSET 0) l;
+			   FOR UPDATE SKIP LOCKED) c;
 	IF v_listings IS NULL THEN
 		RETURN;
 	END IF;
+
+	/*
+	 * A new statement, so a new snapshot (see above).  Rows whose level is
+	 * already published, and whose siblings' are too, come back unchanged.
+	 * Grouped: a row's listing has a sibling key and its group is more than
+	 * the listing itself, enabled.  A group of one (TikTok's usual SKU in
+	 * one warehouse) is claimed as it was picked, without the group
+	 * statements below (a sixth of such a claim).
+	 */
+	SELECT c.listing_ids, c.row_ids, c.levels, c.unchanged, c.external_ids,
+		   c.sibling_keys, c.grouped
+	  INTO v_listings, v_rows, v_levels, v_unchanged, v_external_ids, v_sibling_keys,
+		   v_grouped
+	  FROM invsync._claim_levels(p_tenant, p_shop, v_listings, v_rows, v_force_pushes,
+								 v_pushed_levels) c;
 
 	/*
 	 * Siblings are claimed with the row that needs them, all or none.  A
@@ -1031,16 +1032,14 @@ BEGIN
 		IF v_listings IS NULL THEN
 			RETURN;
 		END IF;
-	END IF;
 
-	/*
-	 * A new statement, so a new snapshot (see above).  Rows whose level is
-	 * already published, and whose siblings' are too, come back unchanged.
-	 */
-	SELECT c.listing_ids, c.row_ids, c.levels, c.unchanged, c.external_ids, c.sibling_keys
-	  INTO v_listings, v_rows, v_levels, v_unchanged, v_external_ids, v_sibling_keys
-	  FROM invsync._claim_levels(p_tenant, v_listings, v_rows, v_force_pushes,
-								 v_pushed_levels) c;
+		/* and their levels, in a statement after these locks */
+		SELECT c.listing_ids, c.row_ids, c.levels, c.unchanged, c.external_ids,
+			   c.sibling_keys
+		  INTO v_listings, v_rows, v_levels, v_unchanged, v_external_ids, v_sibling_keys
+		  FROM invsync._claim_levels(p_tenant, p_shop, v_listings, v_rows, v_force_pushes,
+									 v_pushed_levels) c;
+	END IF;
 
 	/*
 	 * The rows to push, in the order the worker batches them: the order of
@@ -1202,13 +1201,13 @@ $$;
 REVOKE ALL ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint, bigint[], integer[]),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
 	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], tid[], bigint[], boolean[]),
-	invsync._claim_levels(bigint, bigint[], tid[], boolean[], bigint[]),
+	invsync._claim_levels(bigint, bigint, bigint[], tid[], boolean[], bigint[]),
 	invsync._citus_distributed()
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._claim(timestamptz, interval, integer, integer, bigint, bigint, bigint[], integer[]),
 	invsync._claim_shop(timestamptz, interval, bigint, bigint, text, integer),
 	invsync._lease_claimed(timestamptz, timestamptz, bigint, bigint[], tid[], bigint[], boolean[]),
-	invsync._claim_levels(bigint, bigint[], tid[], boolean[], bigint[]),
+	invsync._claim_levels(bigint, bigint, bigint[], tid[], boolean[], bigint[]),
 	invsync._citus_distributed()
 	TO invsync_worker;
 REVOKE ALL ON FUNCTION invsync._listings_available(bigint, bigint[]) FROM PUBLIC;

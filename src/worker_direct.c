@@ -776,14 +776,14 @@ invsync_lease_claimed(PG_FUNCTION_ARGS)
 enum
 {
 	L_TENANT, L_LISTING, L_SKU, L_SOURCES, L_BUFFER, L_ALLOCATION, L_MIN,
-	L_MAX, L_BATCH, L_SIBLING, L_IDS, L_NCOLUMNS
+	L_MAX, L_BATCH, L_SIBLING, L_IDS, L_SHOP, L_ENABLED, L_NCOLUMNS
 };
 static const RecordColumn listing_columns[L_NCOLUMNS] = {
 	{"tenant_id", INT8OID}, {"listing_id", INT8OID}, {"sku", TEXTOID},
 	{"source_locations", TEXTARRAYOID}, {"buffer", INT8OID},
 	{"allocation_percent", NUMERICOID}, {"min_level", INT8OID},
 	{"max_level", INT8OID}, {"batch_key", TEXTOID}, {"sibling_key", TEXTOID},
-	{"external_ids", JSONBOID}
+	{"external_ids", JSONBOID}, {"shop_id", INT8OID}, {"enabled", BOOLOID}
 };
 enum
 {
@@ -803,14 +803,15 @@ static const RecordColumn stock_columns[S_NCOLUMNS] = {
 };
 
 /*
- * A table the levels read by its primary key, whose first two columns
- * are the tenant and the key looked up: one index scan, probed again for
- * each key.
+ * A table the levels read by an index that leads with the tenant and the
+ * keys looked up (its primary key, or the listings' sibling groups): one
+ * index scan, probed again for each key.
  */
 typedef struct ReadTable
 {
 	Relation	rel;
-	Relation	pkey;
+	bool		rel_borrowed;	/* another ReadTable's, closed by it */
+	Relation	index;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	AttrNumber	attnums[L_NCOLUMNS];	/* by the column enum's index */
@@ -838,11 +839,50 @@ open_read_table(ReadTable *table, const char *name, const RecordColumn *columns,
 	pkey = RelationGetPrimaryKeyIndex(table->rel);
 	if (!OidIsValid(pkey))
 		return false;
-	table->pkey = index_open(pkey, AccessShareLock);
-	return table->pkey->rd_index->indnkeyatts >= 2 &&
-		table->pkey->rd_rel->relam == BTREE_AM_OID &&
-		table->pkey->rd_index->indkey.values[0] == table->attnums[0] &&
-		table->pkey->rd_index->indkey.values[1] == table->attnums[key];
+	table->index = index_open(pkey, AccessShareLock);
+	return table->index->rd_index->indnkeyatts >= 2 &&
+		table->index->rd_rel->relam == BTREE_AM_OID &&
+		table->index->rd_index->indkey.values[0] == table->attnums[0] &&
+		table->index->rd_index->indkey.values[1] == table->attnums[key];
+}
+
+/*
+ * The listings' index of sibling groups, (tenant_id, shop_id,
+ * sibling_key), every row or those with a sibling key: false when there
+ * is none such.
+ */
+static bool
+open_siblings_index(ReadTable *siblings, const ReadTable *listings)
+{
+	List	   *indexes = RelationGetIndexList(listings->rel);
+	ListCell   *lc;
+
+	siblings->rel = listings->rel;
+	siblings->rel_borrowed = true;
+	memcpy(siblings->attnums, listings->attnums, sizeof(listings->attnums));
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		List	   *predicate = RelationGetIndexPredicate(index);
+		NullTest   *not_null = list_length(predicate) == 1 &&
+			IsA(linitial(predicate), NullTest) ? linitial(predicate) : NULL;
+
+		if (index->rd_rel->relam == BTREE_AM_OID &&
+			index->rd_index->indnkeyatts >= 3 &&
+			index->rd_index->indkey.values[0] == listings->attnums[L_TENANT] &&
+			index->rd_index->indkey.values[1] == listings->attnums[L_SHOP] &&
+			index->rd_index->indkey.values[2] == listings->attnums[L_SIBLING] &&
+			(predicate == NIL ||
+			 (not_null != NULL && not_null->nulltesttype == IS_NOT_NULL &&
+			  IsA(not_null->arg, Var) &&
+			  ((Var *) not_null->arg)->varattno == listings->attnums[L_SIBLING])))
+		{
+			siblings->index = index;
+			return true;
+		}
+		index_close(index, AccessShareLock);
+	}
+	return false;
 }
 
 static void
@@ -852,30 +892,37 @@ close_read_table(ReadTable *table)
 		index_endscan(table->scan);
 	if (table->slot != NULL)
 		ExecDropSingleTupleTableSlot(table->slot);
-	if (table->pkey != NULL)
-		index_close(table->pkey, NoLock);
-	if (table->rel != NULL)
+	if (table->index != NULL)
+		index_close(table->index, NoLock);
+	if (table->rel != NULL && !table->rel_borrowed)
 		table_close(table->rel, NoLock);
 }
 
-/* look up (tenant, key) in a table's primary key; rows come from next_row */
+/*
+ * Look up the tenant and nkeys more keys (each with its equality) in a
+ * table's index; the rows come from next_row.
+ */
 static void
-probe(ReadTable *table, int64 tenant, Datum key, RegProcedure key_equal)
+probe(ReadTable *table, int64 tenant, int nkeys, const Datum *values,
+	  const RegProcedure *equals)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
 
+	Assert(nkeys < lengthof(keys));
 	if (table->scan == NULL)
 	{
-		table->scan = index_beginscan(table->rel, table->pkey,
-									  GetActiveSnapshot(), 2, 0);
+		table->scan = index_beginscan(table->rel, table->index,
+									  GetActiveSnapshot(), nkeys + 1, 0);
 		table->slot = table_slot_create(table->rel, NULL);
 	}
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   table->pkey->rd_indcollation[0], F_INT8EQ,
+						   table->index->rd_indcollation[0], F_INT8EQ,
 						   Int64GetDatum(tenant));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   table->pkey->rd_indcollation[1], key_equal, key);
-	index_rescan(table->scan, keys, 2, NULL, 0);
+	for (int k = 0; k < nkeys; k++)
+		ScanKeyEntryInitialize(&keys[k + 1], 0, k + 2, BTEqualStrategyNumber,
+							   InvalidOid, table->index->rd_indcollation[k + 1],
+							   equals[k], values[k]);
+	index_rescan(table->scan, keys, nkeys + 1, NULL, 0);
 }
 
 static bool
@@ -886,6 +933,10 @@ next_row(ReadTable *table)
 	slot_getallattrs(table->slot);
 	return true;
 }
+
+/* the equality of a key probed, for probe's arrays */
+static const RegProcedure int8_equal = F_INT8EQ;
+static const RegProcedure text_equal = F_TEXTEQ;
 
 #define READ_VALUE(table, column) \
 	((table)->slot->tts_values[(table)->attnums[column] - 1])
@@ -934,7 +985,7 @@ stock_available(ReadTable *stock, int64 tenant, Datum sku, ArrayType *sources,
 	Oid			collation = TupleDescAttr(RelationGetDescr(stock->rel),
 										  stock->attnums[S_LOCATION] - 1)->attcollation;
 
-	probe(stock, tenant, sku, F_TEXTEQ);
+	probe(stock, tenant, 1, &sku, &text_equal);
 	while (next_row(stock))
 	{
 		int64		row;
@@ -972,7 +1023,7 @@ listing_available(ReadTable *leaves, ReadTable *stock, int64 tenant, Datum sku,
 	bool		bundle = false;
 	int64		least = 0;
 
-	probe(leaves, tenant, sku, F_TEXTEQ);
+	probe(leaves, tenant, 1, &sku, &text_equal);
 	while (next_row(leaves))
 	{
 		int64		qty = DatumGetInt64(READ_VALUE(leaves, B_QTY));
@@ -1107,6 +1158,30 @@ copy_text_or_null(ReadTable *table, int column)
 }
 
 /*
+ * Whether the listing just read (it has a sibling key) must be claimed
+ * with its group: it is disabled, or another enabled listing of the shop
+ * has its sibling key.
+ */
+static bool
+in_sibling_group(ReadTable *siblings, ReadTable *listings, int64 tenant,
+				 int64 shop)
+{
+	Datum		keys[2] = {Int64GetDatum(shop), READ_VALUE(listings, L_SIBLING)};
+	RegProcedure equals[2] = {F_INT8EQ, F_TEXTEQ};
+	int64		listing_id = DatumGetInt64(READ_VALUE(listings, L_LISTING));
+
+	if (!DatumGetBool(READ_VALUE(listings, L_ENABLED)))
+		return true;
+	probe(siblings, tenant, 2, keys, equals);
+	while (next_row(siblings))
+		if (!READ_NULL(siblings, L_ENABLED) &&
+			DatumGetBool(READ_VALUE(siblings, L_ENABLED)) &&
+			DatumGetInt64(READ_VALUE(siblings, L_LISTING)) != listing_id)
+			return true;
+	return false;
+}
+
+/*
  * The levels of the listings claimed, as _claim_levels returns them, by
  * index probes: false, having computed nothing that counts, where the
  * statement must run instead (see the head of this file), or where it
@@ -1117,14 +1192,16 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 {
 	static const int listing_read[] = {
 		L_TENANT, L_LISTING, L_SKU, L_SOURCES, L_BUFFER, L_ALLOCATION, L_MIN,
-		L_MAX, L_BATCH, L_SIBLING, L_IDS
+		L_MAX, L_BATCH, L_SIBLING, L_IDS, L_SHOP, L_ENABLED
 	};
 	static const int leaf_read[] = {B_TENANT, B_BUNDLE, B_COMPONENT, B_QTY};
 	static const int stock_read[] = {
 		S_TENANT, S_SKU, S_LOCATION, S_ON_HAND, S_RESERVED
 	};
 	int64		tenant = PG_GETARG_INT64(0);
+	int64		shop = PG_GETARG_INT64(1);
 	ReadTable	listings = {0};
+	ReadTable	siblings = {0};
 	ReadTable	leaves = {0};
 	ReadTable	stock = {0};
 	Relation	rels[3];
@@ -1144,12 +1221,14 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	int			npushed;
 	ClaimLevel *claimed;
 	int			nclaimed = 0;
+	bool		grouped = false;
 
 	/* Citus's distributed tables are reached by SQL only */
 	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
 		return false;
 	usable = open_read_table(&listings, "listings", listing_columns,
 							 L_NCOLUMNS, L_LISTING) &&
+		open_siblings_index(&siblings, &listings) &&
 		open_read_table(&leaves, "bundle_leaves", leaf_columns, B_NCOLUMNS,
 						B_BUNDLE) &&
 		open_read_table(&stock, "stock_levels", stock_columns, S_NCOLUMNS,
@@ -1174,17 +1253,18 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	{
 		close_read_table(&stock);
 		close_read_table(&leaves);
+		close_read_table(&siblings);
 		close_read_table(&listings);
 		return false;
 	}
 
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT8OID, sizeof(int64),
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT8OID, sizeof(int64),
 					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids, &id_nulls, &nids);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TIDOID, sizeof(ItemPointerData),
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TIDOID, sizeof(ItemPointerData),
 					  false, TYPALIGN_SHORT, &rows, &row_nulls, &nrows);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), BOOLOID, sizeof(bool), true,
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), BOOLOID, sizeof(bool), true,
 					  TYPALIGN_CHAR, &forces, &force_nulls, &nforces);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, sizeof(int64),
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(5), INT8OID, sizeof(int64),
 					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &pushed, &pushed_nulls,
 					  &npushed);
 	claimed = palloc(sizeof(ClaimLevel) * Max(nids, 1));
@@ -1198,16 +1278,19 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 		/* a NULL id, or a listing gone, joins no listing */
 		if (id_nulls[i])
 			continue;
-		probe(&listings, tenant, ids[i], F_INT8EQ);
+		probe(&listings, tenant, 1, &ids[i], &int8_equal);
 		if (!next_row(&listings))
 			continue;
 		/* NOT NULL columns: a table that lets them be NULL is the SQL's */
 		if (READ_NULL(&listings, L_SKU) || READ_NULL(&listings, L_BUFFER) ||
-			READ_NULL(&listings, L_ALLOCATION) || READ_NULL(&listings, L_IDS))
+			READ_NULL(&listings, L_ALLOCATION) || READ_NULL(&listings, L_IDS) ||
+			READ_NULL(&listings, L_ENABLED))
 		{
 			usable = false;
 			break;
 		}
+		if (!grouped && !READ_NULL(&listings, L_SIBLING))
+			grouped = in_sibling_group(&siblings, &listings, tenant, shop);
 		sources = READ_NULL(&listings, L_SOURCES) ? NULL :
 			DatumGetArrayTypeP(READ_VALUE(&listings, L_SOURCES));
 		usable = listing_available(&leaves, &stock, tenant,
@@ -1224,6 +1307,7 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	}
 	close_read_table(&stock);
 	close_read_table(&leaves);
+	close_read_table(&siblings);
 	close_read_table(&listings);
 	if (!usable)
 		return false;
@@ -1273,6 +1357,8 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	}
 
 	memset(result_nulls, true, sizeof(bool) * 6);
+	result[6] = BoolGetDatum(grouped);
+	result_nulls[6] = false;
 	if (nclaimed > 0)
 	{
 		Datum	   *values = palloc(sizeof(Datum) * nclaimed * 6);
@@ -1333,61 +1419,84 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 static const char levels_statement[] =
 "SELECT array_agg(x.listing_id), array_agg(x.row_id), array_agg(x.level),"
 "	   array_agg(x.unchanged), array_agg(x.external_ids), array_agg(x.sibling_key)"
-"  FROM (SELECT v.listing_id, $3[v.ordinal] AS row_id, v.batch_key, v.sibling_key,"
+"  FROM (SELECT v.listing_id, $4[v.ordinal] AS row_id, v.batch_key, v.sibling_key,"
 "			   v.external_ids, v.level,"
-"			   bool_and(NOT $4[v.ordinal] AND $5[v.ordinal] = v.level)"
+"			   bool_and(NOT $5[v.ordinal] AND $6[v.ordinal] = v.level)"
 "				 OVER (PARTITION BY v.batch_key COLLATE \"C\", v.sibling_key COLLATE \"C\","
 "							   CASE WHEN v.sibling_key IS NULL THEN v.listing_id END"
 "					   ORDER BY v.listing_id"
 "					   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
 "			   AS unchanged"
-"		  FROM invsync._listings_available($1, $2) v"
+"		  FROM invsync._listings_available($1, $3) v"
 "		 ORDER BY v.batch_key COLLATE \"C\", v.sibling_key COLLATE \"C\","
 "				  CASE WHEN v.sibling_key IS NULL THEN v.listing_id END, v.listing_id) x";
+
+/*
+ * Whether a listing claimed must be claimed with its sibling group, as a
+ * statement of its own: under Citus, one naming a table may not also call
+ * _listings_available, which reads tables on the shard.
+ */
+static const char grouped_statement[] =
+"SELECT coalesce(bool_or(l.sibling_key IS NOT NULL"
+"						 AND (NOT l.enabled"
+"							  OR EXISTS (SELECT 1 FROM invsync.listings m"
+"										  WHERE m.tenant_id = $1 AND m.shop_id = $2"
+"											AND m.sibling_key = l.sibling_key AND m.enabled"
+"											AND m.listing_id <> l.listing_id))), false)"
+"  FROM invsync.listings l"
+" WHERE l.tenant_id = $1 AND l.listing_id = ANY ($3)";
 
 static void
 levels_by_statement(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 {
-	Oid			types[5] = {INT8OID, INT8ARRAYOID, TIDARRAYOID, BOOLARRAYOID,
-	INT8ARRAYOID};
-	Datum		args[5];
+	Oid			types[6] = {INT8OID, INT8OID, INT8ARRAYOID, TIDARRAYOID,
+	BOOLARRAYOID, INT8ARRAYOID};
+	Datum		args[6];
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		args[i] = PG_GETARG_DATUM(i);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(levels_statement, 5, types, args, NULL, true, 1) !=
+	if (SPI_execute_with_args(levels_statement, 6, types, args, NULL, true, 1) !=
 		SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the levels statement failed");
 	for (int a = 0; a < 6; a++)
 	{
+		Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, a);
 		Datum		value = SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, a + 1,
 										  &result_nulls[a]);
 
 		result[a] = result_nulls[a] ? (Datum) 0 :
-			SPI_datumTransfer(value, false, -1);
+			SPI_datumTransfer(value, att->attbyval, att->attlen);
 	}
+	if (SPI_execute_with_args(grouped_statement, 3, types, args, NULL, true, 1) !=
+		SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the statement of sibling groups failed");
+	result[6] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							  &result_nulls[6]);
 	SPI_finish();
 }
 
 /*
- * invsync._claim_levels(p_tenant, p_listings, p_rows, p_force_pushes,
- * p_pushed_levels): the level of each listing _claim_shop locked (their
- * queue rows at p_rows, as locked: force_push and pushed_level, -1 for
- * none), and whether each has nothing to publish; returned in the order
- * the worker batches them, as arrays of one row (listing_ids, row_ids,
- * levels, unchanged, external_ids, sibling_keys).  A listing no longer
- * there is left out.  The statement's snapshot is taken after the rows
- * were locked (see _claim_shop).
+ * invsync._claim_levels(p_tenant, p_shop, p_listings, p_rows,
+ * p_force_pushes, p_pushed_levels): the level of each listing of the shop
+ * that _claim_shop locked (their queue rows at p_rows, as locked:
+ * force_push and pushed_level, -1 for none), and whether each has nothing
+ * to publish; returned in the order the worker batches them, as arrays of
+ * one row (listing_ids, row_ids, levels, unchanged, external_ids,
+ * sibling_keys), with grouped: whether one of them must be claimed with
+ * its sibling group (it is disabled, or the group has another enabled
+ * member).  A listing no longer there is left out.  The statement's
+ * snapshot is taken after the rows were locked (see _claim_shop).
  */
 PG_FUNCTION_INFO_V1(invsync_claim_levels);
 Datum
 invsync_claim_levels(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		result[6];
-	bool		result_nulls[6];
+	Datum		result[7];
+	bool		result_nulls[7];
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
