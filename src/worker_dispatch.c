@@ -329,19 +329,7 @@ restart:
 		group = scratch.group;
 		candidates = scratch.candidates;
 		for (i = 0; i < ngroup; i++)
-		{
 			fill_push(&candidates[i], group[i], adapter);
-			if (!adapter_check_listing(adapter, &candidates[i]))
-			{
-				/* one unsendable sibling holds back the group: refuse them all */
-				int			k;
-
-				for (k = 0; k < ngroup; k++)
-					refuse_row(shop, group[k], candidates[i].error_code,
-							   candidates[i].error_message);
-				goto restart;
-			}
-		}
 		if (n > 0 && (n + ngroup > max || row->alone || request->rows[0].alone))
 			fits = false;
 		for (i = 0; i < ngroup && fits; i++)
@@ -355,11 +343,25 @@ restart:
 			 * Claims come ordered by batch key, so the rows of one request
 			 * are found together: look only a few rows past them (rows of
 			 * a later claim may join), not through every waiting row for
-			 * every request.
+			 * every request.  A row that does not fit is checked when it
+			 * heads a request of its own.
 			 */
 			if (++misfits >= MAX_MISFITS)
 				break;
 			continue;
+		}
+		for (i = 0; i < ngroup; i++)
+		{
+			if (!adapter_check_listing(adapter, &candidates[i]))
+			{
+				/* one unsendable sibling holds back the group: refuse them all */
+				int			k;
+
+				for (k = 0; k < ngroup; k++)
+					refuse_row(shop, group[k], candidates[i].error_code,
+							   candidates[i].error_message);
+				goto restart;
+			}
 		}
 		grow_request(request, n + ngroup);
 		for (i = 0; i < ngroup; i++)
