@@ -25,7 +25,9 @@
  * each listing's level (its stock over its source locations, bundles
  * whole, less the buffer, times the allocation, within its bounds) by
  * probes of three primary keys, where _listings_available's statement
- * joined and aggregated per row; and sorts them into the worker's batches.
+ * joined and aggregated per row; tells whether a row must go with its
+ * sibling group (a probe of the listings' sibling index); and sorts the
+ * rows into the worker's batches.
  *
  * Leasing: each row is then updated at the address it was locked at.
  * _lease_claimed is this C function, which runs the lease as a statement
