@@ -692,11 +692,11 @@ make_rte(DirectTableId id)
  * not (DESIGN §7): a privilege the current user (adjust()'s owner, when it
  * runs as SECURITY DEFINER; the sync worker's role) lacks on one of the
  * tables, as ExecCheckRTPerms() checks them for SQL, or on the sequence
- * the rows take their ids from (if any), as nextval() checks it; or row security
- * applying to one of the tables.  Then the SQL path runs, and refuses or
- * filters as it should.  Checked on every call, with the tables locked: a
- * privilege check costs a cached catalog lookup, and GRANT, REVOKE and
- * role membership take effect at once, as for SQL.
+ * the rows take their ids from (if any), as nextval() checks it; or row
+ * security applying to one of the tables.  Then the SQL path runs, and
+ * refuses or filters as it should.  Checked on every call, with the tables
+ * locked: a privilege check costs a cached catalog lookup, and GRANT,
+ * REVOKE and role membership take effect at once, as for SQL.
  */
 bool
 direct_sql_checks_more(List *range_table, Oid sequence, const Relation *rels,
