@@ -170,13 +170,13 @@ _PG_init(void)
 
 	/*
 	 * Superuser-only: it is the DBA's switch for the direct paths of
-	 * adjust() (ledger_direct.c) and of the sync worker's lease and record
+	 * adjust() (ledger_direct.c) and of the sync worker's claim and record
 	 * (worker_direct.c), and one that any session could turn back on would
 	 * switch nothing off.  Off costs speed only: the SQL paths give the
 	 * same results (the regress suite and t/023 run both ways).
 	 */
 	DefineCustomBoolVariable("invsync.direct_path",
-							 "Lets invsync.adjust() and the sync worker write their rows without SQL when they can.",
+							 "Lets invsync.adjust() and the sync worker read and write their rows without SQL when they can.",
 							 "Off, they always run their SQL statements; the results are the same.",
 							 &invsync_direct_path,
 							 true,

@@ -1060,11 +1060,13 @@ listing_available(ReadTable *leaves, ReadTable *stock, int64 tenant, Datum sku,
 
 /*
  * _publish_level: available less the buffer, times the allocation, 0
- * below min_level, at most max_level; in integers at 100 %, else in
- * numeric with the SQL's own operators.  False when the SQL would fail.
+ * below min_level, at most max_level; in integers at 100 % (hundred: the
+ * numeric 100, made once by the caller), else in numeric with the SQL's
+ * own operators.  False when the SQL would fail.
  */
 static bool
-publish_level(int64 available, ReadTable *listings, int64 *level)
+publish_level(int64 available, ReadTable *listings, Datum hundred,
+			  int64 *level)
 {
 	int64		buffer = DatumGetInt64(READ_VALUE(listings, L_BUFFER));
 	Datum		allocation = READ_VALUE(listings, L_ALLOCATION);
@@ -1072,7 +1074,6 @@ publish_level(int64 available, ReadTable *listings, int64 *level)
 	bool		has_max = !READ_NULL(listings, L_MAX);
 	int64		min_level = has_min ? DatumGetInt64(READ_VALUE(listings, L_MIN)) : 0;
 	int64		max_level = has_max ? DatumGetInt64(READ_VALUE(listings, L_MAX)) : 0;
-	Datum		hundred = NumericGetDatum(int64_to_numeric(100));
 	int64		spare;
 
 	if (pg_sub_s64_overflow(available, buffer, &spare))
@@ -1224,6 +1225,7 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	ClaimLevel *claimed;
 	int			nclaimed = 0;
 	bool		grouped = false;
+	Datum		hundred = NumericGetDatum(int64_to_numeric(100));
 
 	/* Citus's distributed tables are reached by SQL only */
 	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
@@ -1298,7 +1300,7 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 		usable = listing_available(&leaves, &stock, tenant,
 								   READ_VALUE(&listings, L_SKU), sources,
 								   &available) &&
-			publish_level(available, &listings, &c->level);
+			publish_level(available, &listings, hundred, &c->level);
 		c->ordinal = i;
 		c->listing_id = DatumGetInt64(ids[i]);
 		c->batch_key = copy_text_or_null(&listings, L_BATCH);

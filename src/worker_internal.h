@@ -14,8 +14,9 @@
  *						refresh and the shop changes waiting to be written
  *	 worker_dispatch.c	batches and requests: build, send, and handle each
  *						finished request after the HTTP drive returned
- *	 worker_direct.c	the record transaction's writes without SQL, where
- *						they may be made so
+ *	 worker_direct.c	the claim's levels and lease and the record
+ *						transaction's writes without SQL, where SQL would
+ *						check nothing more
  *	 worker_orders.c	order fetches: claim, send, read and record them
  *	 worker_log.c		structured event records
  *
