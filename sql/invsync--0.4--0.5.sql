@@ -2174,3 +2174,9 @@ COMMENT ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) IS
 	'under Citus, the tenants with rows meeting a condition in this node''s shards of an invsync table';
 REVOKE ALL ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) TO invsync_worker;
+
+/*
+ * The attempts' per-shop index: nothing of the extension reads it, and its
+ * entry was a tenth of recording an outcome.
+ */
+DROP INDEX invsync.sync_attempts_shop_idx;

@@ -782,8 +782,14 @@ CREATE TABLE invsync.sync_attempts (
 	CONSTRAINT attempt_outcome
 		CHECK (outcome IN ('ok', 'partial', 'retry', 'throttled', 'auth', 'permanent'))
 );
+/*
+ * A log written once a request and read rarely: the primary key (a
+ * tenant's attempts newest first, also filtered by shop) and the start
+ * time (the purge) are all it is indexed by.  Every index entry costs each
+ * push; a per-shop index, which nothing here reads, was a tenth of
+ * recording an outcome.
+ */
 CREATE INDEX sync_attempts_started_idx ON invsync.sync_attempts USING brin (started_at);
-CREATE INDEX sync_attempts_shop_idx ON invsync.sync_attempts (tenant_id, shop_id, attempt_id);
 COMMENT ON TABLE invsync.sync_attempts IS
 	'one row per marketplace HTTP request: correlation id, status, latency, outcome, redacted error; kept invsync.attempt_retention';
 COMMENT ON COLUMN invsync.sync_attempts.correlation_id IS
