@@ -71,7 +71,8 @@ backoff_ms(int attempts, int retry_after_ms)
  * rows, the adapter's request, the transfer and the parsed answer) fits in
  * it.  It is allocated with the context and kept when the context is
  * reset, so a finished request's context serves a later one: no malloc a
- * request (a 32 kB malloc also made glibc consolidate its fast bins).
+ * request (and glibc consolidates its fast bins before a malloc that
+ * large).
  */
 #define REQUEST_CONTEXT_INIT_SIZE (32 * 1024)
 /* contexts of finished requests kept for new ones, at most */
