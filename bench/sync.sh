@@ -36,9 +36,10 @@
 #                sink-lazada-20   BENCH_SINK_LISTINGS, batch_size NULL (the
 #                                 adapter's default: 20 SKUs a request)
 #              so one listing is one request (the -1 runs) or 50 or 20 are.
-#              The sink's one-listing runs go BENCH_ROUNDS (3) times, the
-#              shops disabled and every listing queued again between rounds
-#              (invsync.resync): the round whose worker CPU a push is the
+#              The sink's one-listing runs go BENCH_ROUNDS (3) times: after
+#              the first, the shops stay enabled and every listing is queued
+#              again in one commit (invsync.resync, which queues even levels
+#              already published); the round whose worker CPU a push is the
 #              median is reported, every round's beside it, so that a moment
 #              when another session takes the CPU does not make the figure.
 #              Beside each, wrk posts the channel's own request (the body,
