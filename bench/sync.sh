@@ -544,6 +544,13 @@ SQL
 	[ -n "${BACKLOG_KEEP_ENABLED:-}" ] || set_group "$key" false
 }
 
+# whether the backlog run of KEY just measured synced every listing, every
+# attempt answered 'ok'
+run_ok() {
+	case "${R[$1-outcomes]}" in "ok="*" "* | "") return 1 ;; "ok="*) ;; *) return 1 ;; esac
+	[ "${R[$1-synced]}" = "${R[$1-listings]}" ]
+}
+
 # figures of a backlog run, kept per round
 ROUND_FIELDS="synced elapsed first requests outcomes records listings rps lps conns accepts cpu us xacts"
 # a sink run of one listing a request, ROUNDS times, the shops left
@@ -559,8 +566,7 @@ backlog_rounds() {
 		BACKLOG_KEEP_ENABLED=$([ "$r" -lt "$ROUNDS" ] && echo 1 || true)
 		backlog "$@"
 		for f in $ROUND_FIELDS; do R[$key-r$r-$f]=${R[$key-$f]}; done
-		case "${R[$key-outcomes]}" in "ok="*" "* | "") R[$key-all-ok]=0 ;; "ok="*) ;; *) R[$key-all-ok]=0 ;; esac
-		[ "${R[$key-synced]}" = "${R[$key-listings]}" ] || R[$key-all-ok]=0
+		run_ok "$key" || R[$key-all-ok]=0
 		rounds+=("${R[$key-us]} $r")
 	done
 	BACKLOG_REQUEUE=""
@@ -653,8 +659,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed_total=$(($(date +%s) - START_TIME))
 all_ok=1
 for key in "${KEYS[@]}"; do
-	case "${R[$key-outcomes]}" in "ok="*) [[ "${R[$key-outcomes]}" == *" "* ]] && all_ok=0 ;; *) all_ok=0 ;; esac
-	[ "${R[$key-synced]}" = "${R[$key-listings]}" ] || all_ok=0
+	run_ok "$key" || all_ok=0
 	[ "${R[$key-all-ok]:-1}" = 1 ] || all_ok=0
 done
 conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |

@@ -199,14 +199,17 @@ find_columns(Relation rel, const RecordColumn *columns, int ncolumns,
 	return !every_column || live == ncolumns;
 }
 
-/* some of a table's columns (indexes into attnums), as a column set */
+/*
+ * Some of a table's columns (indexes into attnums; NULL for the first
+ * ncolumns of them), as a column set.
+ */
 static Bitmapset *
 column_set(const AttrNumber *attnums, const int *columns, int ncolumns)
 {
 	Bitmapset  *set = NULL;
 
 	for (int i = 0; i < ncolumns; i++)
-		set = bms_add_member(set, attnums[columns[i]] -
+		set = bms_add_member(set, attnums[columns ? columns[i] : i] -
 							 FirstLowInvalidHeapAttributeNumber);
 	return set;
 }
@@ -233,7 +236,7 @@ open_target(EState *estate, Oid relid, Index rtindex, RecordTarget *target)
  * A range table entry asking for the privileges a statement needs on a
  * table, as the current user (the worker's role): SELECT of the columns
  * it reads, INSERT or UPDATE of those it writes (a row lock needs UPDATE
- * too).
+ * too); the columns as column_set takes them.
  */
 static RangeTblEntry *
 make_rte(Relation rel, const AttrNumber *attnums, AclMode perms,
@@ -825,10 +828,10 @@ typedef struct ReadTable
  * (and the tenant before it).
  */
 static bool
-open_read_table(ReadTable *table, const char *name, const RecordColumn *columns,
-				int ncolumns, int key)
+open_read_table(ReadTable *table, Oid namespace_oid, const char *name,
+				const RecordColumn *columns, int ncolumns, int key)
 {
-	Oid			relid = get_relname_relid(name, get_namespace_oid("invsync", false));
+	Oid			relid = get_relname_relid(name, namespace_oid);
 	Oid			pkey;
 
 	if (!OidIsValid(relid))
@@ -1193,14 +1196,7 @@ in_sibling_group(ReadTable *siblings, ReadTable *listings, int64 tenant,
 static bool
 levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 {
-	static const int listing_read[] = {
-		L_TENANT, L_LISTING, L_SKU, L_SOURCES, L_BUFFER, L_ALLOCATION, L_MIN,
-		L_MAX, L_BATCH, L_SIBLING, L_IDS, L_SHOP, L_ENABLED
-	};
-	static const int leaf_read[] = {B_TENANT, B_BUNDLE, B_COMPONENT, B_QTY};
-	static const int stock_read[] = {
-		S_TENANT, S_SKU, S_LOCATION, S_ON_HAND, S_RESERVED
-	};
+	Oid			namespace_oid = get_namespace_oid("invsync", false);
 	int64		tenant = PG_GETARG_INT64(0);
 	int64		shop = PG_GETARG_INT64(1);
 	ReadTable	listings = {0};
@@ -1230,27 +1226,25 @@ levels_directly(FunctionCallInfo fcinfo, Datum *result, bool *result_nulls)
 	/* Citus's distributed tables are reached by SQL only */
 	if (!invsync_direct_path || OidIsValid(get_extension_oid("citus", true)))
 		return false;
-	usable = open_read_table(&listings, "listings", listing_columns,
-							 L_NCOLUMNS, L_LISTING) &&
+	usable = open_read_table(&listings, namespace_oid, "listings",
+							 listing_columns, L_NCOLUMNS, L_LISTING) &&
 		open_siblings_index(&siblings, &listings) &&
-		open_read_table(&leaves, "bundle_leaves", leaf_columns, B_NCOLUMNS,
-						B_BUNDLE) &&
-		open_read_table(&stock, "stock_levels", stock_columns, S_NCOLUMNS,
-						S_SKU);
+		open_read_table(&leaves, namespace_oid, "bundle_leaves", leaf_columns,
+						B_NCOLUMNS, B_BUNDLE) &&
+		open_read_table(&stock, namespace_oid, "stock_levels", stock_columns,
+						S_NCOLUMNS, S_SKU);
 	if (usable)
 	{
 		rels[0] = listings.rel;
 		rels[1] = leaves.rel;
 		rels[2] = stock.rel;
+		/* every column of the three is read */
 		range_table = list_make3(make_rte(listings.rel, listings.attnums,
-										  ACL_SELECT, listing_read,
-										  lengthof(listing_read), NULL, 0),
+										  ACL_SELECT, NULL, L_NCOLUMNS, NULL, 0),
 								 make_rte(leaves.rel, leaves.attnums,
-										  ACL_SELECT, leaf_read,
-										  lengthof(leaf_read), NULL, 0),
+										  ACL_SELECT, NULL, B_NCOLUMNS, NULL, 0),
 								 make_rte(stock.rel, stock.attnums,
-										  ACL_SELECT, stock_read,
-										  lengthof(stock_read), NULL, 0));
+										  ACL_SELECT, NULL, S_NCOLUMNS, NULL, 0));
 		usable = !direct_sql_checks_more(range_table, InvalidOid, rels, 3);
 	}
 	if (!usable)
