@@ -180,4 +180,28 @@ SELECT count(*) AS listings,
   LEFT JOIN pg_temp.levels(:shopee, ARRAY(SELECT listing_id FROM invsync.listing_levels),
 						   '{}', '{}') c
 	USING (listing_id);
+
+-- A role without SELECT on a column the levels read (stock_levels.reserved):
+-- the direct path steps aside and the statement refuses, as SQL does; with
+-- the column granted, the same levels come back both ways.
+CREATE ROLE regress_claim_levels_reader;
+GRANT USAGE ON SCHEMA invsync TO regress_claim_levels_reader;
+GRANT EXECUTE ON FUNCTION
+	invsync._claim_levels(bigint, bigint, bigint[], tid[], boolean[], bigint[]),
+	invsync._listings_available(bigint, bigint[]),
+	invsync._publish_level(bigint, bigint, numeric, bigint, bigint)
+	TO regress_claim_levels_reader;
+GRANT SELECT ON invsync.listings, invsync.bundle_leaves TO regress_claim_levels_reader;
+GRANT SELECT (tenant_id, sku, location, on_hand) ON invsync.stock_levels
+	TO regress_claim_levels_reader;
+SAVEPOINT without_reserved;
+SET ROLE regress_claim_levels_reader;
+SELECT c.levels
+  FROM invsync._claim_levels(50, :shopee, '{5001,5003}', '{"(1,1)","(2,1)"}', '{}', '{}') c;
+ROLLBACK TO without_reserved;
+GRANT SELECT (reserved) ON invsync.stock_levels TO regress_claim_levels_reader;
+SET ROLE regress_claim_levels_reader;
+SELECT c.levels
+  FROM invsync._claim_levels(50, :shopee, '{5001,5003}', '{"(1,1)","(2,1)"}', '{}', '{}') c;
+RESET ROLE;
 ROLLBACK;
