@@ -2180,3 +2180,31 @@ GRANT EXECUTE ON FUNCTION invsync._local_tenants_where(text, text, timestamptz) 
  * entry was a tenth of recording an outcome.
  */
 DROP INDEX invsync.sync_attempts_shop_idx;
+
+/*
+ * What this server's sync worker has done since it started: one row while
+ * it runs, none otherwise.  Counters of the whole server (every tenant), so
+ * for the DBA (pg_monitor), not for a tenant's roles.  Two reads a few
+ * seconds apart give rates, and claim_time_ms / claims the mean claim.
+ */
+CREATE FUNCTION invsync._worker_activity(
+	OUT pid integer, OUT started_at timestamptz, OUT claims bigint,
+	OUT claimed_rows bigint, OUT claim_time_ms double precision,
+	OUT last_claim_at timestamptz, OUT records bigint,
+	OUT recorded_outcomes bigint, OUT record_time_ms double precision,
+	OUT requests bigint, OUT in_flight integer)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'invsync_worker_activity'
+	LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION invsync._worker_activity() IS
+	'the sync worker''s counters as it last published them (after each claim and record transaction)';
+
+CREATE VIEW invsync.worker_activity AS
+	SELECT pid, started_at, claims, claimed_rows, claim_time_ms, last_claim_at,
+		   records, recorded_outcomes, record_time_ms, requests, in_flight
+	  FROM invsync._worker_activity();
+COMMENT ON VIEW invsync.worker_activity IS
+	'this server''s sync worker since it started: claim transactions, rows claimed and their time (commit included), record transactions, outcomes recorded and their time, requests finished, requests in flight';
+REVOKE ALL ON FUNCTION invsync._worker_activity() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invsync._worker_activity() TO pg_monitor;
+GRANT SELECT ON invsync.worker_activity TO pg_monitor;

@@ -1704,6 +1704,31 @@ CREATE VIEW invsync.sync_status WITH (security_barrier) AS
 COMMENT ON VIEW invsync.sync_status IS
 	'per shop of the current tenant: pending, in flight, failing and dead listings, oldest pending change, last success, and when the seller must authorise again (authorization_alert: reauthorize, expired, or expires_soon within 7 days of refresh_expires_at)';
 
+/*
+ * What this server's sync worker has done since it started: one row while
+ * it runs, none otherwise.  Counters of the whole server (every tenant), so
+ * for the DBA (pg_monitor), not for a tenant's roles.  Two reads a few
+ * seconds apart give rates, and claim_time_ms / claims the mean claim.
+ */
+CREATE FUNCTION invsync._worker_activity(
+	OUT pid integer, OUT started_at timestamptz, OUT claims bigint,
+	OUT claimed_rows bigint, OUT claim_time_ms double precision,
+	OUT last_claim_at timestamptz, OUT records bigint,
+	OUT recorded_outcomes bigint, OUT record_time_ms double precision,
+	OUT requests bigint, OUT in_flight integer)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'invsync_worker_activity'
+	LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION invsync._worker_activity() IS
+	'the sync worker''s counters as it last published them (after each claim and record transaction)';
+
+CREATE VIEW invsync.worker_activity AS
+	SELECT pid, started_at, claims, claimed_rows, claim_time_ms, last_claim_at,
+		   records, recorded_outcomes, record_time_ms, requests, in_flight
+	  FROM invsync._worker_activity();
+COMMENT ON VIEW invsync.worker_activity IS
+	'this server''s sync worker since it started: claim transactions, rows claimed and their time (commit included), record transactions, outcomes recorded and their time, requests finished, requests in flight';
+
 CREATE VIEW invsync.dead_letters WITH (security_barrier) AS
 	SELECT q.listing_id, q.shop_id, l.sku, l.external_item_id, l.external_model_id,
 		   q.target_level, q.version, q.attempts, q.last_error_class, q.last_error,
@@ -2934,6 +2959,8 @@ GRANT EXECUTE ON FUNCTION invsync._is_channel(text),
 	TO invsync_admin;
 GRANT SELECT ON invsync.listing_levels, invsync.sync_status, invsync.dead_letters
 	TO invsync_reader, pg_monitor;
+GRANT EXECUTE ON FUNCTION invsync._worker_activity() TO pg_monitor;
+GRANT SELECT ON invsync.worker_activity TO pg_monitor;
 GRANT SELECT ON invsync.listings, invsync.sync_queue, invsync.sync_attempts
 	TO invsync_admin;
 GRANT INSERT, UPDATE, DELETE ON invsync.apps, invsync.shops, invsync.listings

@@ -226,5 +226,22 @@ SELECT sku, location, on_hand, reserved, available FROM invsync.stock ORDER BY 1
 SELECT * FROM invsync.check_consistency();
 SELECT count(*) AS inconsistent_anywhere FROM invsync.check_consistency(true);
 
+--
+-- 9. The worker's activity counts every tenant's work: it is for pg_monitor
+-- (the DBA), and no tenant role may read it
+--
+CREATE ROLE regress_inv_monitor IN ROLE pg_monitor;
+SELECT r.rolname, has_table_privilege(r.rolname, 'invsync.worker_activity', 'SELECT') AS may_read,
+	   has_function_privilege(r.rolname, 'invsync._worker_activity()', 'EXECUTE') AS may_call
+  FROM (VALUES ('regress_inv_reader'), ('regress_inv_writer'), ('regress_inv_admin'),
+			   ('regress_inv_webhook'), ('regress_inv_nobody'), ('regress_inv_monitor')) r(rolname);
+SET ROLE regress_inv_admin;
+SELECT count(*) FROM invsync.worker_activity;
+SET ROLE regress_inv_monitor;
+SELECT pid = (SELECT pid FROM pg_stat_activity WHERE backend_type = 'invsync sync worker')
+	   AS the_workers_pid, started_at <= now() AS started
+  FROM invsync.worker_activity;
+RESET ROLE;
+
 DROP ROLE regress_inv_reader, regress_inv_writer, regress_inv_admin,
-	regress_inv_webhook, regress_inv_nobody;
+	regress_inv_webhook, regress_inv_nobody, regress_inv_monitor;

@@ -26,8 +26,9 @@
  * (claims and records use SKIP LOCKED); applications wait on the worker's
  * locks only for its short claim and record transactions.
  *
- * Shared memory holds only the worker's latch; everything else lives in
- * this process, so a restarted worker trusts nothing of its predecessor.
+ * Shared memory holds the worker's latch and the counters it publishes
+ * for invsync.worker_activity; everything else lives in this process, so
+ * a restarted worker trusts nothing of its predecessor.
  *
  * Identity: a background worker can only log in as a role allowed to log
  * in, so the worker connects as the bootstrap superuser and then runs
@@ -57,6 +58,7 @@
 #include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -72,6 +74,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 #include "utils/timestamp.h"
 
 #include "invsync.h"
@@ -94,6 +97,7 @@ typedef struct InvsyncShared
 {
 	slock_t		mutex;
 	Latch	   *worker_latch;	/* NULL while no worker runs */
+	WorkerActivity activity;	/* as the worker last published it */
 } InvsyncShared;
 
 static InvsyncShared *invsync_shared = NULL;
@@ -104,6 +108,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 
 PG_FUNCTION_INFO_V1(invsync_wake_worker);
+PG_FUNCTION_INFO_V1(invsync_worker_activity);
+
+WorkerActivity worker_activity;
 
 HttpEngine *worker_engine = NULL;
 MemoryContext rows_context = NULL;	/* ClaimedRow waiting on shop lists */
@@ -160,7 +167,7 @@ invsync_worker_init(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* shared memory for the worker's latch */
+/* shared memory for the worker's latch and counters */
 static void
 invsync_shmem_request(void)
 {
@@ -184,6 +191,7 @@ invsync_shmem_startup(void)
 	{
 		SpinLockInit(&invsync_shared->mutex);
 		invsync_shared->worker_latch = NULL;
+		memset(&invsync_shared->activity, 0, sizeof(WorkerActivity));
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -231,13 +239,77 @@ wake_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* at exit: no worker latch to set any more */
+/* at exit: no worker latch to set any more, no activity to show */
 static void
 clear_worker_latch(int code, Datum arg)
 {
 	SpinLockAcquire(&invsync_shared->mutex);
 	invsync_shared->worker_latch = NULL;
+	invsync_shared->activity.pid = 0;
 	SpinLockRelease(&invsync_shared->mutex);
+}
+
+/*
+ * Copy the worker's counters to shared memory.  Called once a claim or
+ * record transaction, never a request: the copy is a few dozen bytes under
+ * the spinlock the committing backends take only to find the latch.
+ */
+void
+publish_activity(void)
+{
+	worker_activity.in_flight = http_engine_running(worker_engine);
+	SpinLockAcquire(&invsync_shared->mutex);
+	invsync_shared->activity = worker_activity;
+	SpinLockRelease(&invsync_shared->mutex);
+}
+
+int64
+microseconds_since(instr_time start)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, start);
+	return INSTR_TIME_GET_MICROSEC(now);
+}
+
+/*
+ * SQL: invsync._worker_activity(), behind the view invsync.worker_activity.
+ * One row while a sync worker runs on this server, none otherwise (also
+ * when invsync is not preloaded, since then there is no shared memory).
+ */
+Datum
+invsync_worker_activity(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkerActivity activity;
+	Datum		values[11];
+	bool		nulls[11] = {false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (invsync_shared == NULL)
+		return (Datum) 0;
+
+	SpinLockAcquire(&invsync_shared->mutex);
+	activity = invsync_shared->activity;
+	SpinLockRelease(&invsync_shared->mutex);
+	if (activity.pid == 0)
+		return (Datum) 0;
+
+	values[0] = Int32GetDatum(activity.pid);
+	values[1] = TimestampTzGetDatum(activity.started_at);
+	values[2] = Int64GetDatum(activity.claims);
+	values[3] = Int64GetDatum(activity.claimed_rows);
+	values[4] = Float8GetDatum(activity.claim_us / 1000.0);
+	values[5] = TimestampTzGetDatum(activity.last_claim_at);
+	nulls[5] = activity.claims == 0;
+	values[6] = Int64GetDatum(activity.records);
+	values[7] = Int64GetDatum(activity.recorded_outcomes);
+	values[8] = Float8GetDatum(activity.record_us / 1000.0);
+	values[9] = Int64GetDatum(activity.requests);
+	values[10] = Int32GetDatum(activity.in_flight);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -669,6 +741,10 @@ invsync_worker_main(Datum main_arg)
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, http_engine_fd(worker_engine),
 					  NULL, NULL);
+
+	worker_activity.pid = MyProcPid;
+	worker_activity.started_at = GetCurrentTimestamp();
+	publish_activity();
 
 	log_event(LOG, "worker_started", NULL, NULL, NULL, 0, 0, -1, NULL);
 

@@ -88,7 +88,7 @@ static int	attempts_size = 0;
 static int	record_retries = 0;
 static TimestampTz next_record_attempt = 0;
 
-static void record_flushed(int held);
+static void record_flushed(int held, instr_time started);
 
 /* when the oldest outcome or attempt now pending was queued */
 static TimestampTz first_record_at = 0;
@@ -325,6 +325,7 @@ claim_rows(void)
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = GetCurrentTimestamp();
+	instr_time	started;
 	int64		send_window;
 	int			limit;
 	uint64		i;
@@ -343,6 +344,7 @@ claim_rows(void)
 		fetches_held >= invsync_batch_size)
 		return;
 
+	INSTR_TIME_SET_CURRENT(started);
 	begin_work("invsync: claim");
 	if (!check_extension())
 	{
@@ -435,10 +437,16 @@ claim_rows(void)
 		claim_after_shop = row->shop_id;
 	}
 	claim_found_rows = SPI_processed > 0;
+	worker_activity.claimed_rows += SPI_processed;
 
 	/* credentials and limits may have changed: reload the shops involved */
 	reload_claimed_shops();
 	end_work();
+
+	worker_activity.claims++;
+	worker_activity.claim_us += microseconds_since(started);
+	worker_activity.last_claim_at = now;
+	publish_activity();
 }
 
 /* free a claimed row that waited on its shop's list */
@@ -700,11 +708,13 @@ flush_records(void)
 	Datum		values[3];
 	Oid			outcome_type;
 	Oid			attempt_type;
+	instr_time	started;
 	int			held;
 
 	if (!records_pending() || record_wait_ms(GetCurrentTimestamp()) > 0)
 		return;
 
+	INSTR_TIME_SET_CURRENT(started);
 	begin_work("invsync: record outcomes");
 	commit_without_flush();
 	if (!check_extension())
@@ -718,7 +728,7 @@ flush_records(void)
 						GetCurrentTimestamp(), &held))
 	{
 		end_work();
-		record_flushed(held);
+		record_flushed(held, started);
 		return;
 	}
 	outcome_type = worker_type_oid("worker_outcome");
@@ -746,17 +756,23 @@ flush_records(void)
 				 values, NULL, SPI_OK_SELECT);
 	held = (int) SPI_processed;
 	end_work();
-	record_flushed(held);
+	record_flushed(held, started);
 }
 
 /*
  * The pending attempts are written, and so are the outcomes, unless an
  * application held the rows of some (held of them): then every outcome is
- * written again later.
+ * written again later.  The transaction began at started.
  */
 static void
-record_flushed(int held)
+record_flushed(int held, instr_time started)
 {
+	worker_activity.records++;
+	worker_activity.record_us += microseconds_since(started);
+	if (held == 0)
+		worker_activity.recorded_outcomes += noutcomes;
+	publish_activity();
+
 	nattempts = 0;
 	if (held > 0)
 	{

@@ -823,6 +823,7 @@ handle_finished(void)
 		MemoryContext old;
 
 		request->shop->in_flight--;
+		worker_activity.requests++;
 
 		/*
 		 * A slot is free: dispatch at the next turn, without waiting for a

@@ -48,6 +48,7 @@
 
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "portability/instr_time.h"
 #include "utils/timestamp.h"
 
 #include "adapter.h"
@@ -205,7 +206,30 @@ extern bool record_directly(const PendingOutcome *outcomes, int noutcomes,
 							const PendingAttempt *attempts, int nattempts,
 							TimestampTz now, int *held);
 
+/*
+ * What the sync worker has done since it started, for the view
+ * invsync.worker_activity.  The worker counts in its own copy and
+ * publishes it to shared memory after each claim and record transaction.
+ */
+typedef struct WorkerActivity
+{
+	int			pid;			/* 0 while no sync worker runs */
+	TimestampTz started_at;
+	int64		claims;			/* claim transactions that ran the claim */
+	int64		claimed_rows;
+	int64		claim_us;		/* their time, commit included */
+	TimestampTz last_claim_at;
+	int64		records;		/* record transactions */
+	int64		recorded_outcomes;
+	int64		record_us;
+	int64		requests;		/* requests answered or failed */
+	int			in_flight;
+} WorkerActivity;
+
 /* worker.c */
+extern WorkerActivity worker_activity;
+extern void publish_activity(void);
+extern int64 microseconds_since(instr_time start);
 extern HttpEngine *worker_engine;
 extern MemoryContext rows_context;
 extern TimestampTz next_dispatch;

@@ -54,6 +54,16 @@ is($node->safe_psql('postgres',
 	"SELECT count(*) FROM invsync.sync_attempts WHERE request_url LIKE '%access-5001%' OR request_url NOT LIKE '%sign=[redacted]%'"),
 	'0', 'attempt rows hold no token or signature');
 
+# the worker's counters: its pid, the three rows it claimed and recorded,
+# every request it finished (one attempt row each), none in flight
+is($node->safe_psql('postgres', q{
+	SELECT concat_ws(' ', pid, claimed_rows, recorded_outcomes, in_flight,
+					 requests = (SELECT count(*) FROM invsync.sync_attempts),
+					 claims > 0 AND claim_time_ms > 0, records > 0 AND record_time_ms > 0,
+					 started_at <= last_claim_at AND last_claim_at <= now())
+	  FROM invsync.worker_activity}),
+	worker_pid($node) . ' 3 3 0 t t t t', 'worker_activity counts the claims, records and requests');
+
 # a rolled-back change never leaves
 my $before = scalar @{ sim_get($sim, '/_sim/log?since=0&limit=100000')->{entries} };
 $node->safe_psql('postgres', qq{
