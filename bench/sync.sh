@@ -106,6 +106,11 @@ WORKER_CONF=""
 "
 [ -z "${BENCH_BATCH_SIZE:-}" ] || WORKER_CONF+="invsync.batch_size = $BENCH_BATCH_SIZE
 "
+SCALE_SHOPS=${BENCH_SCALE_SHOPS:-10000}
+SCALE_PER_SHOP=${BENCH_SCALE_PER_SHOP:-10}
+SCALE_BACKLOG=${BENCH_SCALE_BACKLOG:-200000}
+SCALE_SMALL=${BENCH_SCALE_SMALL:-2000}
+SCALE_TIMEOUT=${BENCH_SCALE_TIMEOUT:-900}
 WRK_SECONDS=${BENCH_WRK_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
@@ -120,6 +125,7 @@ default_runs() {
 			lazada) echo lat-lazada sink-lazada-1 sink-lazada-20 ;;
 		esac
 	done
+	[ "${BENCH_SCALE:-1}" = 0 ] || echo scale-shops scale-backlog scale-import
 }
 for ch in $CHANNELS; do
 	[[ " $ALL_CHANNELS " == *" $ch "* ]] || { echo "BENCH_CHANNELS: unknown channel $ch (one of: $ALL_CHANNELS)" >&2; exit 1; }
@@ -262,7 +268,9 @@ sink-lazada-1 lzsink1 8500 $SINK_LISTINGS 1
 sink-lazada-20 lzsink20 8600 $SINK_LISTINGS 20
 GROUPS
 )
-[ -n "$GROUPS_SPEC" ] || { echo "BENCH_RUNS: nothing to run in '$RUNS'" >&2; exit 1; }
+SCALE_RUNS=""
+for r in scale-shops scale-backlog scale-import; do want "$r" && SCALE_RUNS+="$r "; done
+[ -n "$GROUPS_SPEC$SCALE_RUNS" ] || { echo "BENCH_RUNS: nothing to run in '$RUNS'" >&2; exit 1; }
 max_listings=$(printf '%s\n' "$GROUPS_SPEC" | awk '$1 !~ /^lat-/ { if ($4 > m) m = $4 } END { print m + 0 }')
 LAT_CHANNELS=$(printf '%s\n' "$GROUPS_SPEC" | awk '$1 ~ /^lat-/ { sub(/^lat-/, "", $1); printf "%s ", $1 }')
 
@@ -355,7 +363,45 @@ while read -r name app base listings models; do
 		tpsim) helper setup-tiktok "$TT_URL" "$CA" "$TP_KEY" "$APP_SECRET" TOKOPEDIA "TP$((base + 1))" "$listings" ;;
 		lzsim) helper setup-lazada "$LZ_URL" "$CA" "$LZ_KEY" "$APP_SECRET" "$((base + 1))" "$listings" ;;
 	esac
-done <<<"$GROUPS_SPEC"
+done < <([ -z "$GROUPS_SPEC" ] || printf '%s\n' "$GROUPS_SPEC")
+# the scale groups, against the sink's Shopee location for one model an
+# item, their shops disabled: SCALE_SHOPS shops of SCALE_PER_SHOP listings
+# (skus SS-n), and one shop of SCALE_BACKLOG listings (skus SB-n), which
+# the import adjusts; each shop of a group built by one statement
+if [ -n "$SCALE_RUNS" ]; then
+	psql_bench <<SQL
+CREATE TABLE bench_sampler_stop (stop boolean);
+CREATE FUNCTION bench_scale_group(p_name text, p_prefix text, p_base int, p_shops int,
+								  p_per int) RETURNS void LANGUAGE plpgsql AS \$\$
+DECLARE
+	v_ids bigint[];
+BEGIN
+	PERFORM count(invsync.upsert_item(p_prefix || i)) FROM generate_series(1, p_shops * p_per) i;
+	WITH s AS (
+		INSERT INTO invsync.shops (app_id, external_shop_id, access_token, refresh_token,
+								   access_expires_at, rate_limit_per_sec, max_in_flight, enabled)
+		SELECT a.app_id, (p_base + k)::text, 'tok-' || (p_base + k), 'ref-' || (p_base + k),
+			   now() + interval '1 day', 100000, $SHOP_IN_FLIGHT, false
+		  FROM invsync.apps a, generate_series(1, p_shops) k
+		 WHERE a.name = 'sink1'
+		RETURNING shop_id)
+	SELECT array_agg(shop_id ORDER BY shop_id) INTO v_ids FROM s;
+	INSERT INTO invsync.listings (shop_id, sku, external_item_id, external_model_id)
+	SELECT v_ids[k], p_prefix || ((k - 1) * p_per + j + 1), (j + 1)::text, '0'
+	  FROM generate_series(1, p_shops) k, generate_series(0, p_per - 1) j;
+	INSERT INTO bench_groups VALUES (p_name, v_ids);
+END
+\$\$;
+SQL
+	if want scale-shops; then
+		say "scale-shops: $SCALE_SHOPS shops of $SCALE_PER_SHOP listings"
+		q "SELECT bench_scale_group('scale-shops', 'SS-', 1000000, $SCALE_SHOPS, $SCALE_PER_SHOP)" >/dev/null
+	fi
+	if want_any scale-backlog scale-import; then
+		say "scale-backlog: one shop of $SCALE_BACKLOG listings"
+		q "SELECT bench_scale_group('scale-backlog', 'SB-', 2000000, 1, $SCALE_BACKLOG)" >/dev/null
+	fi
+fi
 psql_bench -c 'VACUUM ANALYZE' >/dev/null
 say "set up in $(awk -v a="$setup_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
@@ -370,21 +416,27 @@ done
 # system, at nanosecond resolution where /proc/PID/stat counts 10 ms ticks)
 cpu_ns() { awk '{ print $1 }' "/proc/$WPID/schedstat"; }
 
-# wait until no row of the group is pending; the DO block polls in one backend
+# wait until no row of the group is pending: one psql session polls
+# (\watch), each poll its own short transaction.  A loop inside one
+# statement (a DO block) would hold its snapshot for the whole run, so no
+# row the worker synced meanwhile could be pruned, nor its entry in the
+# queue's ready index marked dead: every claim would step over all of
+# them, and the run would measure that.  A group's shops are consecutive
+# ids (each group is made by one call), so the poll is one range scan of
+# that index.  The poll's query fails once nothing is pending, which ends
+# \watch.
 wait_synced() {
-	psql_bench -c "DO \$\$
-	DECLARE deadline timestamptz := clock_timestamp() + interval '$RUN_TIMEOUT s';
-	BEGIN
-		LOOP
-			EXIT WHEN NOT EXISTS (SELECT FROM invsync.sync_queue q, bench_groups g
-								   WHERE g.name = '$1' AND q.tenant_id = 0
-									 AND q.shop_id = ANY (g.shop_ids) AND q.state = 'pending');
-			IF clock_timestamp() > deadline THEN
-				RAISE EXCEPTION 'group $1 not synced after $RUN_TIMEOUT s';
-			END IF;
-			PERFORM pg_sleep(0.02);
-		END LOOP;
-	END \$\$" >/dev/null
+	local out
+	out=$(echo "SELECT CASE WHEN NOT EXISTS (
+			SELECT FROM invsync.sync_queue q, bench_groups g
+			 WHERE g.name = '$1' AND q.tenant_id = 0 AND q.state = 'pending'
+			   AND q.shop_id BETWEEN g.shop_ids[1] AND g.shop_ids[cardinality(g.shop_ids)])
+		THEN 1 / floor(random())::int END \\watch 0.02" |
+		as_run_user timeout "$RUN_TIMEOUT" psql -X -q -At -h "$BENCH_DIR" -p "$PORT" -U bench -d bench 2>&1 >/dev/null)
+	case $out in
+		*"division by zero"*) ;;
+		*) echo "group $1 not synced after $RUN_TIMEOUT s${out:+: $out}" >&2; exit 1 ;;
+	esac
 }
 set_group() {
 	psql_bench -c "UPDATE invsync.shops SET enabled = $2
@@ -466,6 +518,7 @@ ceiling() {
 # ---------------------------------------------------------------- backlogs
 backlog() {
 	local key=$1 port=$2 listings=$3 models=$4 t0 before_ns after_ns a0 a1 res perf_pid="" last_attempt
+	local group=${BACKLOG_GROUP:-$1}
 	local sample=$BENCH_DIR/conns-$key.txt
 	: >"$sample"
 	chmod 666 "$sample"
@@ -491,24 +544,36 @@ backlog() {
 	# the shops' listings queued in one commit: by enabling the shops, or
 	# (a later round, the shops enabled and every listing synced) by
 	# resyncing them, which queues even the levels already published
-	if [ -z "${BACKLOG_REQUEUE:-}" ]; then
+	if [ -n "${BACKLOG_QUEUE_SQL:-}" ]; then
+		# the caller's statements in one transaction; their output but the
+		# commit's time is kept in R[KEY-queued]
+		res=$(psql_bench -At <<SQL
+BEGIN;
+$BACKLOG_QUEUE_SQL
+COMMIT;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+)
+		t0=$(echo "$res" | tail -n 1)
+		R[$key-queued]=$(echo "$res" | sed '$d' | tr '\n' ' ')
+	elif [ -z "${BACKLOG_REQUEUE:-}" ]; then
 		t0=$(psql_bench -At <<SQL
 UPDATE invsync.shops SET enabled = true
- WHERE tenant_id = 0 AND shop_id = ANY ((SELECT shop_ids FROM bench_groups WHERE name = '$key')::bigint[]);
+ WHERE tenant_id = 0 AND shop_id = ANY ((SELECT shop_ids FROM bench_groups WHERE name = '$group')::bigint[]);
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 )
 	else
 		t0=$(psql_bench -At <<SQL
 BEGIN;
-SELECT count(invsync.resync(s)) FROM bench_groups g, unnest(g.shop_ids) s WHERE g.name = '$key';
+SELECT count(invsync.resync(s)) FROM bench_groups g, unnest(g.shop_ids) s WHERE g.name = '$group';
 COMMIT;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 )
 		t0=$(echo "$t0" | tail -n 1)
 	fi
-	wait_synced "$key"
+	wait_synced "$group"
 	after_ns=$(cpu_ns)
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid"
@@ -521,7 +586,7 @@ SQL
 	# the worker's writing transactions (claims, records): xids spent,
 	# less this script's two (the UPDATE above and this txid_current())
 	R[$key-xacts]=$(($(q "SELECT txid_current()") - x0 - 2))
-	res=$(q "WITH g AS (SELECT shop_ids FROM bench_groups WHERE name = '$key')
+	res=$(q "WITH g AS (SELECT shop_ids FROM bench_groups WHERE name = '$group')
 		SELECT (SELECT count(*) FROM invsync.sync_queue q, g WHERE q.tenant_id = 0 AND q.shop_id = ANY (g.shop_ids) AND q.state = 'synced'),
 			   (SELECT extract(epoch FROM max(q.pushed_at)) - $t0 FROM invsync.sync_queue q, g WHERE q.tenant_id = 0 AND q.shop_id = ANY (g.shop_ids)),
 			   (SELECT extract(epoch FROM min(a.started_at)) - $t0 FROM invsync.sync_attempts a, g WHERE a.tenant_id = 0 AND a.shop_id = ANY (g.shop_ids) AND a.attempt_id > $last_attempt),
@@ -541,7 +606,7 @@ SQL
 	R[$key-us]=$(awk -v a="$before_ns" -v b="$after_ns" -v n="${R[$key-requests]}" \
 		'BEGIN { printf "%.0f", (b - a) / 1e3 / n }')
 	say "$key: ${R[$key-synced]}/$listings synced in ${R[$key-elapsed]} s, ${R[$key-requests]} requests (${R[$key-rps]}/s, ${R[$key-lps]} listings/s), outcomes ${R[$key-outcomes]}, worker conns max ${R[$key-conns]}, worker CPU ${R[$key-cpu]}% (${R[$key-us]} us/request), ${R[$key-xacts]} worker transactions (${R[$key-records]} recording)"
-	[ -n "${BACKLOG_KEEP_ENABLED:-}" ] || set_group "$key" false
+	[ -n "${BACKLOG_KEEP_ENABLED:-}" ] || set_group "$group" false
 }
 
 # whether the backlog run of KEY just measured synced every listing, every
@@ -603,6 +668,97 @@ for key in sim-shopee-1 sim-shopee-50 sink-shopee-1 sink-shopee-50 sink-tiktok-1
 	esac
 done
 
+# ---------------------------------------------------------------- scale
+# A scale run is a backlog run (backlog() above, one listing a request to
+# the sink) with the worker's own counters (invsync.worker_activity: claims,
+# rows claimed, their time, commit included) sampled every 10 ms meanwhile
+# by one psql session (\watch: each sample its own short transaction, so no
+# snapshot is held while the worker drains).  Between two samples the
+# counters move only at claims, so most claims are seen one by one (those
+# two samples apart from another are left out): each is placed by the
+# share of the run's rows not yet claimed when it began.  Reported per
+# share, for the claims that began with more than 90 % (about 100 %),
+# 5-15 % (about 10 %) and at most 2 % (about 1 %) of the run's rows
+# unclaimed: how many, and the median claim by time (its ms, its rows, and
+# µs a claimed row).  The median, because a claim's time is wall time: a
+# claim that waited for the CPU (autovacuum, nginx) counts that wait.
+declare -A SC
+scale_drain() {
+	local key=$1 rows=$2 file=$BENCH_DIR/activity-$1.txt sampler buckets b
+	shift 2
+	q "TRUNCATE bench_sampler_stop" >/dev/null
+	# the sample query fails once the flag is set, which ends \watch
+	echo "SELECT extract(epoch FROM clock_timestamp()), claims, claimed_rows, claim_time_ms,
+			CASE WHEN EXISTS (SELECT FROM bench_sampler_stop) THEN 1 / (claims - claims) END
+		FROM invsync.worker_activity \\watch 0.01" | psql_bench -At >"$file" 2>/dev/null &
+	sampler=$!
+	for _ in $(seq 100); do [ -s "$file" ] && break; sleep 0.05; done
+	[ -s "$file" ] || { echo "$key: no sample of invsync.worker_activity" >&2; exit 1; }
+	RUN_TIMEOUT=$SCALE_TIMEOUT backlog "$key" "$SINK_PORT" "$@"
+	sleep 0.1
+	q "INSERT INTO bench_sampler_stop VALUES (true)" >/dev/null
+	wait "$sampler" 2>/dev/null || true
+	# one line a claim seen alone between two samples: its share, its rows
+	# and ms; then per share the count, and the median claim (by ms)
+	awk -F'|' -v n="$rows" '
+		NR == 1 { base = $3 }
+		NR > 1 && $2 == pc + 1 && $3 > pr {
+			u = (n - (pr - base)) / n
+			b = u > 0.9 ? 1 : (u > 0.05 && u <= 0.15) ? 2 : (u <= 0.02) ? 3 : 0
+			if (b) printf "%d %.3f %d\n", b, $4 - pm, $3 - pr
+		}
+		{ pc = $2; pr = $3; pm = $4 }' "$file" | sort -k1,1n -k2,2g >"$file.claims"
+	for b in 1 2 3; do
+		read -r SC[$key-c$b] SC[$key-ms$b] SC[$key-rpc$b] <<<"$(awk -v b="$b" '
+			$1 == b { ms[++n] = $2; r[n] = $3 }
+			END {
+				if (n == 0) { print "0 n/a n/a"; exit }
+				m = int((n + 1) / 2)
+				printf "%d %.2f %d\n", n, ms[m], r[m]
+			}' "$file.claims")"
+		SC[$key-us$b]=n/a
+		[ "${SC[$key-c$b]}" = 0 ] ||
+			SC[$key-us$b]=$(awk -v m="${SC[$key-ms$b]}" -v r="${SC[$key-rpc$b]}" 'BEGIN { printf "%.1f", 1000 * m / r }')
+	done
+	SC[$key-rows]=$rows
+	say "$key: a claim at ~100/10/1 % of $rows unclaimed: ${SC[$key-ms1]} / ${SC[$key-ms2]} / ${SC[$key-ms3]} ms (${SC[$key-rpc1]} / ${SC[$key-rpc2]} / ${SC[$key-rpc3]} rows), ${SC[$key-us1]} / ${SC[$key-us2]} / ${SC[$key-us3]} us a row"
+}
+# the import: N adjusts of the backlog shop's skus (one each, +1) in one
+# statement of one transaction, timed around the statement
+import_sql() {
+	echo "SELECT extract(epoch FROM clock_timestamp());
+SELECT count(*) FROM generate_series(1, $1) i,
+	LATERAL invsync.adjust('SB-' || i, 'W1', 1, 'import', 'import-$2-' || i);
+SELECT extract(epoch FROM clock_timestamp());"
+}
+SCALE_KEYS=()
+if want scale-shops; then
+	SCALE_KEYS+=(scale-shops)
+	scale_drain scale-shops $((SCALE_SHOPS * SCALE_PER_SHOP)) $((SCALE_SHOPS * SCALE_PER_SHOP)) 1
+fi
+if want scale-backlog; then
+	SCALE_KEYS+=(scale-backlog)
+	BACKLOG_KEEP_ENABLED=1 scale_drain scale-backlog "$SCALE_BACKLOG" "$SCALE_BACKLOG" 1
+fi
+if want scale-import; then
+	if ! want scale-backlog; then
+		say "scale-import: first syncing the backlog shop's $SCALE_BACKLOG listings"
+		set_group scale-backlog true
+		RUN_TIMEOUT=$SCALE_TIMEOUT wait_synced scale-backlog
+	fi
+	for key in scale-import-small scale-import; do
+		n=$([ "$key" = scale-import ] && echo "$SCALE_BACKLOG" || echo "$SCALE_SMALL")
+		say "$key: $n adjusts in one transaction"
+		SCALE_KEYS+=("$key")
+		BACKLOG_GROUP=scale-backlog BACKLOG_KEEP_ENABLED=$([ "$key" = scale-import ] || echo 1) \
+			BACKLOG_QUEUE_SQL=$(import_sql "$n" "$key") scale_drain "$key" "$n" "$SCALE_BACKLOG" 1
+		read -r ta count tb <<<"${R[$key-queued]}"
+		[ "$count" = "$n" ] || { echo "$key: $count adjusts, not $n" >&2; exit 1; }
+		SC[$key-adjust-us]=$(awk -v a="$ta" -v b="$tb" -v n="$n" 'BEGIN { printf "%.1f", 1e6 * (b - a) / n }')
+		say "$key: ${SC[$key-adjust-us]} us an adjust"
+	done
+fi
+
 # ---------------------------------------------------------------- soak
 SOAK_ROWS=()
 if want soak; then
@@ -658,7 +814,7 @@ sec() { awk -v a="$1" 'BEGIN { printf "%.2f", a }'; }
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed_total=$(($(date +%s) - START_TIME))
 all_ok=1
-for key in "${KEYS[@]}"; do
+for key in "${KEYS[@]}" "${SCALE_KEYS[@]}"; do
 	run_ok "$key" || all_ok=0
 	[ "${R[$key-all-ok]:-1}" = 1 ] || all_ok=0
 done
@@ -775,6 +931,42 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	done
 	echo "worker connections <= invsync.max_in_flight in every run: $conns_ok;"
 	echo "every listing synced and every attempt 'ok': $([ $all_ok = 1 ] && echo yes || echo NO)."
+	fi
+	if [ ${#SCALE_KEYS[@]} -gt 0 ]; then
+	echo "## Scale: the claim while a backlog drains"
+	echo
+	echo "Live runs of the worker at its defaults against the sink (Shopee, one listing a"
+	echo "request), each queued in one commit: scale-shops enables $SCALE_SHOPS shops of $SCALE_PER_SHOP listings;"
+	echo "scale-backlog enables one shop of $SCALE_BACKLOG listings; scale-import-small and scale-import"
+	echo "adjust $SCALE_SMALL and $SCALE_BACKLOG of that shop's skus in one statement of one transaction."
+	echo "The worker's own counters (\`invsync.worker_activity\`, sampled every 10 ms) give"
+	echo "each claim's rows and time (its whole transaction, commit included: wall time); a"
+	echo "claim is placed by the share of the run's rows still unclaimed when it began: more"
+	echo "than 90 % (~100 %), 5-15 % (~10 %), at most 2 % (~1 %). Per share: the median claim"
+	echo "by time, its rows, and its time a claimed row. A claim takes up to"
+	echo "invsync.batch_size ($BATCH_SIZE) rows; near the end fewer are left."
+	echo
+	echo "| run | rows queued | s | pushes/s | worker CPU µs/push | ms a claim ~100 % | ~10 % | ~1 % | rows a claim ~100 % | ~10 % | ~1 % | µs a claimed row ~100 % | ~10 % | ~1 % | outcomes |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	for key in "${SCALE_KEYS[@]}"; do
+		echo "| $key | ${SC[$key-rows]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-us]} | ${SC[$key-ms1]} | ${SC[$key-ms2]} | ${SC[$key-ms3]} | ${SC[$key-rpc1]} | ${SC[$key-rpc2]} | ${SC[$key-rpc3]} | ${SC[$key-us1]} | ${SC[$key-us2]} | ${SC[$key-us3]} | ${R[$key-outcomes]} |"
+	done
+	echo
+	for key in "${SCALE_KEYS[@]}"; do
+		[ "$key" = scale-import-small ] && continue
+		spread=$(printf '%s\n' "${SC[$key-us1]}" "${SC[$key-us2]}" "${SC[$key-us3]}" | grep -v n/a |
+			sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.2f", hi / lo; else print "n/a" }')
+		echo "Target: a claimed row's time within 2x from ~100 % to ~1 % of the backlog ($key): largest / smallest $spread, $(verdict 2 "$spread" '>=');"
+	done
+	if [ -n "${SC[scale-import-small-ms1]:-}" ] && [ -n "${SC[scale-backlog-ms1]:-}" ]; then
+		r=$(ratio "${SC[scale-backlog-ms1]}" "${SC[scale-import-small-ms1]}")
+		echo "Target: a claim's time within 2x from $SCALE_SMALL to $SCALE_BACKLOG pending rows (~100 % of scale-import-small, of scale-backlog): ${SC[scale-import-small-ms1]} -> ${SC[scale-backlog-ms1]} ms, $r, $(verdict 2 "$r" '>=');"
+	fi
+	if [ -n "${SC[scale-import-adjust-us]:-}" ]; then
+		r=$(ratio "${SC[scale-import-adjust-us]}" "${SC[scale-import-small-adjust-us]}")
+		echo "Target: an adjust in an import of $SCALE_BACKLOG within 2x of one in an import of $SCALE_SMALL: ${SC[scale-import-small-adjust-us]} -> ${SC[scale-import-adjust-us]} µs, $r, $(verdict 2 "$r" '>=');"
+	fi
+	echo
 	fi
 	if want soak; then
 	echo "## Soak: memory over $SOAK_PUSHES pushes"
