@@ -50,7 +50,6 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -172,12 +171,11 @@ release_late_rows(TimestampTz now)
 {
 	static SPIPlanPtr release_plan = NULL;
 	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	dlist_iter	shops;
 
-	hash_seq_init(&status, shop_table());
-	while ((shop = hash_seq_search(&status)) != NULL)
+	dlist_foreach(shops, busy_shops())
 	{
+		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
 		dlist_mutable_iter iter;
 
 		dlist_foreach_modify(iter, &shop->waiting)
@@ -204,12 +202,11 @@ release_late_rows(TimestampTz now)
 static bool
 late_rows_waiting(TimestampTz now)
 {
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	dlist_iter	shops;
 
-	hash_seq_init(&status, shop_table());
-	while ((shop = hash_seq_search(&status)) != NULL)
+	dlist_foreach(shops, busy_shops())
 	{
+		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
 		dlist_iter	iter;
 
 		dlist_foreach(iter, &shop->waiting)
@@ -217,10 +214,7 @@ late_rows_waiting(TimestampTz now)
 			ClaimedRow *row = dlist_container(ClaimedRow, node, iter.cur);
 
 			if (row->send_by <= now)
-			{
-				hash_seq_term(&status);
 				return true;
-			}
 		}
 	}
 	return false;
@@ -281,16 +275,15 @@ read_listing_ids(ClaimedRow *row, Datum external_ids, bool isnull,
 static void
 held_rows_by_shop(Datum *shop_ids, Datum *counts)
 {
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	dlist_iter	shops;
 	int			room = 16;
 	int			n = 0;
 	int64	   *ids = palloc(room * sizeof(int64));
 	Datum	   *held = palloc(room * sizeof(Datum));
 
-	hash_seq_init(&status, shop_table());
-	while ((shop = (ShopState *) hash_seq_search(&status)) != NULL)
+	dlist_foreach(shops, busy_shops())
 	{
+		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
 		int			rows = shop->rows_in_flight;
 		dlist_iter	iter;
 
@@ -428,7 +421,7 @@ claim_rows(void)
 		row->sibling_key = column_text(tuple, 9, rows_context);
 
 		shop = get_shop(row->tenant_id, row->shop_id);
-		dlist_push_tail(&shop->waiting, &row->node);
+		shop_wait_row(shop, row, false);
 		rows_held++;
 
 		/* rows come shop by shop as visited: the last is where it ended */

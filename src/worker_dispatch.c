@@ -28,7 +28,6 @@
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -224,7 +223,7 @@ return_row(ShopState *shop, const ClaimedRow *row)
 {
 	ClaimedRow *copy = copy_row(row, NULL, rows_context);
 
-	dlist_push_head(&shop->waiting, &copy->node);
+	shop_wait_row(shop, copy, true);
 	rows_held++;
 }
 
@@ -487,27 +486,24 @@ start_refresh(ShopState *shop)
 void
 dispatch(void)
 {
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	dlist_mutable_iter shops;
 	TimestampTz now = GetCurrentTimestamp();
-	ShopState **to_refresh;
+	ShopState **to_refresh = NULL;
 	int			nrefresh = 0;
+	int			room = 0;
 	int			i;
 
-	/*
-	 * Refreshes start after the scan: taking a refresh lease commits a
-	 * transaction, and a commit ends every hash_seq_search scan still open.
-	 */
-	to_refresh = palloc(sizeof(ShopState *) * (hash_get_num_entries(shop_table()) + 1));
-
 	next_dispatch = 0;
-	hash_seq_init(&status, shop_table());
-	while ((shop = hash_seq_search(&status)) != NULL)
+	dlist_foreach_modify(shops, busy_shops())
 	{
+		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
 		double		burst = Max(1.0, shop->rate);
 
 		if (dlist_is_empty(&shop->waiting) && dlist_is_empty(&shop->fetches))
+		{
+			shop_still_busy(shop);	/* it leaves the list once idle */
 			continue;
+		}
 
 		if (shop->adapter == NULL)
 		{
@@ -542,6 +538,16 @@ dispatch(void)
 			now >= shop->next_refresh_try &&
 			http_engine_running(worker_engine) + nrefresh < invsync_max_in_flight)
 		{
+			/*
+			 * Refreshes start after the scan: each takes its refresh lease
+			 * in a transaction of its own.
+			 */
+			if (nrefresh == room)
+			{
+				room = Max(8, 2 * room);
+				to_refresh = to_refresh ? repalloc(to_refresh, room * sizeof(ShopState *)) :
+					palloc(room * sizeof(ShopState *));
+			}
 			to_refresh[nrefresh++] = shop;
 			continue;
 		}
@@ -588,7 +594,8 @@ dispatch(void)
 		if (!to_refresh[i]->refreshing)
 			next_dispatch = now;
 	}
-	pfree(to_refresh);
+	if (to_refresh)
+		pfree(to_refresh);
 }
 
 /*

@@ -145,6 +145,8 @@ typedef struct ShopState
 	UnsavedShopChange unsaved;
 	dlist_head	waiting;		/* ClaimedRow, to send */
 	dlist_head	fetches;		/* ClaimedFetch, to send */
+	bool		busy;			/* on the busy list (worker_shops.c) */
+	dlist_node	busy_node;
 } ShopState;
 
 /* one request in flight, owning everything it points to */
@@ -290,6 +292,10 @@ extern void claim_forget_worker_start(void);
 
 /* worker_shops.c */
 extern void shops_init(void);
+extern dlist_head *busy_shops(void);
+extern void shop_wait_row(ShopState *shop, ClaimedRow *row, bool first);
+extern void shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first);
+extern bool shop_still_busy(ShopState *shop);
 extern ShopState *get_shop(int64 tenant_id, int64 shop_id);
 extern void load_shop(ShopState *shop);
 extern void reload_claimed_shops(void);
@@ -300,7 +306,6 @@ extern void shop_refresh_failed(ShopState *shop, bool reauthorize,
 								const char *error);
 extern void save_shop_changes(void);
 extern void reset_shops(void);
-extern struct HTAB *shop_table(void);
 
 /* worker_dispatch.c */
 extern PushRequest *new_request(ShopState *shop);

@@ -142,8 +142,7 @@ claim_order_fetches(TimestampTz now, int64 send_window)
 													 ids && ids[0] ? ids : "none");
 		if (strlen(fetch->correlation_ids) > FETCH_CORRELATION_MAX)
 			fetch->correlation_ids[FETCH_CORRELATION_MAX] = '\0';
-		dlist_push_tail(&get_shop(fetch->tenant_id, fetch->shop_id)->fetches,
-						&fetch->node);
+		shop_wait_fetch(get_shop(fetch->tenant_id, fetch->shop_id), fetch, false);
 		fetches_held++;
 	}
 }
@@ -297,7 +296,7 @@ order_fetch_done(PushRequest *request, const HttpResult *result)
 				copy->order_id = MemoryContextStrdup(rows_context, fetch->order_id);
 				copy->correlation_ids = MemoryContextStrdup(rows_context,
 															fetch->correlation_ids);
-				dlist_push_head(&shop->fetches, &copy->node);
+				shop_wait_fetch(shop, copy, true);
 				fetches_held++;
 				shop->needs_refresh = true;
 			}

@@ -14,6 +14,11 @@
  * spent again, so the new one must reach the table.  Until it does, the
  * shop uses the new tokens from memory and is not reloaded.
  *
+ * The cache keeps every shop the worker has met; a turn looks only at the
+ * busy ones (rows or order fetches waiting, requests in flight, a refresh
+ * under way), so that its work follows the shops with something to do,
+ * not the thousands that had something once.
+ *
  * Copyright (c) 2026, invsync developers
  *
  * IDENTIFICATION
@@ -41,6 +46,9 @@ static HTAB *shops = NULL;
 /* shops with tokens or a refresh failure not written yet */
 static int	shops_with_changes = 0;
 
+/* ShopState, by busy_node: every shop with a row or fetch waiting is here */
+static dlist_head busy_list = DLIST_STATIC_INIT(busy_list);
+
 /* create the shop cache; once per worker */
 void
 shops_init(void)
@@ -55,11 +63,58 @@ shops_init(void)
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-/* the cache, for scans by the other parts of the worker */
-HTAB *
-shop_table(void)
+/* the busy shops, for the scans of every turn and every claim */
+dlist_head *
+busy_shops(void)
 {
-	return shops;
+	return &busy_list;
+}
+
+static void
+mark_busy(ShopState *shop)
+{
+	if (!shop->busy)
+	{
+		dlist_push_tail(&busy_list, &shop->busy_node);
+		shop->busy = true;
+	}
+}
+
+/* a row to send: at the tail, or first (sent again before the others) */
+void
+shop_wait_row(ShopState *shop, ClaimedRow *row, bool first)
+{
+	if (first)
+		dlist_push_head(&shop->waiting, &row->node);
+	else
+		dlist_push_tail(&shop->waiting, &row->node);
+	mark_busy(shop);
+}
+
+/* an order fetch to send, likewise */
+void
+shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first)
+{
+	if (first)
+		dlist_push_head(&shop->fetches, &fetch->node);
+	else
+		dlist_push_tail(&shop->fetches, &fetch->node);
+	mark_busy(shop);
+}
+
+/*
+ * Whether the shop still has something to do; if not, it leaves the busy
+ * list.  Called by dispatch, once a turn, for each busy shop.
+ */
+bool
+shop_still_busy(ShopState *shop)
+{
+	if (!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches) ||
+		shop->in_flight > 0 || shop->refreshing)
+		return true;
+	dlist_delete(&shop->busy_node);
+	shop->busy = false;
+	return false;
 }
 
 /* the cached shop, created empty (to be loaded) when new */
@@ -160,12 +215,12 @@ load_shop(ShopState *shop)
 void
 reload_claimed_shops(void)
 {
-	HASH_SEQ_STATUS status;
-	ShopState  *shop;
+	dlist_iter	iter;
 
-	hash_seq_init(&status, shops);
-	while ((shop = hash_seq_search(&status)) != NULL)
+	dlist_foreach(iter, &busy_list)
 	{
+		ShopState  *shop = dlist_container(ShopState, busy_node, iter.cur);
+
 		if ((!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches)) &&
 			shop->in_flight == 0 &&
 			!shop->refreshing && !shop->unsaved.tokens)
@@ -395,9 +450,11 @@ reset_shops(void)
 	HASH_SEQ_STATUS status;
 	ShopState  *shop;
 
+	dlist_init(&busy_list);
 	hash_seq_init(&status, shops);
 	while ((shop = hash_seq_search(&status)) != NULL)
 	{
+		shop->busy = false;
 		dlist_init(&shop->waiting);
 		dlist_init(&shop->fetches);
 		shop->in_flight = 0;
