@@ -56,7 +56,23 @@
 #              the run, the worker's CPU, and every attempt's outcome (all
 #              must be 'ok'). Target: >= 5,000 pushes/s against the sink.
 #
-#  3. soak     BENCH_SOAK_PUSHES (1,000,000) pushes to the sink (run "soak",
+#  3. scale    against the sink, Shopee, one listing a request, each queued
+#              in one commit (BENCH_SCALE=0 leaves them out):
+#                scale-shops         BENCH_SCALE_SHOPS (10,000) shops of
+#                                    BENCH_SCALE_PER_SHOP (10) listings
+#                scale-backlog       one shop of BENCH_SCALE_BACKLOG (200,000)
+#                scale-import-small  BENCH_SCALE_SMALL (2,000) adjust() calls
+#                                    of that shop's skus in one statement
+#                scale-import        BENCH_SCALE_BACKLOG of them likewise
+#              with each claim's rows and time read from the worker's own
+#              counters (invsync.worker_activity) as the backlog drains: the
+#              median claim at ~100 %, ~10 % and ~1 % of the run's rows
+#              unclaimed (see "scale" below), and an adjust's time in each
+#              import. Targets: a claimed row's time within 2x across the
+#              three, a claim at 200,000 pending within 2x of one at 2,000,
+#              an adjust of the large import within 2x of the small one's.
+#              BENCH_SCALE_TIMEOUT (900 s) bounds each.
+#  4. soak     BENCH_SOAK_PUSHES (1,000,000) pushes to the sink (run "soak",
 #              not in the default set: about 4 minutes), in rounds that
 #              re-queue every listing of the sink-shopee-1 shops (resync). Every
 #              BENCH_SOAK_SAMPLE (100,000) pushes: the worker's private RSS
