@@ -714,6 +714,10 @@ scale_drain() {
 	sleep 0.1
 	q "INSERT INTO bench_sampler_stop VALUES (true)" >/dev/null
 	wait "$sampler" 2>/dev/null || true
+	# what the worker holds once the run is over and a poll has passed
+	sleep 2
+	SC[$key-cached]=$(q "SELECT cached_shops FROM invsync.worker_activity")
+	SC[$key-rss]=$(awk '/^RssAnon:/ { print $2 }' "/proc/$WPID/status")
 	# one line a claim seen alone between two samples: its share, its rows
 	# and ms; then per share the count, and the median claim (by ms)
 	awk -F'|' -v n="$rows" '
@@ -962,11 +966,15 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	echo "by time, its rows, and its time a claimed row. A claim takes up to"
 	echo "invsync.batch_size ($BATCH_SIZE) rows; near the end fewer are left."
 	echo
-	echo "| run | rows queued | s | pushes/s | worker CPU µs/push | ms a claim ~100 % | ~10 % | ~1 % | rows a claim ~100 % | ~10 % | ~1 % | µs a claimed row ~100 % | ~10 % | ~1 % | outcomes |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| run | rows queued | s | pushes/s | worker CPU µs/push | ms a claim ~100 % | ~10 % | ~1 % | rows a claim ~100 % | ~10 % | ~1 % | µs a claimed row ~100 % | ~10 % | ~1 % | shops cached after | worker RssAnon kB after | outcomes |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for key in "${SCALE_KEYS[@]}"; do
-		echo "| $key | ${SC[$key-rows]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-us]} | ${SC[$key-ms1]} | ${SC[$key-ms2]} | ${SC[$key-ms3]} | ${SC[$key-rpc1]} | ${SC[$key-rpc2]} | ${SC[$key-rpc3]} | ${SC[$key-us1]} | ${SC[$key-us2]} | ${SC[$key-us3]} | ${R[$key-outcomes]} |"
+		echo "| $key | ${SC[$key-rows]} | $(sec "${R[$key-elapsed]}") | ${R[$key-rps]} | ${R[$key-us]} | ${SC[$key-ms1]} | ${SC[$key-ms2]} | ${SC[$key-ms3]} | ${SC[$key-rpc1]} | ${SC[$key-rpc2]} | ${SC[$key-rpc3]} | ${SC[$key-us1]} | ${SC[$key-us2]} | ${SC[$key-us3]} | ${SC[$key-cached]} | ${SC[$key-rss]} | ${R[$key-outcomes]} |"
 	done
+	echo
+	echo "Shops cached after: \`invsync.worker_activity.cached_shops\` 2 s after the run (the"
+	echo "worker keeps only shops at work, paused or with a change to write); RssAnon: the"
+	echo "worker's private memory then (/proc/PID/status)."
 	echo
 	for key in "${SCALE_KEYS[@]}"; do
 		[ "$key" = scale-import-small ] && continue

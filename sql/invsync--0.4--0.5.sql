@@ -2192,7 +2192,7 @@ CREATE FUNCTION invsync._worker_activity(
 	OUT claimed_rows bigint, OUT claim_time_ms double precision,
 	OUT last_claim_at timestamptz, OUT records bigint,
 	OUT recorded_outcomes bigint, OUT record_time_ms double precision,
-	OUT requests bigint, OUT in_flight integer)
+	OUT requests bigint, OUT in_flight integer, OUT cached_shops integer)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'invsync_worker_activity'
 	LANGUAGE C VOLATILE STRICT;
@@ -2201,10 +2201,10 @@ COMMENT ON FUNCTION invsync._worker_activity() IS
 
 CREATE VIEW invsync.worker_activity AS
 	SELECT pid, started_at, claims, claimed_rows, claim_time_ms, last_claim_at,
-		   records, recorded_outcomes, record_time_ms, requests, in_flight
+		   records, recorded_outcomes, record_time_ms, requests, in_flight, cached_shops
 	  FROM invsync._worker_activity();
 COMMENT ON VIEW invsync.worker_activity IS
-	'this server''s sync worker since it started: claim transactions, rows claimed and their time (commit included), record transactions, outcomes recorded and their time, requests finished, requests in flight';
+	'this server''s sync worker since it started: claim transactions, rows claimed and their time (commit included), record transactions, outcomes recorded and their time, requests finished, requests in flight, shops held in memory (those at work, paused or with a change to write)';
 REVOKE ALL ON FUNCTION invsync._worker_activity() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION invsync._worker_activity() TO pg_monitor;
 GRANT SELECT ON invsync.worker_activity TO pg_monitor;

@@ -258,6 +258,7 @@ void
 publish_activity(void)
 {
 	worker_activity.in_flight = http_engine_running(worker_engine);
+	worker_activity.cached_shops = cached_shop_count();
 	SpinLockAcquire(&invsync_shared->mutex);
 	invsync_shared->activity = worker_activity;
 	SpinLockRelease(&invsync_shared->mutex);
@@ -283,8 +284,8 @@ invsync_worker_activity(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WorkerActivity activity;
-	Datum		values[11];
-	bool		nulls[11] = {false};
+	Datum		values[12];
+	bool		nulls[12] = {false};
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (invsync_shared == NULL)
@@ -308,6 +309,7 @@ invsync_worker_activity(PG_FUNCTION_ARGS)
 	values[8] = Float8GetDatum(activity.record_us / 1000.0);
 	values[9] = Int64GetDatum(activity.requests);
 	values[10] = Int32GetDatum(activity.in_flight);
+	values[11] = Int32GetDatum(activity.cached_shops);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }

@@ -226,6 +226,7 @@ typedef struct WorkerActivity
 	int64		record_us;
 	int64		requests;		/* requests answered or failed */
 	int			in_flight;
+	int			cached_shops;
 } WorkerActivity;
 
 /* worker.c */
@@ -296,6 +297,7 @@ extern dlist_head *busy_shops(void);
 extern void shop_wait_row(ShopState *shop, ClaimedRow *row, bool first);
 extern void shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first);
 extern bool shop_still_busy(ShopState *shop);
+extern int	cached_shop_count(void);
 extern ShopState *get_shop(int64 tenant_id, int64 shop_id);
 extern void load_shop(ShopState *shop);
 extern void reload_claimed_shops(void);

@@ -402,6 +402,7 @@ flush_fetch_records(void)
 		char		nulls[13] = "            ";
 		char	   *result;
 		bool		ok = strcmp(p->outcome, "ok") == 0;
+		ShopState	logged_shop;
 
 		begin_work("invsync: record order fetches");
 		if (i == 0 && !check_extension())
@@ -441,10 +442,15 @@ flush_fetch_records(void)
 			pending[kept++] = *p;
 			continue;
 		}
+		/* the shop as the record names it: it may have left the cache */
+		memset(&logged_shop, 0, sizeof(logged_shop));
+		logged_shop.key.tenant_id = p->tenant_id;
+		logged_shop.key.shop_id = p->shop_id;
+		logged_shop.ctx.channel = p->channel;
 		log_order_event(ok ? LOG : (strcmp(p->outcome, "dead") == 0 ? WARNING : DEBUG1),
 						ok ? "order_applied" :
 						(strcmp(p->outcome, "dead") == 0 ? "order_fetch_dead" : "order_fetch_retry"),
-						p->correlation_id, get_shop(p->tenant_id, p->shop_id),
+						p->correlation_id, &logged_shop,
 						p->order_id, 0, 0, -1, ok ? NULL : result);
 		end_work();
 	}

@@ -103,18 +103,42 @@ shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first)
 }
 
 /*
- * Whether the shop still has something to do; if not, it leaves the busy
- * list.  Called by dispatch, once a turn, for each busy shop.
+ * Whether the shop still has something to do.  If not, it leaves the busy
+ * list, and the cache as well when nothing of it is worth keeping: no
+ * change to write, no pause or refresh wait running, and at least one
+ * token in its bucket (a shop met again starts with one, so forgetting it
+ * never lets a request out sooner).  Its credentials are loaded afresh
+ * when rows of it are claimed again, as they would be anyway.  So the
+ * cache holds the shops at work, not every shop the worker has met.
+ * Called by dispatch, once a turn, for each busy shop; the shop may be
+ * gone when it returns false.
  */
 bool
 shop_still_busy(ShopState *shop)
 {
+	TimestampTz now;
+
 	if (!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches) ||
 		shop->in_flight > 0 || shop->refreshing)
 		return true;
 	dlist_delete(&shop->busy_node);
 	shop->busy = false;
+
+	now = GetCurrentTimestamp();
+	if (shop->unsaved.tokens || shop->unsaved.failure || shop->needs_refresh ||
+		shop->paused_until > now || shop->next_refresh_try > now ||
+		shop->tokens + shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC < 1.0)
+		return false;
+	MemoryContextDelete(shop->context);
+	hash_search(shops, &shop->key, HASH_REMOVE, NULL);
 	return false;
+}
+
+/* how many shops the cache holds, for invsync.worker_activity */
+int
+cached_shop_count(void)
+{
+	return (int) hash_get_num_entries(shops);
 }
 
 /* the cached shop, created empty (to be loaded) when new */

@@ -63,6 +63,8 @@ is($node->safe_psql('postgres', q{
 					 started_at <= last_claim_at AND last_claim_at <= now())
 	  FROM invsync.worker_activity}),
 	worker_pid($node) . ' 3 3 0 t t t t', 'worker_activity counts the claims, records and requests');
+ok(wait_for($node, 'SELECT cached_shops FROM invsync.worker_activity', '0'),
+	'a shop with nothing to send leaves the worker\'s memory');
 
 # a rolled-back change never leaves
 my $before = scalar @{ sim_get($sim, '/_sim/log?since=0&limit=100000')->{entries} };
