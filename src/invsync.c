@@ -43,6 +43,7 @@ int			invsync_backoff_base_ms = 1000;
 int			invsync_backoff_max_ms = 300000;
 int			invsync_poll_interval_ms = 1000;
 int			invsync_attempt_retention_min = 7 * 24 * 60;
+int			invsync_idle_shop_retention_ms = 60 * 1000;
 char	   *invsync_ca_file = NULL;
 bool		invsync_allow_insecure_http = false;
 char	   *invsync_test_connect_to = NULL;
@@ -277,6 +278,14 @@ _PG_init(void)
 							"Backoffs falling due and expired leases are found this way.",
 							&invsync_poll_interval_ms,
 							1000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invsync.idle_shop_retention",
+							"How long the worker keeps an idle shop in memory.",
+							"An idle shop's token bucket and credentials are kept this long after its last request, so that its next burst may use the bucket it refilled; after that it is loaded again when its rows are claimed.",
+							&invsync_idle_shop_retention_ms,
+							60 * 1000, 0, 24 * 60 * 60 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -65,6 +65,7 @@ extern int	invsync_backoff_base_ms;
 extern int	invsync_backoff_max_ms;
 extern int	invsync_poll_interval_ms;
 extern int	invsync_attempt_retention_min;
+extern int	invsync_idle_shop_retention_ms;
 extern char *invsync_ca_file;
 extern bool invsync_allow_insecure_http;
 extern char *invsync_test_connect_to;

@@ -175,7 +175,7 @@ release_late_rows(TimestampTz now)
 
 	dlist_foreach(shops, busy_shops())
 	{
-		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
+		ShopState  *shop = dlist_container(ShopState, list_node, shops.cur);
 		dlist_mutable_iter iter;
 
 		dlist_foreach_modify(iter, &shop->waiting)
@@ -206,7 +206,7 @@ late_rows_waiting(TimestampTz now)
 
 	dlist_foreach(shops, busy_shops())
 	{
-		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
+		ShopState  *shop = dlist_container(ShopState, list_node, shops.cur);
 		dlist_iter	iter;
 
 		dlist_foreach(iter, &shop->waiting)
@@ -283,7 +283,7 @@ held_rows_by_shop(Datum *shop_ids, Datum *counts)
 
 	dlist_foreach(shops, busy_shops())
 	{
-		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
+		ShopState  *shop = dlist_container(ShopState, list_node, shops.cur);
 		int			rows = shop->rows_in_flight;
 		dlist_iter	iter;
 

@@ -496,12 +496,12 @@ dispatch(void)
 	next_dispatch = 0;
 	dlist_foreach_modify(shops, busy_shops())
 	{
-		ShopState  *shop = dlist_container(ShopState, busy_node, shops.cur);
+		ShopState  *shop = dlist_container(ShopState, list_node, shops.cur);
 		double		burst = Max(1.0, shop->rate);
 
 		if (dlist_is_empty(&shop->waiting) && dlist_is_empty(&shop->fetches))
 		{
-			shop_still_busy(shop);	/* it leaves the list once idle */
+			move_if_idle(shop);	/* to the idle list, if so */
 			continue;
 		}
 
@@ -596,6 +596,7 @@ dispatch(void)
 	}
 	if (to_refresh)
 		pfree(to_refresh);
+	forget_idle_shops();
 }
 
 /*

@@ -124,6 +124,14 @@ typedef struct UnsavedShopChange
 } UnsavedShopChange;
 
 /* what the worker knows of a shop; the key must come first (hash entry) */
+/* the list of worker_shops.c a cached shop is on */
+typedef enum ShopListing
+{
+	SHOP_UNLISTED,				/* just created, about to be busy */
+	SHOP_BUSY,					/* rows or fetches waiting, requests in flight */
+	SHOP_IDLE					/* nothing to do, kept invsync.idle_shop_retention */
+} ShopListing;
+
 typedef struct ShopState
 {
 	ShopKey		key;
@@ -145,8 +153,9 @@ typedef struct ShopState
 	UnsavedShopChange unsaved;
 	dlist_head	waiting;		/* ClaimedRow, to send */
 	dlist_head	fetches;		/* ClaimedFetch, to send */
-	bool		busy;			/* on the busy list (worker_shops.c) */
-	dlist_node	busy_node;
+	ShopListing listed;			/* on which list of worker_shops.c */
+	dlist_node	list_node;
+	TimestampTz idle_since;		/* on the idle list: since when */
 } ShopState;
 
 /* one request in flight, owning everything it points to */
@@ -296,8 +305,9 @@ extern void shops_init(void);
 extern dlist_head *busy_shops(void);
 extern void shop_wait_row(ShopState *shop, ClaimedRow *row, bool first);
 extern void shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first);
-extern bool shop_still_busy(ShopState *shop);
+extern void move_if_idle(ShopState *shop);
 extern int	cached_shop_count(void);
+extern void forget_idle_shops(void);
 extern ShopState *get_shop(int64 tenant_id, int64 shop_id);
 extern void load_shop(ShopState *shop);
 extern void reload_claimed_shops(void);

@@ -14,10 +14,13 @@
  * spent again, so the new one must reach the table.  Until it does, the
  * shop uses the new tokens from memory and is not reloaded.
  *
- * The cache keeps every shop the worker has met; a turn looks only at the
- * busy ones (rows or order fetches waiting, requests in flight, a refresh
- * under way), so that its work follows the shops with something to do,
- * not the thousands that had something once.
+ * A turn looks only at the busy shops (rows or order fetches waiting,
+ * requests in flight, a refresh under way), so that its work follows the
+ * shops with something to do, not the thousands that had something once.
+ * A shop with nothing to do waits on the idle list for
+ * invsync.idle_shop_retention, keeping its token bucket for its next
+ * burst, and then leaves the cache, so that the worker's memory follows
+ * the shops at work too.
  *
  * Copyright (c) 2026, invsync developers
  *
@@ -46,8 +49,10 @@ static HTAB *shops = NULL;
 /* shops with tokens or a refresh failure not written yet */
 static int	shops_with_changes = 0;
 
-/* ShopState, by busy_node: every shop with a row or fetch waiting is here */
+/* ShopState by list_node: every shop with a row or fetch waiting is busy */
 static dlist_head busy_list = DLIST_STATIC_INIT(busy_list);
+/* ShopState by list_node, the longest idle first */
+static dlist_head idle_list = DLIST_STATIC_INIT(idle_list);
 
 /* create the shop cache; once per worker */
 void
@@ -73,11 +78,12 @@ busy_shops(void)
 static void
 mark_busy(ShopState *shop)
 {
-	if (!shop->busy)
-	{
-		dlist_push_tail(&busy_list, &shop->busy_node);
-		shop->busy = true;
-	}
+	if (shop->listed == SHOP_BUSY)
+		return;
+	if (shop->listed == SHOP_IDLE)
+		dlist_delete(&shop->list_node);
+	dlist_push_tail(&busy_list, &shop->list_node);
+	shop->listed = SHOP_BUSY;
 }
 
 /* a row to send: at the tail, or first (sent again before the others) */
@@ -103,35 +109,57 @@ shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first)
 }
 
 /*
- * Whether the shop still has something to do.  If not, it leaves the busy
- * list, and the cache as well when nothing of it is worth keeping: no
- * change to write, no pause or refresh wait running, and at least one
- * token in its bucket (a shop met again starts with one, so forgetting it
- * never lets a request out sooner).  Its credentials are loaded afresh
- * when rows of it are claimed again, as they would be anyway.  So the
- * cache holds the shops at work, not every shop the worker has met.
- * Called by dispatch, once a turn, for each busy shop; the shop may be
- * gone when it returns false.
+ * A busy shop with nothing left to do moves to the idle list.  Called by
+ * dispatch, once a turn, for each busy shop without rows or fetches
+ * waiting.
  */
-bool
-shop_still_busy(ShopState *shop)
+void
+move_if_idle(ShopState *shop)
 {
-	TimestampTz now;
-
 	if (!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches) ||
 		shop->in_flight > 0 || shop->refreshing)
-		return true;
-	dlist_delete(&shop->busy_node);
-	shop->busy = false;
+		return;
+	dlist_delete(&shop->list_node);
+	dlist_push_tail(&idle_list, &shop->list_node);
+	shop->listed = SHOP_IDLE;
+	shop->idle_since = GetCurrentTimestamp();
+}
 
-	now = GetCurrentTimestamp();
-	if (shop->unsaved.tokens || shop->unsaved.failure || shop->needs_refresh ||
-		shop->paused_until > now || shop->next_refresh_try > now ||
-		shop->tokens + shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC < 1.0)
-		return false;
-	MemoryContextDelete(shop->context);
-	hash_search(shops, &shop->key, HASH_REMOVE, NULL);
-	return false;
+/*
+ * Drop from the cache the shops idle for invsync.idle_shop_retention, when
+ * nothing of them is worth keeping: no change to write, no pause or refresh
+ * wait running, and at least one token in the bucket (a shop met again
+ * starts with one, so forgetting it never lets a request out sooner; it
+ * only loses the rest of a full bucket).  One that is worth keeping waits
+ * as long again.  Its credentials are loaded afresh when rows of it are
+ * claimed again, as they would be anyway.  Once a turn.
+ */
+void
+forget_idle_shops(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz idle_before = TimestampTzPlusMilliseconds(now,
+														  -invsync_idle_shop_retention_ms);
+
+	while (!dlist_is_empty(&idle_list))
+	{
+		ShopState  *shop = dlist_head_element(ShopState, list_node, &idle_list);
+
+		/* strictly: a shop moved back to the tail now ends the pass */
+		if (shop->idle_since >= idle_before)
+			break;
+		dlist_delete(&shop->list_node);
+		if (shop->unsaved.tokens || shop->unsaved.failure || shop->needs_refresh ||
+			shop->paused_until > now || shop->next_refresh_try > now ||
+			shop->tokens + shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC < 1.0)
+		{
+			dlist_push_tail(&idle_list, &shop->list_node);
+			shop->idle_since = now;
+			continue;
+		}
+		MemoryContextDelete(shop->context);
+		hash_search(shops, &shop->key, HASH_REMOVE, NULL);
+	}
 }
 
 /* how many shops the cache holds, for invsync.worker_activity */
@@ -243,7 +271,7 @@ reload_claimed_shops(void)
 
 	dlist_foreach(iter, &busy_list)
 	{
-		ShopState  *shop = dlist_container(ShopState, busy_node, iter.cur);
+		ShopState  *shop = dlist_container(ShopState, list_node, iter.cur);
 
 		if ((!dlist_is_empty(&shop->waiting) || !dlist_is_empty(&shop->fetches)) &&
 			shop->in_flight == 0 &&
@@ -475,10 +503,14 @@ reset_shops(void)
 	ShopState  *shop;
 
 	dlist_init(&busy_list);
+	dlist_init(&idle_list);
 	hash_seq_init(&status, shops);
 	while ((shop = hash_seq_search(&status)) != NULL)
 	{
-		shop->busy = false;
+		/* idle from now: nothing waits any more */
+		dlist_push_tail(&idle_list, &shop->list_node);
+		shop->listed = SHOP_IDLE;
+		shop->idle_since = GetCurrentTimestamp();
 		dlist_init(&shop->waiting);
 		dlist_init(&shop->fetches);
 		shop->in_flight = 0;

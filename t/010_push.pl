@@ -55,16 +55,20 @@ is($node->safe_psql('postgres',
 	'0', 'attempt rows hold no token or signature');
 
 # the worker's counters: its pid, the three rows it claimed and recorded,
-# every request it finished (one attempt row each), none in flight
+# none in flight, its one shop still held (idle for less than
+# invsync.idle_shop_retention), every request it finished (one attempt row
+# each)
 is($node->safe_psql('postgres', q{
-	SELECT concat_ws(' ', pid, claimed_rows, recorded_outcomes, in_flight,
+	SELECT concat_ws(' ', pid, claimed_rows, recorded_outcomes, in_flight, cached_shops,
 					 requests = (SELECT count(*) FROM invsync.sync_attempts),
 					 claims > 0 AND claim_time_ms > 0, records > 0 AND record_time_ms > 0,
 					 started_at <= last_claim_at AND last_claim_at <= now())
 	  FROM invsync.worker_activity}),
-	worker_pid($node) . ' 3 3 0 t t t t', 'worker_activity counts the claims, records and requests');
+	worker_pid($node) . ' 3 3 0 1 t t t t', 'worker_activity counts the claims, records and requests');
+$node->append_conf('postgresql.conf', "invsync.idle_shop_retention = 0\n");
+$node->reload;
 ok(wait_for($node, 'SELECT cached_shops FROM invsync.worker_activity', '0'),
-	'a shop with nothing to send leaves the worker\'s memory');
+	'a shop idle for invsync.idle_shop_retention leaves the worker\'s memory');
 
 # a rolled-back change never leaves
 my $before = scalar @{ sim_get($sim, '/_sim/log?since=0&limit=100000')->{entries} };

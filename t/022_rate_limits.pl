@@ -57,4 +57,30 @@ is($stats->{throttled}, 0, 'and never had to refuse a request for it');
 ok($slow_seconds >= ($n - 5) / 5 - 1, 'the limited shop took as long as its rate requires');
 ok($fast_seconds < $slow_seconds / 2, 'the other shop did not wait for it');
 
+# A shop whose request has been answered leaves the worker's cache once it
+# is idle (here at once: the worker looks every 200 ms), but not with its
+# token bucket empty: at one request every two seconds, a change made a
+# second after a push waits for the next token.
+$node->append_conf('postgresql.conf', "invsync.idle_shop_retention = 0\n");
+$node->reload;
+my $sparse = create_shop($node, $sim, partner_id => 1003, shop_id => 5003,
+	rate_limit => 0.5);
+sim_post($sim, '/_sim/items', { shop_id => 5003, item_id => 300001, models => [0] });
+$node->safe_psql('postgres', qq{
+	INSERT INTO invsync.listings (shop_id, sku, external_item_id) VALUES ($sparse, 'SKU-1', '300001');
+});
+ok(wait_for($node, "SELECT count(*) FROM invsync.sync_queue WHERE state = 'synced' AND shop_id = $sparse",
+		1, 30), 'the sparse shop publishes its listing');
+$node->safe_psql('postgres', qq{
+	SELECT pg_sleep_until(min(started_at) + interval '1 second')
+	  FROM invsync.sync_attempts WHERE shop_id = $sparse;
+	SELECT FROM invsync.adjust('SKU-1', 'WH1', 1, 'count', 'rl-sparse');
+});
+ok(wait_for($node, "SELECT count(*) FROM invsync.sync_attempts WHERE shop_id = $sparse AND outcome = 'ok'",
+		2, 30), 'and the change made a second later');
+my $gap = $node->safe_psql('postgres', qq{
+	SELECT extract(epoch FROM max(started_at) - min(started_at))
+	  FROM invsync.sync_attempts WHERE shop_id = $sparse});
+cmp_ok($gap, '>=', 1.8, "its second request waited for a token ($gap s after the first)");
+
 done_testing();
