@@ -973,8 +973,8 @@ conns_ok=$(for key in "${KEYS[@]}"; do echo "${R[$key-conns]}"; done |
 	done
 	echo
 	echo "Shops cached after: \`invsync.worker_activity.cached_shops\` 2 s after the run (the"
-	echo "worker keeps only shops at work, paused or with a change to write); RssAnon: the"
-	echo "worker's private memory then (/proc/PID/status)."
+	echo "worker keeps a shop at work, and an idle one for invsync.idle_shop_retention,"
+	echo "$(q "SHOW invsync.idle_shop_retention") here); RssAnon: the worker's private memory then (/proc/PID/status)."
 	echo
 	for key in "${SCALE_KEYS[@]}"; do
 		[ "$key" = scale-import-small ] && continue
