@@ -26,11 +26,13 @@ SELECT c.relname, a.attname,
    AND a.attname IN ('app_key', 'app_secret', 'push_secret', 'base_url',
 					 'external_shop_id', 'access_token', 'refresh_token', 'token_error')
  ORDER BY c.relname, a.attnum;
--- every column an admin may not read is a secret
+-- every column an admin may not read is a secret (worker_activity aside: the
+-- whole server's counters, every tenant's, are pg_monitor's; see privileges)
 SELECT c.relname, a.attname AS admin_may_not_read
   FROM pg_class c
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
  WHERE c.relnamespace = 'invsync'::regnamespace AND c.relkind IN ('r', 'v')
+   AND c.oid <> 'invsync.worker_activity'::regclass
    AND NOT has_column_privilege('invsync_admin', c.oid, a.attnum, 'SELECT')
  ORDER BY 1, 2;
 

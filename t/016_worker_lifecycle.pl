@@ -63,6 +63,9 @@ $node->safe_psql('postgres', q{
 $node->safe_psql('postgres', q{COMMIT PREPARED 'invsync-2pc'});
 ok(wait_for($node, "SELECT pushed_level FROM invsync.listing_levels WHERE sku = 'SOAP'", '12', 10),
 	'a change committed through two-phase commit is published');
+is($node->safe_psql('postgres',
+	'SELECT pid || \' \' || claimed_rows FROM invsync.worker_activity'),
+	worker_pid($node) . ' 2', 'worker_activity shows the new worker, counting from its start');
 
 $node->stop;
 done_testing();
