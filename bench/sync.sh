@@ -704,7 +704,7 @@ scale_drain() {
 	shift 2
 	q "TRUNCATE bench_sampler_stop" >/dev/null
 	# the sample query fails once the flag is set, which ends \watch
-	echo "SELECT extract(epoch FROM clock_timestamp()), claims, claimed_rows, claim_time_ms,
+	echo "SELECT extract(epoch FROM clock_timestamp()), claims, claimed_rows, claim_time_ms, cached_shops,
 			CASE WHEN EXISTS (SELECT FROM bench_sampler_stop) THEN 1 / (claims - claims) END
 		FROM invsync.worker_activity \\watch 0.01" | psql_bench -At >"$file" 2>/dev/null &
 	sampler=$!

@@ -421,7 +421,7 @@ claim_rows(void)
 		row->sibling_key = column_text(tuple, 9, rows_context);
 
 		shop = get_shop(row->tenant_id, row->shop_id);
-		shop_wait_row(shop, row, false);
+		shop_wait(shop, &shop->waiting, &row->node, false);
 		rows_held++;
 
 		/* rows come shop by shop as visited: the last is where it ended */

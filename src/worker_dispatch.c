@@ -223,7 +223,7 @@ return_row(ShopState *shop, const ClaimedRow *row)
 {
 	ClaimedRow *copy = copy_row(row, NULL, rows_context);
 
-	shop_wait_row(shop, copy, true);
+	shop_wait(shop, &shop->waiting, &copy->node, true);
 	rows_held++;
 }
 

@@ -11,7 +11,8 @@
  *						record outcomes and attempts (saved plans, typed
  *						arrays)
  *	 worker_shops.c		the shop cache: credentials, token buckets, token
- *						refresh and the shop changes waiting to be written
+ *						refresh, the shop changes waiting to be written,
+ *						and which shops are busy or idle
  *	 worker_dispatch.c	batches and requests: build, send, and handle each
  *						finished request after the HTTP drive returned
  *	 worker_direct.c	the claim's levels and lease and the record
@@ -30,7 +31,11 @@
  *	 - a ClaimedFetch waiting to be sent lives in rows_context, on its
  *	   shop's fetch list; a request fetching it holds a copy in its own
  *	   context; fetch outcomes waiting to be written live in their own
- *	   context (worker_orders.c).
+ *	   context (worker_orders.c);
+ *	 - a ShopState lives in the shop cache, its strings in a context of its
+ *	   own, from its first claimed row or fetch until it has been idle for
+ *	   invsync.idle_shop_retention; only a request in flight (which keeps
+ *	   it busy) and the busy and idle lists point at it.
  * After an ERROR, transfers are aborted first (http_engine_abort_all),
  * then requests, rows and records are freed; leases bring the rows back.
  *
@@ -303,8 +308,8 @@ extern void claim_forget_worker_start(void);
 /* worker_shops.c */
 extern void shops_init(void);
 extern dlist_head *busy_shops(void);
-extern void shop_wait_row(ShopState *shop, ClaimedRow *row, bool first);
-extern void shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first);
+extern void shop_wait(ShopState *shop, dlist_head *list, dlist_node *node,
+					  bool first);
 extern void move_if_idle(ShopState *shop);
 extern int	cached_shop_count(void);
 extern void forget_idle_shops(void);

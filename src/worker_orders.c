@@ -129,6 +129,7 @@ claim_order_fetches(TimestampTz now, int64 send_window)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		ClaimedFetch *fetch = MemoryContextAllocZero(rows_context, sizeof(ClaimedFetch));
 		char	   *ids = SPI_getvalue(tuple, desc, 6);
+		ShopState  *shop;
 		bool		isnull;
 
 		fetch->tenant_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
@@ -142,7 +143,8 @@ claim_order_fetches(TimestampTz now, int64 send_window)
 													 ids && ids[0] ? ids : "none");
 		if (strlen(fetch->correlation_ids) > FETCH_CORRELATION_MAX)
 			fetch->correlation_ids[FETCH_CORRELATION_MAX] = '\0';
-		shop_wait_fetch(get_shop(fetch->tenant_id, fetch->shop_id), fetch, false);
+		shop = get_shop(fetch->tenant_id, fetch->shop_id);
+		shop_wait(shop, &shop->fetches, &fetch->node, false);
 		fetches_held++;
 	}
 }
@@ -296,7 +298,7 @@ order_fetch_done(PushRequest *request, const HttpResult *result)
 				copy->order_id = MemoryContextStrdup(rows_context, fetch->order_id);
 				copy->correlation_ids = MemoryContextStrdup(rows_context,
 															fetch->correlation_ids);
-				shop_wait_fetch(shop, copy, true);
+				shop_wait(shop, &shop->fetches, &copy->node, true);
 				fetches_held++;
 				shop->needs_refresh = true;
 			}

@@ -86,25 +86,19 @@ mark_busy(ShopState *shop)
 	shop->listed = SHOP_BUSY;
 }
 
-/* a row to send: at the tail, or first (sent again before the others) */
+/*
+ * Something to send on one of the shop's lists (a ClaimedRow on waiting,
+ * a ClaimedFetch on fetches): at the tail, or first (sent again before the
+ * others).  The only way onto those lists, so every shop with something to
+ * send is busy.
+ */
 void
-shop_wait_row(ShopState *shop, ClaimedRow *row, bool first)
+shop_wait(ShopState *shop, dlist_head *list, dlist_node *node, bool first)
 {
 	if (first)
-		dlist_push_head(&shop->waiting, &row->node);
+		dlist_push_head(list, node);
 	else
-		dlist_push_tail(&shop->waiting, &row->node);
-	mark_busy(shop);
-}
-
-/* an order fetch to send, likewise */
-void
-shop_wait_fetch(ShopState *shop, ClaimedFetch *fetch, bool first)
-{
-	if (first)
-		dlist_push_head(&shop->fetches, &fetch->node);
-	else
-		dlist_push_tail(&shop->fetches, &fetch->node);
+		dlist_push_tail(list, node);
 	mark_busy(shop);
 }
 
