@@ -62,7 +62,7 @@ is($node->safe_psql('postgres', q{
 	SELECT concat_ws(' ', pid, claimed_rows, recorded_outcomes, in_flight, cached_shops,
 					 requests = (SELECT count(*) FROM invsync.sync_attempts),
 					 claims > 0 AND claim_time_ms > 0, records > 0 AND record_time_ms > 0,
-					 started_at <= last_claim_at AND last_claim_at <= now())
+					 started_at <= last_claim_at AND last_claim_at <= clock_timestamp())
 	  FROM invsync.worker_activity}),
 	worker_pid($node) . ' 3 3 0 1 t t t t', 'worker_activity counts the claims, records and requests');
 $node->append_conf('postgresql.conf', "invsync.idle_shop_retention = 0\n");
