@@ -545,8 +545,10 @@ dispatch(void)
 			if (nrefresh == room)
 			{
 				room = Max(8, 2 * room);
-				to_refresh = to_refresh ? repalloc(to_refresh, room * sizeof(ShopState *)) :
-					palloc(room * sizeof(ShopState *));
+				if (to_refresh == NULL)
+					to_refresh = palloc(room * sizeof(ShopState *));
+				else
+					to_refresh = repalloc(to_refresh, room * sizeof(ShopState *));
 			}
 			to_refresh[nrefresh++] = shop;
 			continue;

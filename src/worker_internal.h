@@ -133,8 +133,8 @@ typedef struct UnsavedShopChange
 typedef enum ShopListing
 {
 	SHOP_UNLISTED,				/* just created, about to be busy */
-	SHOP_BUSY,					/* rows or fetches waiting, requests in flight */
-	SHOP_IDLE					/* nothing to do, kept invsync.idle_shop_retention */
+	SHOP_BUSY,					/* something waiting or in flight */
+	SHOP_IDLE					/* nothing to do: kept a while */
 } ShopListing;
 
 typedef struct ShopState

@@ -119,6 +119,18 @@ move_if_idle(ShopState *shop)
 	shop->idle_since = GetCurrentTimestamp();
 }
 
+/* whether an idle shop holds something forgetting it would lose */
+static bool
+worth_keeping(const ShopState *shop, TimestampTz now)
+{
+	double		tokens = shop->tokens +
+		shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC;
+
+	return shop->unsaved.tokens || shop->unsaved.failure ||
+		shop->needs_refresh || shop->paused_until > now ||
+		shop->next_refresh_try > now || tokens < 1.0;
+}
+
 /*
  * Drop from the cache the shops idle for invsync.idle_shop_retention, when
  * nothing of them is worth keeping: no change to write, no pause or refresh
@@ -132,9 +144,9 @@ void
 forget_idle_shops(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz idle_before = TimestampTzPlusMilliseconds(now,
-														  -invsync_idle_shop_retention_ms);
+	TimestampTz idle_before;
 
+	idle_before = TimestampTzPlusMilliseconds(now, -invsync_idle_shop_retention_ms);
 	while (!dlist_is_empty(&idle_list))
 	{
 		ShopState  *shop = dlist_head_element(ShopState, list_node, &idle_list);
@@ -143,9 +155,7 @@ forget_idle_shops(void)
 		if (shop->idle_since >= idle_before)
 			break;
 		dlist_delete(&shop->list_node);
-		if (shop->unsaved.tokens || shop->unsaved.failure || shop->needs_refresh ||
-			shop->paused_until > now || shop->next_refresh_try > now ||
-			shop->tokens + shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC < 1.0)
+		if (worth_keeping(shop, now))
 		{
 			dlist_push_tail(&idle_list, &shop->list_node);
 			shop->idle_since = now;
