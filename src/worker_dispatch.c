@@ -497,7 +497,6 @@ dispatch(void)
 	dlist_foreach_modify(shops, busy_shops())
 	{
 		ShopState  *shop = dlist_container(ShopState, list_node, shops.cur);
-		double		burst = Max(1.0, shop->rate);
 
 		if (dlist_is_empty(&shop->waiting) && dlist_is_empty(&shop->fetches))
 		{
@@ -524,9 +523,7 @@ dispatch(void)
 			continue;
 		}
 
-		shop->tokens = Min(burst, shop->tokens +
-						   shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC);
-		shop->tokens_at = now;
+		refill_tokens(shop, now);
 
 		if (shop->paused_until > now)
 		{

@@ -313,6 +313,7 @@ extern void shop_wait(ShopState *shop, dlist_head *list, dlist_node *node,
 extern void move_if_idle(ShopState *shop);
 extern int	cached_shop_count(void);
 extern void forget_idle_shops(void);
+extern void refill_tokens(ShopState *shop, TimestampTz now);
 extern ShopState *get_shop(int64 tenant_id, int64 shop_id);
 extern void load_shop(ShopState *shop);
 extern void reload_claimed_shops(void);

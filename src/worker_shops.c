@@ -119,16 +119,25 @@ move_if_idle(ShopState *shop)
 	shop->idle_since = GetCurrentTimestamp();
 }
 
+/* the shop's token bucket, refilled up to now: at most a second's worth */
+void
+refill_tokens(ShopState *shop, TimestampTz now)
+{
+	double		burst = Max(1.0, shop->rate);
+
+	shop->tokens = Min(burst, shop->tokens +
+					   shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC);
+	shop->tokens_at = now;
+}
+
 /* whether an idle shop holds something forgetting it would lose */
 static bool
-worth_keeping(const ShopState *shop, TimestampTz now)
+worth_keeping(ShopState *shop, TimestampTz now)
 {
-	double		tokens = shop->tokens +
-		shop->rate * (double) (now - shop->tokens_at) / USECS_PER_SEC;
-
+	refill_tokens(shop, now);
 	return shop->unsaved.tokens || shop->unsaved.failure ||
 		shop->needs_refresh || shop->paused_until > now ||
-		shop->next_refresh_try > now || tokens < 1.0;
+		shop->next_refresh_try > now || shop->tokens < 1.0;
 }
 
 /*
